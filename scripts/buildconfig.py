@@ -1,0 +1,135 @@
+"""The build configuration: `invoke.yaml` loaded once, and the templates rendered from it.
+
+`invoke.yaml` is the one source of truth for every fact of the build. Tasks get it as `c.config`; the
+standalone scripts call `load_config()`, which loads the same file the same way (environment overrides
+included), so a script run alone when debugging behaves exactly as when a task calls it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_SUFFIX = ".j2"
+# Folders whose *.j2 files are rendered into the build folder, keeping their relative paths.
+TEMPLATE_DIRS = ("iso", "openrc")
+
+
+def load_config(config_dir: Path | str = REPO_ROOT) -> Any:
+    """Return the invoke Config of `config_dir/invoke.yaml`, with `INVOKE_*` environment overrides applied.
+
+    The result is the same object a task sees as `c.config`: `cfg.bee.nvidia.version` and so on.
+    """
+    from invoke import Config
+
+    cfg = Config(project_location=str(Path(config_dir).resolve()))
+    cfg.load_project()
+    cfg.load_shell_env()
+    return cfg
+
+
+def project_dir(cfg: Any) -> Path:
+    """Return the folder of the `invoke.yaml` that `cfg` was loaded from (the repository by default)."""
+    prefix = getattr(cfg, "_project_prefix", None)
+    return Path(prefix).resolve() if prefix else REPO_ROOT
+
+
+def plain(value: Any) -> Any:
+    """Return `value` (a Config, DataProxy, dict or list) as plain dicts and lists, safe to dump as JSON."""
+    if hasattr(value, "items"):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def resolve_path(cfg: Any, value: str) -> Path:
+    """Return `value` from the configuration as an absolute path: `~` expanded, relative to the project."""
+    resolved = Path(os.path.expanduser(value))
+    if not resolved.is_absolute():
+        resolved = project_dir(cfg) / resolved
+    return resolved
+
+
+def config_path(cfg: Any, name: str) -> Path:
+    """Return the absolute path configured as `bee.paths.<name>`."""
+    return resolve_path(cfg, cfg.bee.paths[name])
+
+
+def nvidia_url(cfg: Any) -> str:
+    """Return the download URL of the configured NVIDIA installer."""
+    return cfg.bee.nvidia.url.format(version=cfg.bee.nvidia.version)
+
+
+def repository_urls(cfg: Any) -> list[str]:
+    """Return the Alpine repository URLs, main first (mkimage's --repository), then the extra ones."""
+    alpine = cfg.bee.alpine
+    return [f"{alpine.mirror}/{alpine.branch}/{repo}" for repo in alpine.repositories]
+
+
+def template_context(cfg: Any) -> dict[str, Any]:
+    """Return the values templates see: the `bee` section as plain data plus a few derived facts."""
+    context = plain(cfg.bee)
+    context["paths"] = {name: str(config_path(cfg, name)) for name in cfg.bee.paths}
+    context["nvidia"]["download_url"] = nvidia_url(cfg)
+    context["alpine"]["repository_urls"] = repository_urls(cfg)
+    context["generator"] = {
+        "script": str(REPO_ROOT / "scripts" / "genapkovl.py"),
+        "config": str(config_path(cfg, "build") / "apkovl.json"),
+    }
+    return context
+
+
+def templates() -> list[Path]:
+    """Return every template of the project, as paths relative to the repository, sorted."""
+    found = [p for d in TEMPLATE_DIRS for p in (REPO_ROOT / d).rglob(f"*{TEMPLATE_SUFFIX}") if p.is_file()]
+    return sorted(p.relative_to(REPO_ROOT) for p in found)
+
+
+def render_template(cfg: Any, template: Path | str, extra: dict[str, Any] | None = None) -> str:
+    """Render one template (a path relative to the project) with the configuration; unknown names fail."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(REPO_ROOT),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    context = template_context(cfg)
+    context.update(extra or {})
+    return env.get_template(Path(template).as_posix()).render(**context)
+
+
+def render_all(cfg: Any, out_dir: Path, extra: dict[str, Any] | None = None) -> list[Path]:
+    """Render every template into `out_dir` at its relative path without `.j2`; return the files written.
+
+    Each file is written under a temporary name and renamed, keeping the template's mode bits.
+    """
+    written = []
+    for template in templates():
+        target = out_dir / str(template)[: -len(TEMPLATE_SUFFIX)]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(render_template(cfg, template, extra))
+        tmp.chmod((REPO_ROOT / template).stat().st_mode & 0o777)
+        tmp.replace(target)
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the effective configuration as JSON (`python scripts/buildconfig.py`)."""
+    import json
+
+    del argv
+    json.dump(template_context(load_config()), sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

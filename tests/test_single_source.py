@@ -1,0 +1,75 @@
+"""One source of truth: the facts of invoke.yaml reach every rendered file and are written nowhere else."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from scripts import buildconfig
+from tests.paths import REPO_ROOT
+
+# Files the project ships (code, templates, services); docs and tests may quote values.
+SHIPPED_DIRS = ("scripts", "iso", "openrc", "audit")
+SHIPPED_FILES = ("tasks.py",)
+
+
+def shipped_files():
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    return [
+        REPO_ROOT / name for name in tracked
+        if (name.split("/")[0] in SHIPPED_DIRS or name in SHIPPED_FILES) and (REPO_ROOT / name).is_file()
+    ]
+
+
+def facts(cfg):
+    """The values that must live only in invoke.yaml."""
+    bee = cfg.bee
+    values = [
+        bee.nvidia.version, bee.nvidia.sha256, bee.alpine.mirror, bee.alpine.branch,
+        bee.live.audit_output, bee.live.nvidia_modules_dir, bee.live.firmware_dir, bee.iso.kernel_cmdline,
+        bee.paths.mkimage_workdir, bee.paths.aports,
+    ]
+    # Package names distinctive enough to find by text (not "python3", which code names as a command).
+    values += [p for p in bee.live.packages if p in ("libqrencode-tools", "gcompat", "alpine-base")]
+    values += [p for p in bee.builder.packages if p in ("squashfs-tools", "grub-efi", "alpine-sdk")]
+    return values
+
+
+@pytest.mark.parametrize("value", facts(buildconfig.load_config()))
+def test_fact_is_not_repeated_in_shipped_files(value):
+    holders = [
+        str(p.relative_to(REPO_ROOT)) for p in shipped_files() if value in p.read_text(errors="ignore")
+    ]
+    assert holders == [], f"{value!r} is written in {holders}; take it from invoke.yaml instead"
+
+
+CHANGES = {
+    # invoke.yaml line prefix -> (old value, new value)
+    "hostname: bee": ("bee", "hive-7"),
+    "arch: x86_64": ("x86_64", "aarch64"),
+    "firmware_dir: /usr/lib/bee/firmware": ("/usr/lib/bee/firmware", "/opt/fw-test"),
+    "  - gcompat": ("gcompat", "gcompat-test"),
+    "flavor: lts": ("lts", "virt"),
+}
+
+
+@pytest.mark.parametrize("line", list(CHANGES))
+def test_changing_one_value_changes_every_rendered_file(config_copy, tmp_path, line):
+    old, new = CHANGES[line]
+    text = config_copy.read_text()
+    assert text.count(line) == 1, f"{line!r} should appear once in invoke.yaml"
+    config_copy.write_text(text.replace(line, line.replace(old, new)))
+
+    before = {p.relative_to(tmp_path / "a"): p.read_text()
+              for p in buildconfig.render_all(buildconfig.load_config(), tmp_path / "a")}
+    after = {p.relative_to(tmp_path / "b"): p.read_text()
+             for p in buildconfig.render_all(buildconfig.load_config(config_copy.parent), tmp_path / "b")}
+
+    holders = [name for name, content in before.items() if old in content]
+    assert holders, f"no rendered file uses {old!r}"
+    for name in holders:
+        assert new in after[name], f"{name} did not take the new value {new!r}"

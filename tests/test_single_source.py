@@ -54,7 +54,15 @@ CHANGES = {
     "firmware_dir: /usr/lib/bee/firmware": ("/usr/lib/bee/firmware", "/opt/fw-test"),
     "  - gcompat": ("gcompat", "gcompat-test"),
     "flavor: lts": ("lts", "virt"),
+    "audit_output: /var/log/bee-audit.json": ("/var/log/bee-audit.json", "/srv/inventory.json"),
+    "user: bee": ("bee", "inspector"),
 }
+
+
+def render(config_dir, out_dir):
+    """Every rendered file of the configuration in `config_dir`, by relative path."""
+    written = buildconfig.render_all(buildconfig.load_config(config_dir), out_dir)
+    return {p.relative_to(out_dir): p.read_text() for p in written}
 
 
 @pytest.mark.parametrize("line", list(CHANGES))
@@ -62,14 +70,11 @@ def test_changing_one_value_changes_every_rendered_file(config_copy, tmp_path, l
     old, new = CHANGES[line]
     text = config_copy.read_text()
     assert text.count(line) == 1, f"{line!r} should appear once in invoke.yaml"
+    before = render(config_copy.parent, tmp_path / "a")
     config_copy.write_text(text.replace(line, line.replace(old, new)))
+    after = render(config_copy.parent, tmp_path / "b")
 
-    before = {p.relative_to(tmp_path / "a"): p.read_text()
-              for p in buildconfig.render_all(buildconfig.load_config(), tmp_path / "a")}
-    after = {p.relative_to(tmp_path / "b"): p.read_text()
-             for p in buildconfig.render_all(buildconfig.load_config(config_copy.parent), tmp_path / "b")}
-
-    holders = [name for name, content in before.items() if old in content]
-    assert holders, f"no rendered file uses {old!r}"
-    for name in holders:
-        assert new in after[name], f"{name} did not take the new value {new!r}"
+    changed = [name for name in before if before[name] != after[name]]
+    assert changed, f"no rendered file uses {old!r}"
+    for name in changed:
+        assert new in after[name], f"{name} changed but does not hold the new value {new!r}"

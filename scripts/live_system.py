@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Stage the live system's own files into the overlay folder that becomes the apkovl.
+
+`stage_live_system()` writes the OpenRC services (rendered from openrc/), /etc/conf.d/dropbear, the static
+files of iso/overlay-debug/, /etc/network/interfaces, /etc/hostname, /etc/apk/world, the live user's SSH
+keys and password hash, then the JSON config scripts/genapkovl.py reads when mkimage runs it. Every value
+comes from invoke.yaml (`bee.live`, `bee.iso`, `bee.paths`).
+
+The password fallback: `bee.live.password_hash` (a crypt hash) is used as it is; when it is empty, a random
+password is made, hashed with `openssl passwd -6` (or busybox `mkpasswd`), written to `password_file`
+(mode 0600) and printed; the overlay, and so the ISO, holds only the hash. With
+`bee.live.password_fallback: false` there is no password at all and SSH keys are required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python scripts/live_system.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import buildconfig  # noqa: E402
+
+SERVICES_DIR = "openrc"
+CONF_D_DIR = "conf.d"
+STATIC_OVERLAY = buildconfig.REPO_ROOT / "iso" / "overlay-debug"
+IGNORED_STATIC = {".gitkeep"}
+INTERFACES = "auto lo\niface lo inet loopback\n"
+PASSWORD_BYTES = 15  # 20 URL-safe characters
+RUNLEVEL_ORDER = ("sysinit", "boot", "default", "shutdown")
+
+
+class StagingError(Exception):
+    """A problem with the build's inputs; its message says what is wrong and what to do."""
+
+
+def runlevels(cfg: Any) -> dict[str, list[str]]:
+    """Return the services of each runlevel (sysinit, boot, default, shutdown) from `bee.live.runlevels`.
+
+    The one place the apkovl's runlevel links come from; `default` is in start order.
+    """
+    configured = buildconfig.plain(cfg.bee.live.runlevels)
+    unknown = set(configured) - set(RUNLEVEL_ORDER)
+    if unknown:
+        raise StagingError(f"bee.live.runlevels has unknown runlevels {sorted(unknown)}; use "
+                           f"{', '.join(RUNLEVEL_ORDER)}")
+    return {level: list(configured.get(level, [])) for level in RUNLEVEL_ORDER}
+
+
+def runlevel_entries(cfg: Any) -> list[tuple[str, str]]:
+    """Return (runlevel, service) pairs, in runlevel order then start order."""
+    return [(level, svc) for level, services in runlevels(cfg).items() for svc in services]
+
+
+def service_sources() -> dict[str, Path]:
+    """Return the service files of openrc/ (name without .j2 -> source path relative to the repository)."""
+    return _sources(buildconfig.REPO_ROOT / SERVICES_DIR)
+
+
+def conf_d_sources() -> dict[str, Path]:
+    """Return the files of openrc/conf.d/ (name without .j2 -> source path relative to the repository)."""
+    return _sources(buildconfig.REPO_ROOT / SERVICES_DIR / CONF_D_DIR)
+
+
+def _sources(folder: Path) -> dict[str, Path]:
+    return {p.name.removesuffix(buildconfig.TEMPLATE_SUFFIX): p.relative_to(buildconfig.REPO_ROOT)
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def render_source(cfg: Any, source: Path) -> str:
+    """Return a service or conf.d file: rendered when it is a template, else as it is."""
+    if source.name.endswith(buildconfig.TEMPLATE_SUFFIX):
+        return buildconfig.render_template(cfg, source)
+    return (buildconfig.REPO_ROOT / source).read_text()
+
+
+def write_file(path: Path, content: str | bytes, mode: int) -> Path:
+    """Write `content` to `path` with `mode`, through a temporary name created with that mode; return path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, mode)  # the umask may have narrowed it
+    tmp.replace(path)
+    return path
+
+
+def live_path(overlay_dir: Path, absolute: str) -> Path:
+    """Return where the live system's `absolute` path is staged in `overlay_dir`."""
+    return overlay_dir / absolute.lstrip("/")
+
+
+def hash_tools() -> list[list[str]]:
+    """Return the commands that can hash a password read on stdin into SHA-512 crypt, best first."""
+    tools = []
+    if shutil.which("openssl"):
+        tools.append(["openssl", "passwd", "-6", "-stdin"])
+    if shutil.which("busybox"):
+        tools.append(["busybox", "mkpasswd", "-m", "sha512", "-P", "0"])
+    return tools
+
+
+def hash_password(password: str) -> str:
+    """Return a SHA-512 crypt(3) hash (`$6$...`) of `password`, passed to the tool on stdin, never argv."""
+    for command in hash_tools():
+        result = subprocess.run(command, input=password + "\n", capture_output=True, text=True)
+        hashed = result.stdout.strip()
+        if result.returncode == 0 and hashed.startswith("$6$"):
+            return hashed
+    raise StagingError("cannot hash the fallback password: install openssl (apk add openssl) or busybox")
+
+
+def password_hash(cfg: Any, password_file: Path) -> str | None:
+    """Return the crypt hash for the live user, making a random password when none is configured.
+
+    A made password is written to `password_file` (mode 0600) and printed; only its hash is returned.
+    Returns None when `bee.live.password_fallback` is false.
+    """
+    live = cfg.bee.live
+    if not live.password_fallback or live.password_hash:
+        password_file.unlink(missing_ok=True)  # a password of an earlier build would no longer work
+    if not live.password_fallback:
+        return None
+    if live.password_hash:
+        if not live.password_hash.startswith("$"):
+            raise StagingError("bee.live.password_hash must be a crypt(3) hash such as $6$...; make one "
+                               "with `openssl passwd -6`")
+        return live.password_hash
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    hashed = hash_password(password)
+    write_file(password_file, password + "\n", 0o600)
+    print(f"live_system: the {live.user} user's password is {password} (also in {password_file}; the ISO "
+          "holds only its hash)")
+    return hashed
+
+
+def source_date_epoch() -> int:
+    """Return SOURCE_DATE_EPOCH from the environment, else the time of the last git commit, else 0."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        result = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=buildconfig.REPO_ROOT,
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return int(result.stdout.strip()) if result.stdout.strip().isdigit() else 0
+
+
+def stage_services(cfg: Any, overlay_dir: Path) -> None:
+    """Write every service of openrc/ to /etc/init.d (0755) and every conf.d file to /etc/conf.d (0644)."""
+    for name, source in service_sources().items():
+        write_file(overlay_dir / "etc" / "init.d" / name, render_source(cfg, source), 0o755)
+    for name, source in conf_d_sources().items():
+        write_file(overlay_dir / "etc" / "conf.d" / name, render_source(cfg, source), 0o644)
+
+
+def stage_static(overlay_dir: Path) -> None:
+    """Copy iso/overlay-debug/ into the overlay as it is (modes kept)."""
+    for path in sorted(STATIC_OVERLAY.rglob("*")):
+        if path.name in IGNORED_STATIC or not path.is_file():
+            continue
+        target = overlay_dir / path.relative_to(STATIC_OVERLAY)
+        write_file(target, path.read_bytes(), path.stat().st_mode & 0o777)
+
+
+def stage_system_files(cfg: Any, overlay_dir: Path) -> None:
+    """Write /etc/network/interfaces (lo only), /etc/hostname and /etc/apk/world."""
+    write_file(overlay_dir / "etc" / "network" / "interfaces", INTERFACES, 0o644)
+    write_file(overlay_dir / "etc" / "hostname", f"{cfg.bee.iso.hostname}\n", 0o644)
+    write_file(overlay_dir / "etc" / "apk" / "world", "".join(f"{p}\n" for p in cfg.bee.live.packages), 0o644)
+
+
+def stage_credentials(cfg: Any, overlay_dir: Path, password_file: Path) -> None:
+    """Stage the SSH keys and the password hash (both 0600); refuse when neither would exist."""
+    live = cfg.bee.live
+    keys_source = buildconfig.config_path(cfg, "authorized_keys")
+    keys_target = live_path(overlay_dir, live.authorized_keys_file)
+    hash_target = live_path(overlay_dir, live.password_hash_file)
+    has_keys = keys_source.is_file() and keys_source.stat().st_size > 0
+    if not has_keys and not live.password_fallback:
+        raise StagingError(f"no SSH keys at {keys_source} and bee.live.password_fallback is false: nobody "
+                           "could log in; add keys there (bee.paths.authorized_keys) or enable the fallback")
+    if has_keys:
+        try:
+            write_file(keys_target, keys_source.read_bytes(), 0o600)
+        except OSError as exc:
+            raise StagingError(f"cannot read the SSH keys {keys_source}: {exc.strerror}") from exc
+    else:
+        keys_target.unlink(missing_ok=True)
+        print(f"live_system: no SSH keys at {keys_source}: {live.user} logs in with the password only")
+    hashed = password_hash(cfg, password_file)
+    if hashed:
+        write_file(hash_target, hashed + "\n", 0o600)
+    else:
+        hash_target.unlink(missing_ok=True)
+
+
+def generator_config(cfg: Any, overlay_dir: Path) -> dict[str, Any]:
+    """Return what scripts/genapkovl.py needs: overlay, hostname, runlevels, date, credential paths."""
+    live = cfg.bee.live
+    return {
+        "overlay_dir": str(overlay_dir.resolve()),
+        "hostname": cfg.bee.iso.hostname,
+        "runlevels": runlevels(cfg),
+        "source_date_epoch": source_date_epoch(),
+        "password_fallback": bool(live.password_fallback),
+        "authorized_keys_file": live.authorized_keys_file,
+        "password_hash_file": live.password_hash_file,
+    }
+
+
+def stage_live_system(cfg: Any, overlay_dir: Path, *, password_file: Path) -> Path:
+    """Stage the live system's files into `overlay_dir` and write genapkovl's JSON config; return its path.
+
+    `password_file` receives a generated password (mode 0600) when `bee.live.password_hash` is empty.
+    Raises StagingError (one clear line) on bad input.
+    """
+    overlay_dir = Path(overlay_dir)
+    missing = [svc for svc in runlevels(cfg)["default"] if svc not in service_sources() and svc != "dropbear"]
+    if missing:
+        raise StagingError(f"bee.live.runlevels.default names {missing}, which openrc/ does not have")
+    stage_static(overlay_dir)
+    stage_services(cfg, overlay_dir)
+    stage_system_files(cfg, overlay_dir)
+    stage_credentials(cfg, overlay_dir, Path(password_file))
+    config_file = Path(buildconfig.template_context(cfg)["generator"]["config"])
+    generator = json.dumps(generator_config(cfg, overlay_dir), indent=2, sort_keys=True)
+    write_file(config_file, generator + "\n", 0o644)
+    return config_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `live_system.py [--overlay DIR] [--password-file FILE]`, defaults from bee.paths."""
+    cfg = buildconfig.load_config()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--overlay", type=Path, default=buildconfig.config_path(cfg, "overlay"))
+    parser.add_argument("--password-file", type=Path, default=buildconfig.config_path(cfg, "live_password"))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        config_file = stage_live_system(cfg, args.overlay, password_file=args.password_file)
+    except StagingError as exc:
+        print(f"live_system: {exc}", file=sys.stderr)
+        return 1
+    print(f"live_system: staged {args.overlay} and {config_file} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

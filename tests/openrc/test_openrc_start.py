@@ -1,0 +1,318 @@
+"""Each service's start() run in busybox sh, with stand-in commands on PATH and temp sysfs/proc/dev trees."""
+
+from __future__ import annotations
+
+import stat
+import time
+
+import pytest
+
+from scripts import buildconfig
+from tests.openrc.openrc_harness import Sandbox, rendered_services, write_tree
+
+KVER = "6.12.99-0-lts"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return buildconfig.load_config()
+
+
+@pytest.fixture(scope="module")
+def services(cfg, tmp_path_factory):
+    return rendered_services(cfg, tmp_path_factory.mktemp("init.d"))
+
+
+@pytest.fixture
+def box(tmp_path):
+    return Sandbox(tmp_path)
+
+
+# --- bee-network -------------------------------------------------------------------------------------------
+
+def fake_net(sysfs):
+    write_tree(sysfs, {
+        "class/net/lo/address": "00:00:00:00:00:00\n",
+        "class/net/eth0/device/vendor": "0x8086\n",
+        "class/net/enp3s0f1/device/vendor": "0x15b3\n",
+        "class/net/br0/bridge/forward_delay": "1500\n",
+        "class/net/bond0/bonding/mode": "active-backup 1\n",
+        "class/net/tap0/tun_flags": "0x1002\n",
+        "class/net/veth1/address": "aa:bb:cc:dd:ee:ff\n",
+    })
+    # A bridge and a tap with a device link must still be left alone.
+    (sysfs / "class/net/br0/device").mkdir()
+    (sysfs / "class/net/tap0/device").mkdir()
+
+
+def wait_for_calls(box, name, count, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while len(box.calls(name)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # any extra (wrong) call has time to show up
+    return box.calls(name)
+
+
+def test_network_starts_udhcpc_once_per_physical_interface(box, services, tmp_path):
+    sysfs = tmp_path / "sys"
+    fake_net(sysfs)
+    box.stand_in("udhcpc")
+    box.stand_in("ip")
+    result = box.run_function(services["bee-network"], "start",
+                              {"BEE_SYSFS": str(sysfs), "BEE_RUNDIR": str(tmp_path / "run")})
+    assert result.returncode == 0, result.stderr
+    calls = wait_for_calls(box, "udhcpc", 2)
+    interfaces = sorted(call.split(" -i ")[1].split()[0] for call in calls)
+    assert interfaces == ["enp3s0f1", "eth0"]
+    for call in calls:
+        assert " -b " in f"{call} "
+    assert "eend 0" in box.openrc()
+
+
+def test_network_with_no_interface_still_succeeds(box, services, tmp_path):
+    sysfs = tmp_path / "sys"
+    write_tree(sysfs, {"class/net/lo/address": "00:00:00:00:00:00\n"})
+    box.stand_in("udhcpc")
+    result = box.run_function(services["bee-network"], "start",
+                              {"BEE_SYSFS": str(sysfs), "BEE_RUNDIR": str(tmp_path / "run")})
+    assert result.returncode == 0
+    assert wait_for_calls(box, "udhcpc", 0, timeout=0) == []
+    assert any(line.startswith("ewarn no physical network interface") for line in box.openrc())
+
+
+# --- bee-audit-debug ---------------------------------------------------------------------------------------
+
+def audit_env(tmp_path, audit):
+    return {"BEE_AUDIT": str(audit), "BEE_AUDIT_OUTPUT": str(tmp_path / "log/bee-audit.json"),
+            "BEE_AUDIT_LOG": str(tmp_path / "log/bee-audit.log")}
+
+
+def test_audit_crash_still_returns_0(box, services, tmp_path):
+    audit = box.stand_in("audit", 'echo "Traceback: boom" >&2\nexit 3\n')
+    result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit))
+    assert result.returncode == 0
+    assert box.openrc()[-1] == "eend 0"
+    assert any("status 3" in line for line in box.openrc() if line.startswith("ewarn"))
+    assert "Traceback: boom" in (tmp_path / "log/bee-audit.log").read_text()
+
+
+def test_audit_writes_its_json_where_configured_and_its_qr_to_the_console(box, services, tmp_path, cfg):
+    audit = box.stand_in("audit", 'echo "QR-SUMMARY"\n')
+    result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit))
+    assert result.returncode == 0
+    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json"]
+    assert "QR-SUMMARY" in result.stdout
+
+
+def test_audit_defaults_come_from_invoke_yaml(services, cfg):
+    text = services["bee-audit-debug"].read_text()
+    assert f'BEE_AUDIT:={cfg.bee.live.audit_path}' in text
+    assert f'BEE_AUDIT_OUTPUT:={cfg.bee.live.audit_output}' in text
+
+
+def test_missing_audit_returns_0(box, services, tmp_path):
+    result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, tmp_path / "none"))
+    assert result.returncode == 0
+    assert box.openrc()[-1] == "eend 0"
+
+
+# --- bee-nvidia --------------------------------------------------------------------------------------------
+
+def fake_pci(sysfs, devices):
+    for slot, (vendor, klass) in devices.items():
+        write_tree(sysfs, {f"bus/pci/devices/{slot}/vendor": f"{vendor}\n",
+                           f"bus/pci/devices/{slot}/class": f"{klass}\n"})
+
+
+def nvidia_env(tmp_path):
+    return {
+        "BEE_SYSFS": str(tmp_path / "sys"), "BEE_PROCFS": str(tmp_path / "proc"),
+        "BEE_DEVDIR": str(tmp_path / "dev"), "BEE_MODULES_ROOT": str(tmp_path / "lib/modules"),
+        "BEE_RUNDIR": str(tmp_path / "run/bee-nvidia"), "BEE_NVIDIA_MODULES": str(tmp_path / "nvidia"),
+        "BEE_NVIDIA_BIN": str(tmp_path / "nvbin"), "BEE_FIRMWARE_DIR": "/fw",
+    }
+
+
+def nvidia_box(box, tmp_path, gpus=2):
+    devices = {"0000:00:02.0": ("0x8086", "0x030000"), "0000:01:00.1": ("0x10de", "0x040300")}
+    for n in range(gpus):
+        devices[f"0000:{0x41 + n:02x}:00.0"] = ("0x10de", "0x030200")
+    fake_pci(tmp_path / "sys", devices)
+    write_tree(tmp_path, {
+        "proc/devices": "Character devices:\n  1 mem\n195 nvidia\n511 nvidia-uvm\n\nBlock devices:\n"
+                        "511 blkext\n",
+        f"nvidia/{KVER}/nvidia.ko": "ko", f"nvidia/{KVER}/nvidia-modeset.ko": "ko",
+        f"nvidia/{KVER}/nvidia-uvm.ko": "ko", f"lib/modules/{KVER}/modules.dep": "",
+        "dev": None, "sys/module/firmware_class/parameters/path": "",
+    })
+    box.stand_in("uname", f'echo "{KVER}"\n')
+    for name in ("depmod", "modprobe", "mknod", "mountpoint"):
+        box.stand_in(name, "exit 1\n" if name == "mountpoint" else "exit 0\n")
+    box.stand_in("mount")
+    return box
+
+
+def test_nvidia_without_gpu_says_so_and_succeeds(box, services, tmp_path):
+    nvidia_box(box, tmp_path, gpus=0)
+    result = box.run_function(services["bee-nvidia"], "start", nvidia_env(tmp_path))
+    assert result.returncode == 0
+    assert any("no NVIDIA GPU" in line for line in box.openrc())
+    assert box.calls("modprobe") == box.calls("depmod") == box.calls("mount") == []
+
+
+def test_nvidia_links_modules_into_writable_lib_modules_and_loads_them(box, services, tmp_path, cfg):
+    nvidia_box(box, tmp_path)
+    result = box.run_function(services["bee-nvidia"], "start", nvidia_env(tmp_path))
+    assert result.returncode == 0, (result.stderr, box.openrc())
+    dest = tmp_path / f"lib/modules/{KVER}/extra/nvidia"
+    for name in ("nvidia.ko", "nvidia-modeset.ko", "nvidia-uvm.ko"):
+        assert (dest / name).is_symlink()
+        assert (dest / name).resolve() == tmp_path / f"nvidia/{KVER}/{name}"
+    assert not list(dest.glob(".bee-probe"))
+    assert box.calls("mount") == []
+    assert box.calls("depmod") == [f"depmod -a {KVER}"]
+    expected = [*cfg.bee.nvidia.modules, *cfg.bee.nvidia.optional_modules]
+    assert box.calls("modprobe") == [f"modprobe {m}" for m in expected]
+    assert (tmp_path / "sys/module/firmware_class/parameters/path").read_text() == "/fw"
+
+
+def test_nvidia_creates_device_nodes_from_proc_devices(box, services, tmp_path):
+    nvidia_box(box, tmp_path, gpus=2)
+    result = box.run_function(services["bee-nvidia"], "start", nvidia_env(tmp_path))
+    assert result.returncode == 0
+    dev = tmp_path / "dev"
+    assert box.calls("mknod") == [
+        f"mknod -m 666 {dev}/nvidiactl c 195 255",
+        f"mknod -m 666 {dev}/nvidia0 c 195 0",
+        f"mknod -m 666 {dev}/nvidia1 c 195 1",
+        f"mknod -m 666 {dev}/nvidia-modeset c 195 254",
+        f"mknod -m 666 {dev}/nvidia-uvm c 511 0",
+        f"mknod -m 666 {dev}/nvidia-uvm-tools c 511 1",
+    ]
+
+
+def test_nvidia_uses_nvidia_modprobe_and_skips_nodes_that_exist(box, services, tmp_path):
+    nvidia_box(box, tmp_path, gpus=1)
+    (tmp_path / "nvbin").mkdir()
+    stand_in = box.stand_in("nvidia-modprobe", 'touch "$NODES/nvidiactl" "$NODES/nvidia0"\n')
+    stand_in.rename(tmp_path / "nvbin/nvidia-modprobe")
+    env = {**nvidia_env(tmp_path), "NODES": str(tmp_path / "dev")}
+    result = box.run_function(services["bee-nvidia"], "start", env)
+    assert result.returncode == 0
+    assert box.calls("nvidia-modprobe") == ["nvidia-modprobe -c 0", "nvidia-modprobe -m",
+                                            "nvidia-modprobe -u -c 0"]
+    made = [call.split()[3].rsplit("/", 1)[1] for call in box.calls("mknod")]
+    assert made == ["nvidia-modeset", "nvidia-uvm", "nvidia-uvm-tools"]
+
+
+def test_nvidia_mounts_an_overlay_when_lib_modules_is_read_only(box, services, tmp_path):
+    """The older modloop: /lib/modules/<kver> is the read-only squashfs until an overlay is mounted on it."""
+    nvidia_box(box, tmp_path)
+    kdir = tmp_path / f"lib/modules/{KVER}"
+    mounted = tmp_path / "overlay-mounted"
+    # mkdir/the write probe fail inside kdir until the stand-in mount has "mounted" the overlay there.
+    box.stand_in("mount", f'case "$*" in *overlay*) touch "{mounted}" ;; esac\n')
+    box.stand_in("mkdir", f'for a in "$@"; do case "$a" in {kdir}/*) [ -e "{mounted}" ] || exit 1 ;; esac; '
+                          'done\nexec busybox mkdir "$@"\n')
+    result = box.run_function(services["bee-nvidia"], "start", nvidia_env(tmp_path))
+    assert result.returncode == 0, (result.stderr, box.openrc())
+    run = tmp_path / "run/bee-nvidia"
+    assert box.calls("mount") == [
+        f"mount -t tmpfs -o mode=0755 bee-nvidia {run}",
+        f"mount -t overlay bee-nvidia-modules -o lowerdir={kdir},upperdir={run}/upper,workdir={run}/work "
+        f"{kdir}",
+    ]
+    assert box.calls("modprobe")[0] == "modprobe -q overlay"
+    assert (kdir / "extra/nvidia/nvidia.ko").is_symlink()
+    assert box.calls("depmod") == [f"depmod -a {KVER}"]
+
+
+def test_nvidia_fails_clearly_without_modules_for_the_running_kernel(box, services, tmp_path):
+    nvidia_box(box, tmp_path)
+    box.stand_in("uname", 'echo "6.6.1-0-lts"\n')
+    result = box.run_function(services["bee-nvidia"], "start", nvidia_env(tmp_path))
+    assert result.returncode == 1
+    last = box.openrc()[-1]
+    assert last.startswith("eend 1 no NVIDIA modules for kernel 6.6.1-0-lts") and KVER in last
+    assert box.calls("modprobe") == []
+
+
+def test_nvidia_reports_a_failed_modprobe(box, services, tmp_path):
+    nvidia_box(box, tmp_path)
+    box.stand_in("modprobe", 'case "$1" in nvidia-uvm) exit 1 ;; esac\n')
+    result = box.run_function(services["bee-nvidia"], "start", nvidia_env(tmp_path))
+    assert result.returncode == 1
+    assert box.openrc()[-1] == "eend 1 modprobe nvidia-uvm failed (see dmesg)"
+
+
+# --- bee-sshsetup ------------------------------------------------------------------------------------------
+
+HASH = "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./0123456789abcdefgh"
+
+
+def sshsetup_box(box, tmp_path, keys="ssh-ed25519 AAAAC3Nza bee@test\n", hash_=HASH):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    home = tmp_path / "home/bee"
+    box.stand_in("id", f'grep -q "^$1:" "{passwd}"\n')
+    box.stand_in("adduser", f'for a in "$@"; do user="$a"; done\n'
+                            f'echo "$user:x:1000:1000::{home}:/bin/sh" >>"{passwd}"\n'
+                            f'busybox mkdir -p "{home}"\n')
+    box.stand_in("chpasswd", f'cat >>"{tmp_path}/chpasswd.stdin"\n')
+    box.stand_in("chown")
+    env = {"BEE_PASSWD": str(passwd), "BEE_KEYS": str(tmp_path / "etc/bee/authorized_keys"),
+           "BEE_HASH": str(tmp_path / "etc/bee/password.hash")}
+    files = {}
+    if keys is not None:
+        files["etc/bee/authorized_keys"] = keys
+    if hash_ is not None:
+        files["etc/bee/password.hash"] = hash_ + "\n"
+    write_tree(tmp_path, files)
+    return env, home
+
+
+def test_sshsetup_creates_the_user_with_keys_and_modes(box, services, tmp_path, cfg):
+    env, home = sshsetup_box(box, tmp_path)
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 0, (result.stderr, box.openrc())
+    assert box.calls("adduser") == [f"adduser -D -s /bin/sh -g bee live user {cfg.bee.live.user}"]
+    assert stat.S_IMODE((home / ".ssh").stat().st_mode) == 0o700
+    keys = home / ".ssh/authorized_keys"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert keys.read_text() == "ssh-ed25519 AAAAC3Nza bee@test\n"
+    assert box.calls("chown") == [f"chown -R {cfg.bee.live.user}:{cfg.bee.live.user} {home}/.ssh"]
+
+
+def test_sshsetup_sets_only_the_hash(box, services, tmp_path, cfg):
+    env, home = sshsetup_box(box, tmp_path)
+    box.run_function(services["bee-sshsetup"], "start", env)
+    assert box.calls("chpasswd") == ["chpasswd -e"]
+    assert (tmp_path / "chpasswd.stdin").read_text() == f"{cfg.bee.live.user}:{HASH}\n"
+    written = [p for p in home.rglob("*") if p.is_file()]
+    assert [p.name for p in written] == ["authorized_keys"]
+    assert HASH not in (home / ".ssh/authorized_keys").read_text()
+
+
+def test_sshsetup_is_idempotent_for_an_existing_user(box, services, tmp_path):
+    env, home = sshsetup_box(box, tmp_path)
+    box.run_function(services["bee-sshsetup"], "start", env)
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 0
+    assert len(box.calls("adduser")) == 1
+
+
+def test_sshsetup_without_keys_warns_and_keeps_the_password(box, services, tmp_path):
+    env, home = sshsetup_box(box, tmp_path, keys=None)
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 0
+    assert not (home / ".ssh/authorized_keys").exists()
+    assert any(line.startswith("ewarn no SSH keys") for line in box.openrc())
+    assert box.calls("chpasswd") == ["chpasswd -e"]
+
+
+def test_sshsetup_without_hash_unlocks_the_account_for_keys_only(box, services, tmp_path, cfg):
+    env, home = sshsetup_box(box, tmp_path, hash_=None)
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 0
+    assert box.calls("chpasswd") == ["chpasswd -e"]
+    assert (tmp_path / "chpasswd.stdin").read_text() == f"{cfg.bee.live.user}:*\n"

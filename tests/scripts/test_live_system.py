@@ -1,0 +1,217 @@
+"""scripts/live_system.py: the staged overlay, the password fallback, and the config genapkovl reads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from scripts import buildconfig, genapkovl, live_system
+
+# `openssl passwd -6 -salt abcdefgh` of "pw".
+HASH = ("$6$abcdefgh$KQeXafAQAaOoKTevphVU215RvJdgzyfASRasIOuh12hO8u0r1bGW92ZnTmC9IjsiQ8VPiTXBiZF49dFL1U4wX/")
+KEYS = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest bee@builder\n"
+
+
+@pytest.fixture
+def env(config_copy, tmp_path, monkeypatch):
+    """A config copy whose build folder, builder home and date are under tmp_path."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh/authorized_keys").write_text(KEYS)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    return config_copy
+
+
+def load(config_copy, **replacements):
+    text = config_copy.read_text()
+    for old, new in replacements.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    config_copy.write_text(text)
+    return buildconfig.load_config(config_copy.parent)
+
+
+def stage(cfg, tmp_path, name="overlay"):
+    return live_system.stage_live_system(cfg, tmp_path / name, password_file=tmp_path / "dist/password.txt")
+
+
+def verify(password, hashed):
+    """True when `hashed` ($6$salt$...) is the SHA-512 crypt of `password` (checked with openssl)."""
+    salt = hashed.split("$")[2]
+    result = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password,
+                            capture_output=True, text=True, check=True)
+    return result.stdout.strip() == hashed
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_stages_services_and_system_files(env, tmp_path):
+    cfg = load(env)
+    config_file = stage(cfg, tmp_path)
+    overlay = tmp_path / "overlay"
+    for name in ("bee-sshsetup", "bee-network", "bee-nvidia", "bee-audit-debug"):
+        script = overlay / "etc/init.d" / name
+        assert mode(script) == 0o755
+        assert script.read_text().startswith("#!/sbin/openrc-run\n")
+        assert "{{" not in script.read_text()
+    conf = (overlay / "etc/conf.d/dropbear").read_text()
+    assert f'DROPBEAR_OPTS="{cfg.bee.live.dropbear_opts}"' in conf and 'rc_need="localmount !net"' in conf
+    assert not (overlay / "etc/init.d/dropbear").exists(), "the package's init script would replace it"
+    assert (overlay / "etc/network/interfaces").read_text() == "auto lo\niface lo inet loopback\n"
+    assert (overlay / "etc/hostname").read_text() == f"{cfg.bee.iso.hostname}\n"
+    assert (overlay / "etc/apk/world").read_text().split() == list(cfg.bee.live.packages)
+    assert "blacklist nouveau" in (overlay / "etc/modprobe.d/blacklist-nouveau.conf").read_text()
+    assert not (overlay / ".gitkeep").exists()
+    assert config_file == buildconfig.config_path(cfg, "build") / "apkovl.json"
+
+
+def test_keys_are_staged_private(env, tmp_path):
+    cfg = load(env)
+    stage(cfg, tmp_path)
+    keys = tmp_path / "overlay" / cfg.bee.live.authorized_keys_file.lstrip("/")
+    assert keys.read_text() == KEYS
+    assert mode(keys) == 0o600
+
+
+def test_generated_password_only_its_hash_reaches_the_overlay(env, tmp_path, capsys):
+    cfg = load(env)
+    stage(cfg, tmp_path)
+    password_file = tmp_path / "dist/password.txt"
+    password = password_file.read_text().strip()
+    assert len(password) >= 16
+    assert mode(password_file) == 0o600
+    hash_file = tmp_path / "overlay" / cfg.bee.live.password_hash_file.lstrip("/")
+    assert mode(hash_file) == 0o600
+    assert verify(password, hash_file.read_text().strip())
+    assert password in capsys.readouterr().out
+    for path in (tmp_path / "overlay").rglob("*"):
+        if path.is_file():
+            assert password not in path.read_text(errors="ignore"), path
+    assert password not in (tmp_path / "config/build/apkovl.json").read_text()
+
+
+def test_each_build_makes_a_new_password(env, tmp_path):
+    cfg = load(env)
+    stage(cfg, tmp_path)
+    first = (tmp_path / "dist/password.txt").read_text()
+    stage(cfg, tmp_path)
+    assert (tmp_path / "dist/password.txt").read_text() != first
+
+
+def test_configured_hash_is_used_as_it_is_and_no_password_file_is_left(env, tmp_path):
+    hashed = HASH
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist/password.txt").write_text("stale\n")
+    cfg = load(env, **{'password_hash: ""': f"password_hash: '{hashed}'"})
+    stage(cfg, tmp_path)
+    assert (tmp_path / "overlay/etc/bee/password.hash").read_text() == hashed + "\n"
+    assert not (tmp_path / "dist/password.txt").exists()
+
+
+def test_refuses_a_hash_that_is_not_a_crypt_hash(env, tmp_path):
+    cfg = load(env, **{'password_hash: ""': 'password_hash: "hunter2"'})
+    with pytest.raises(live_system.StagingError, match="crypt"):
+        stage(cfg, tmp_path)
+
+
+def test_refuses_missing_keys_without_fallback(env, tmp_path):
+    (tmp_path / "home/.ssh/authorized_keys").unlink()
+    cfg = load(env, **{"password_fallback: true": "password_fallback: false"})
+    with pytest.raises(live_system.StagingError, match="nobody could log in"):
+        stage(cfg, tmp_path)
+
+
+def test_keys_only_without_fallback(env, tmp_path):
+    cfg = load(env, **{"password_fallback: true": "password_fallback: false"})
+    stage(cfg, tmp_path)
+    assert not (tmp_path / "overlay/etc/bee/password.hash").exists()
+    assert not (tmp_path / "dist/password.txt").exists()
+
+
+def test_missing_keys_with_fallback_is_password_only(env, tmp_path, capsys):
+    (tmp_path / "home/.ssh/authorized_keys").unlink()
+    cfg = load(env)
+    stage(cfg, tmp_path)
+    assert not (tmp_path / "overlay/etc/bee/authorized_keys").exists()
+    assert "password only" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tool", ["openssl", "busybox"])
+def test_both_hash_tools_make_verifiable_sha512_hashes(tool, monkeypatch):
+    assert shutil.which(tool), f"{tool} is required"
+    commands = [c for c in live_system.hash_tools() if c[0] == tool]
+    assert commands, f"no {tool} command offered"
+    monkeypatch.setattr(live_system, "hash_tools", lambda: commands)
+    hashed = live_system.hash_password("correct horse")
+    assert hashed.startswith("$6$") and verify("correct horse", hashed)
+
+
+def test_no_hash_tool_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(live_system, "hash_tools", lambda: [])
+    with pytest.raises(live_system.StagingError, match="install openssl"):
+        live_system.hash_password("x")
+
+
+def test_runlevels_come_from_one_place(env):
+    cfg = load(env)
+    levels = live_system.runlevels(cfg)
+    assert list(levels) == ["sysinit", "boot", "default", "shutdown"]
+    assert levels["sysinit"] == ["devfs", "dmesg", "mdev", "hwdrivers", "modloop"]
+    assert {"modules", "sysctl", "hostname", "bootmisc", "syslog"} <= set(levels["boot"])
+    assert levels["default"] == ["bee-sshsetup", "dropbear", "bee-network", "bee-nvidia", "bee-audit-debug"]
+    assert live_system.runlevel_entries(cfg)[0] == ("sysinit", "devfs")
+    assert ("default", "bee-audit-debug") in live_system.runlevel_entries(cfg)
+
+
+def test_generator_config_is_what_genapkovl_reads(env, tmp_path):
+    cfg = load(env)
+    config = json.loads(stage(cfg, tmp_path).read_text())
+    assert config["overlay_dir"] == str((tmp_path / "overlay").resolve())
+    assert config["hostname"] == cfg.bee.iso.hostname
+    assert config["runlevels"] == live_system.runlevels(cfg)
+    assert config["source_date_epoch"] == 1700000000
+    assert set(genapkovl.REQUIRED_KEYS) <= set(config)
+
+
+def test_staged_overlay_packs_reproducibly_and_extracts_with_busybox(env, tmp_path):
+    """Stage twice (configured hash, fixed date) and pack both: identical bytes, busybox extracts them."""
+    hashed = HASH
+    cfg = load(env, **{'password_hash: ""': f"password_hash: '{hashed}'"})
+    archives = []
+    for name in ("a", "b"):
+        config_file = stage(cfg, tmp_path, f"overlay-{name}")
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        archives.append(genapkovl.build_apkovl(config_file, cfg.bee.iso.hostname, out))
+    assert archives[0].read_bytes() == archives[1].read_bytes()
+    root = tmp_path / "sysroot"
+    root.mkdir()
+    subprocess.run(["busybox", "tar", "-C", str(root), "-zxf", str(archives[0])], check=True)
+    assert mode(root / "etc/bee/authorized_keys") == 0o600
+    assert mode(root / "etc/init.d/bee-nvidia") == 0o755
+    assert (root / "etc/runlevels/default/dropbear").readlink().as_posix() == "/etc/init.d/dropbear"
+
+
+def test_unknown_runlevel_is_refused(env, tmp_path):
+    cfg = load(env, **{"      shutdown: [": "      reboot: ["})
+    with pytest.raises(live_system.StagingError, match="unknown runlevels"):
+        live_system.runlevels(cfg)
+
+
+def test_cli_runs_alone(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("INVOKE_BEE_PATHS_BUILD", str(tmp_path / "build"))
+    result = subprocess.run([sys.executable, "scripts/live_system.py", "--overlay", str(tmp_path / "o"),
+                             "--password-file", str(tmp_path / "pw")],
+                            cwd=buildconfig.REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o/etc/init.d/bee-nvidia").exists()
+    assert (tmp_path / "build/apkovl.json").exists()
+    assert mode(tmp_path / "pw") == 0o600

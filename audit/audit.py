@@ -86,7 +86,8 @@ class Runner:
       DIR/host.json                      hostname, kernel, time of the capture
       DIR/commands/<key>.json            {"argv", "returncode", "timed_out", "duration"}
       DIR/commands/<key>.stdout|.stderr  the raw bytes the tool wrote
-      DIR/sysfs/..., DIR/procfs/...      every file the audit read, at its path under the root
+      DIR/sysfs/..., DIR/procfs/...      every file the audit read, at its path under the root; the
+                                         tree's symlinks (class/net/X, device, driver) stay symlinks
       DIR/devfs/...                      an empty file for every device node the audit found present
     """
 
@@ -151,6 +152,7 @@ class Runner:
                 out, err = proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:  # a child kept the pipes open
                 out, err = b"", b""
+        out, err = out or b"", err or b""
         duration = time.monotonic() - started
         if self.capture is not None:
             self._save_command(argv, proc.returncode, timed_out, duration, out, err)
@@ -201,7 +203,10 @@ class Runner:
         except OSError:
             return None
         if self.capture is not None:
-            self._save_file(root, relative, data)
+            with self._capture_lock:
+                target = Path(os.path.realpath(self._mirror(root, relative)))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
         return decode(data).strip()
 
     def listdir(self, root: str, relative: str) -> list[str]:
@@ -211,25 +216,17 @@ class Runner:
         except OSError:
             return []
         if self.capture is not None:
-            for name in names:  # keep the directory's shape even for entries nothing reads
-                target = self.capture / root / relative.lstrip("/") / name
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if self.path(root, f"{relative}/{name}").is_dir():
-                        target.mkdir(exist_ok=True)
+            with self._capture_lock:
+                for name in names:  # keep the directory's shape even for entries nothing reads
+                    self._mirror_entry(root, f"{relative.rstrip('/')}/{name}")
         return names
 
     def exists(self, root: str, relative: str) -> bool:
         """Whether a path exists under a root (a device node in devfs, a file in sysfs)."""
         present = self.path(root, relative).exists()
         if present and self.capture is not None:
-            target = self.capture / root / relative.lstrip("/")
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if self.path(root, relative).is_dir():
-                    target.mkdir(exist_ok=True)
-                else:
-                    target.write_bytes(b"")
+            with self._capture_lock:
+                self._mirror_entry(root, relative)
         return present
 
     def realpath(self, root: str, relative: str) -> str | None:
@@ -241,23 +238,61 @@ class Runner:
         except (OSError, ValueError):
             return None
         if self.capture is not None:
-            target = self.capture / root / relative.lstrip("/")
             with self._capture_lock:
-                if not target.exists() and not target.is_symlink():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    depth = len(Path(relative.lstrip("/")).parts) - 1
-                    target.symlink_to(Path(*([".."] * depth)) / rel if depth else rel)
+                self._mirror_entry(root, relative)
+                self._mirror_entry(root, str(rel))  # the target too, so the link resolves in the capture
         return str(rel)
 
-    def _save_file(self, root: str, relative: str, data: bytes) -> None:
-        target = self.capture / root / relative.lstrip("/")
-        with self._capture_lock:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+    # -- capture: the files read, with the tree's symlinks kept as symlinks ---------------------------
+
+    def _mirror(self, root: str, relative: str) -> Path:
+        """The capture path of `relative`, after mirroring every symlink on the way to it as a symlink and
+        every other folder as a folder (so links like class/net/X -> ../../devices/... resolve in the
+        capture as they do live). Call with the capture lock held."""
+        parts = Path(relative.lstrip("/")).parts
+        base = self.capture / root
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            live, captured = self.path(root, prefix), base / prefix
+            if live.is_symlink():
+                if not captured.is_symlink() and not captured.exists():
+                    link = self._relative_link(root, live, captured)
+                    Path(os.path.realpath(captured.parent)).mkdir(parents=True, exist_ok=True)
+                    if link is not None:
+                        captured.symlink_to(link)
+            elif depth < len(parts):
+                Path(os.path.realpath(captured)).mkdir(parents=True, exist_ok=True)
+        return base / relative.lstrip("/")
+
+    def _relative_link(self, root: str, live: Path, captured: Path) -> str | None:
+        """A symlink's target as the capture needs it: as written when relative (the capture mirrors the
+        tree, so it resolves the same), else relative to where the link's folder really is in the capture."""
+        link = os.readlink(live)
+        if not os.path.isabs(link):
+            return link
+        try:
+            rel = Path(link).resolve().relative_to(self.roots[root].resolve())
+        except (OSError, ValueError):
+            return None
+        return os.path.relpath(self.capture / root / rel, os.path.realpath(captured.parent))
+
+    def _mirror_entry(self, root: str, relative: str) -> None:
+        """Mirror one entry without reading it: a symlink as a symlink, a folder as a folder, anything
+        else (device nodes, unread files) as an empty file."""
+        target = self._mirror(root, relative)
+        if target.is_symlink() or target.exists():
+            return
+        if self.path(root, relative).is_dir():
+            Path(os.path.realpath(target)).mkdir(parents=True, exist_ok=True)
+        elif self.path(root, relative).exists():
+            Path(os.path.realpath(target)).touch()
 
 
 def kill_group(proc: subprocess.Popen) -> None:
     """Kill a process and everything it started (it leads its own session)."""
+    if proc.pid <= 0:  # not a real process (a test double): never signal our own process group
+        proc.kill()
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
@@ -304,7 +339,7 @@ class Collector:
     def check(self, result: ToolResult, ok_codes: tuple[int, ...] = (0,)) -> bool:
         """Whether a tool run succeeded with output; records the error when it did not."""
         if result.timed_out:
-            self.error(result.argv, f"timed out after {result.duration:.0f} s and was killed")
+            self.error(result.argv, f"timed out after {result.duration:.1f} s and was killed")
             return False
         if result.returncode not in ok_codes:
             detail = first_line(result.stderr) or first_line(result.stdout) or "no output"
@@ -349,6 +384,15 @@ FINDING_RULES: list[FindingRule] = []
 def finding_rule(function: FindingRule) -> FindingRule:
     """Register a rule that derives findings from the finished document."""
     FINDING_RULES.append(function)
+    return function
+
+
+LINKERS: list[Callable[[dict[str, Any]], None]] = []
+
+
+def linker(function: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Register a step that cross-links collectors' data once all have finished (GPU to PCIe entry...)."""
+    LINKERS.append(function)
     return function
 
 
@@ -422,9 +466,1552 @@ def load_json(text: str | None) -> Any:
 
 # ===== DMI, memory, PSU collectors (board, cpu, memory, psu) =====
 
+# -- dmidecode's text output -------------------------------------------------------------------------------
+
+DMI_HANDLE = re.compile(r"^Handle (0x[0-9A-Fa-f]+), DMI type (\d+), (\d+) bytes")
+# Strings vendors put in DMI/FRU fields instead of a value (on top of PLACEHOLDERS): "NO DIMM",
+# "Dimm0_AssetTag", "SerNum1", "PartNum0", "Array1_PartNumber0", "Fill By OEM", "9876543210" ...
+DMI_PLACEHOLDER = re.compile(
+    r"(?i)^(?:no dimm|no module installed|not available|fill by oem|no enclosure|empty|9876543210|"
+    r"(?:\w*_)?(?:asset ?tag|ser(?:ial)? ?num(?:ber)?|part ?num(?:ber)?|manufacturer)\s*\d*)$"
+)
+IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
+
+
+@dataclass
+class DmiRecord:
+    """One DMI structure as dmidecode prints it: its fields, and the indented lists some fields carry."""
+
+    handle: str
+    type: int
+    name: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=dict)
+
+    def get(self, key: str) -> str | None:
+        """A field's value without vendor placeholders (None when absent or a placeholder)."""
+        return dmi_clean(self.fields.get(key))
+
+
+def dmi_clean(value: str | None) -> str | None:
+    """A DMI/FRU string, or None for placeholders, blanks and dmidecode's own <OUT OF SPEC>/<BAD INDEX>."""
+    text = clean(value)
+    if text is None:
+        return None
+    if (text.startswith("<") and text.endswith(">")) or DMI_PLACEHOLDER.match(text):
+        return None
+    return text
+
+
+def parse_dmidecode(text: str | None) -> list[DmiRecord]:
+    """Every structure in dmidecode's text output, in order (never raises).
+
+    Tolerates CRLF line ends, the Windows ports' 8-space indentation, comment and warning lines, blank
+    values and structures of any type; the first occurrence of a repeated field wins.
+    """
+    records: list[DmiRecord] = []
+    if not text:
+        return records
+    current: DmiRecord | None = None
+    field_indent: int | None = None
+    last_key: str | None = None
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = raw.expandtabs(8).rstrip()
+        match = DMI_HANDLE.match(line)
+        if match:
+            current = DmiRecord(handle=match[1], type=int(match[2]))
+            records.append(current)
+            field_indent, last_key = None, None
+            continue
+        if current is None or not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            if not current.name and not line.startswith("#"):
+                current.name = line.strip()
+            continue
+        if field_indent is None:
+            field_indent = indent
+        if indent > field_indent and last_key is not None:
+            current.lists.setdefault(last_key, []).append(line.strip())
+            continue
+        key, sep, value = line.strip().partition(":")
+        if not sep:
+            continue
+        last_key = key.strip()
+        current.fields.setdefault(last_key, value.strip())
+    return records
+
+
+def dmi_of_type(records: list[DmiRecord], dmi_type: int) -> list[DmiRecord]:
+    """The records of one DMI type, in table order."""
+    return [record for record in records if record.type == dmi_type]
+
+
+UNIT_BYTES = {"bytes": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
+
+
+def dmi_size(value: str | None) -> int | None:
+    """A dmidecode size ("32 GB", "16384 MB", "512 kB") in bytes; None for "No Module Installed"/unknown.
+
+    dmidecode's kB/MB/GB are binary units (it prints the SMBIOS size in powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(bytes|kB|MB|GB|TB)\s*", value or "", re.IGNORECASE)
+    if not match:
+        return None
+    return int(match[1]) * UNIT_BYTES[match[2].lower()]
+
+
+def dmi_speed(value: str | None) -> int | None:
+    """A speed number from "3200 MT/s", "2666 MHz", "667 MHz (1.5 ns)"; None for "Unknown" or nanoseconds.
+
+    dmidecode printed memory speeds as MHz before 3.2; the number is the transfer rate (MT/s) in both."""
+    match = re.match(r"\s*(\d+)\s*(MT/s|MHz)\b", value or "")
+    return int(match[1]) if match else None
+
+
+def dmi_count(value: str | None) -> int | None:
+    """A count field ("Core Count: 32"); None for "Unknown" or anything not a number."""
+    match = re.fullmatch(r"\s*(\d+)\s*", value or "")
+    return int(match[1]) if match else None
+
+
+def dmidecode_records(ctx: Collector, types: str) -> list[DmiRecord] | None:
+    """Run `dmidecode -t TYPES`; its records, None when dmidecode is absent or failed (error recorded)."""
+    argv = ["dmidecode", "-t", types]
+    text = ctx.output(argv)
+    if text is None:
+        return None
+    records = parse_dmidecode(text)
+    if not records:
+        ctx.error(argv, f"no DMI structures in the output: {first_line(text) or 'empty'}")
+        return None
+    return records
+
+
+# -- board: BIOS, system and baseboard (dmidecode -t 0,1,2) ------------------------------------------------
+
+
+def parse_board(records: list[DmiRecord]) -> dict[str, Any] | None:
+    """BIOS (type 0), system (type 1) and baseboard (type 2) identity; None when none is present."""
+    bios = next(iter(dmi_of_type(records, 0)), None)
+    system = next(iter(dmi_of_type(records, 1)), None)
+    board = next(iter(dmi_of_type(records, 2)), None)
+    if bios is None and system is None and board is None:
+        return None
+    return {
+        "bios": None if bios is None else {
+            "vendor": bios.get("Vendor"),
+            "version": bios.get("Version"),
+            "release_date": bios.get("Release Date"),
+            "revision": bios.get("BIOS Revision"),
+        },
+        "system": None if system is None else {
+            "manufacturer": system.get("Manufacturer"),
+            "product": system.get("Product Name"),
+            "version": system.get("Version"),
+            "serial": system.get("Serial Number"),
+            "uuid": system.get("UUID"),
+            "sku": system.get("SKU Number"),
+            "family": system.get("Family"),
+        },
+        "baseboard": None if board is None else {
+            "manufacturer": board.get("Manufacturer"),
+            "product": board.get("Product Name"),
+            "version": board.get("Version"),
+            "serial": board.get("Serial Number"),
+            "asset_tag": board.get("Asset Tag"),
+        },
+    }
+
+
+@collector("board")
+def collect_board(ctx: Collector) -> dict[str, Any] | None:
+    """BIOS, system and baseboard identity from `dmidecode -t 0,1,2`."""
+    records = dmidecode_records(ctx, "0,1,2")
+    return None if records is None else parse_board(records)
+
+
+# -- cpu: one entry per socket (dmidecode -t 4) -------------------------------------------------------------
+
+
+def parse_cpu_socket(record: DmiRecord) -> dict[str, Any]:
+    """One processor socket: populated or empty, and what sits in it."""
+    status = clean(record.fields.get("Status"))
+    return {
+        "designation": record.get("Socket Designation"),
+        "manufacturer": record.get("Manufacturer"),
+        "model": " ".join((record.get("Version") or "").split()) or None,  # runs of blanks made one
+        "family": record.get("Family"),
+        "max_speed_mhz": dmi_speed(record.fields.get("Max Speed")),
+        "current_speed_mhz": dmi_speed(record.fields.get("Current Speed")),
+        "cores": dmi_count(record.fields.get("Core Count")),
+        "enabled_cores": dmi_count(record.fields.get("Core Enabled")),
+        "threads": dmi_count(record.fields.get("Thread Count")),
+        "status": status,
+        "populated": None if status is None else status.lower().startswith("populated"),
+    }
+
+
+def parse_cpus(records: list[DmiRecord]) -> dict[str, Any] | None:
+    """Every CPU socket (type 4 "Central Processor") and the totals of the populated ones."""
+    sockets = [
+        parse_cpu_socket(record)
+        for record in dmi_of_type(records, 4)
+        if record.fields.get("Type", "Central Processor").strip() == "Central Processor"
+    ]
+    if not sockets:
+        return None
+    populated = [socket for socket in sockets if socket["populated"]]
+    return {
+        "sockets": sockets,
+        "socket_count": len(sockets),
+        "populated_sockets": len(populated),
+        "total_cores": sum_known(socket["cores"] for socket in populated),
+        "total_threads": sum_known(socket["threads"] for socket in populated),
+    }
+
+
+def sum_known(values) -> int | None:
+    """The sum of the values, or None when any of them is unknown (a partial sum would be a wrong value)."""
+    values = list(values)
+    if not values or any(value is None for value in values):
+        return None
+    return sum(values)
+
+
+@collector("cpu")
+def collect_cpu(ctx: Collector) -> dict[str, Any] | None:
+    """Every processor socket from `dmidecode -t 4`."""
+    records = dmidecode_records(ctx, "4")
+    return None if records is None else parse_cpus(records)
+
+
+# -- memory: one entry per slot (dmidecode -t 17) and EDAC error counts -------------------------------------
+
+EMPTY_SLOT_SIZES = {"no module installed", "not installed", "0 mb", "0 gb", "0 bytes", "none"}
+
+
+def parse_memory_slot(record: DmiRecord) -> dict[str, Any]:
+    """One memory slot; an empty slot keeps its locator but no vendor strings (firmware fills in junk)."""
+    size_text = (record.fields.get("Size") or "").strip()
+    size = dmi_size(size_text)
+    if size_text.lower() in EMPTY_SLOT_SIZES:
+        populated: bool | None = False
+    else:
+        populated = True if size else None
+    module = populated is not False
+    configured = record.fields.get("Configured Memory Speed") or record.fields.get("Configured Clock Speed")
+    return {
+        "handle": record.handle,
+        "locator": record.get("Locator"),
+        "bank": record.get("Bank Locator"),
+        "array_handle": record.get("Array Handle"),
+        "populated": populated,
+        "size_bytes": size if populated else None,
+        "type": record.get("Type") if module else None,
+        "type_detail": record.get("Type Detail") if module else None,
+        "speed_mts": dmi_speed(record.fields.get("Speed")) if module else None,
+        "configured_speed_mts": dmi_speed(configured) if module else None,
+        "manufacturer": record.get("Manufacturer") if module else None,
+        "serial": record.get("Serial Number") if module else None,
+        "part_number": record.get("Part Number") if module else None,
+        "asset_tag": record.get("Asset Tag") if module else None,
+        "rank": dmi_count(record.fields.get("Rank")) if module else None,
+        "form_factor": record.get("Form Factor"),
+        "edac_corrected": None,
+        "edac_uncorrected": None,
+    }
+
+
+def parse_memory(records: list[DmiRecord]) -> dict[str, Any] | None:
+    """Every memory slot (type 17), in table order, keyed by nothing: a repeated locator stays two slots."""
+    slots = [parse_memory_slot(record) for record in dmi_of_type(records, 17)]
+    if not slots:
+        return None
+    populated = [slot for slot in slots if slot["populated"]]
+    return {
+        "slots": slots,
+        "total_slots": len(slots),
+        "populated_slots": len(populated),
+        "total_bytes": sum_known(slot["size_bytes"] for slot in populated) if populated else 0,
+    }
+
+
+EDAC_ROOT = "devices/system/edac/mc"
+
+
+def read_edac(ctx: Collector) -> dict[str, Any] | None:
+    """EDAC memory controllers and their DIMMs (or ranks, or csrows on old kernels) with error counts."""
+    controllers = [name for name in ctx.listdir("sysfs", EDAC_ROOT) if re.fullmatch(r"mc\d+", name)]
+    if not controllers:
+        return None
+    result: dict[str, Any] = {"controllers": [], "dimms": []}
+    for mc in controllers:
+        base = f"{EDAC_ROOT}/{mc}"
+        result["controllers"].append({
+            "name": mc,
+            "driver": ctx.read("sysfs", f"{base}/mc_name"),
+            "corrected": to_int(ctx.read("sysfs", f"{base}/ce_count")),
+            "uncorrected": to_int(ctx.read("sysfs", f"{base}/ue_count")),
+            "corrected_noinfo": to_int(ctx.read("sysfs", f"{base}/ce_noinfo_count")),
+            "uncorrected_noinfo": to_int(ctx.read("sysfs", f"{base}/ue_noinfo_count")),
+        })
+        entries = ctx.listdir("sysfs", base)
+        units = [name for name in entries if re.fullmatch(r"(dimm|rank)\d+", name)]
+        for unit in units:
+            size_mb = to_int(ctx.read("sysfs", f"{base}/{unit}/size"))
+            result["dimms"].append({
+                "controller": mc,
+                "name": unit,
+                "label": ctx.read("sysfs", f"{base}/{unit}/dimm_label") or None,
+                "location": ctx.read("sysfs", f"{base}/{unit}/dimm_location") or None,
+                "size_bytes": None if size_mb is None else size_mb << 20,
+                "corrected": to_int(ctx.read("sysfs", f"{base}/{unit}/dimm_ce_count")),
+                "uncorrected": to_int(ctx.read("sysfs", f"{base}/{unit}/dimm_ue_count")),
+            })
+        if not units:  # kernels before 3.3 and some drivers: chip-select rows only
+            for row in (name for name in entries if re.fullmatch(r"csrow\d+", name)):
+                labels = [ctx.read("sysfs", f"{base}/{row}/{name}") or "" for name in
+                          sorted(ctx.listdir("sysfs", f"{base}/{row}")) if name.endswith("_dimm_label")]
+                size_mb = to_int(ctx.read("sysfs", f"{base}/{row}/size_mb"))
+                result["dimms"].append({
+                    "controller": mc,
+                    "name": row,
+                    "label": ", ".join(label for label in labels if label) or None,
+                    "location": None,
+                    "size_bytes": None if size_mb is None else size_mb << 20,
+                    "corrected": to_int(ctx.read("sysfs", f"{base}/{row}/ce_count")),
+                    "uncorrected": to_int(ctx.read("sysfs", f"{base}/{row}/ue_count")),
+                })
+    return result
+
+
+def squash(text: str | None) -> str:
+    """Lower case with runs of blanks made one space (to compare labels)."""
+    return " ".join((text or "").lower().split())
+
+
+def attach_edac(slots: list[dict[str, Any]], edac: dict[str, Any]) -> None:
+    """Put each EDAC DIMM's counts on the one slot its label names ("<bank> <locator>" as ghes_edac writes
+    it, or the locator alone); a label matching no slot or several stays only in the EDAC list."""
+    for dimm in edac["dimms"]:
+        label = squash(dimm["label"])
+        if not label:
+            continue
+        matches = [slot for slot in slots if label in {
+            squash(f"{slot['bank'] or ''} {slot['locator'] or ''}"), squash(slot["locator"])}]
+        if len(matches) == 1 and matches[0]["edac_corrected"] is None:
+            matches[0]["edac_corrected"] = dimm["corrected"]
+            matches[0]["edac_uncorrected"] = dimm["uncorrected"]
+            dimm["slot_handle"] = matches[0]["handle"]
+
+
+@collector("memory")
+def collect_memory(ctx: Collector) -> dict[str, Any] | None:
+    """Every memory slot from `dmidecode -t 17`, with EDAC error counts where the kernel has EDAC."""
+    records = dmidecode_records(ctx, "17")
+    memory = None if records is None else parse_memory(records)
+    edac = read_edac(ctx)
+    if memory is None and edac is None:
+        return None
+    if memory is None:
+        memory = {"slots": [], "total_slots": None, "populated_slots": None, "total_bytes": None}
+    memory["edac"] = edac
+    if edac is not None:
+        attach_edac(memory["slots"], edac)
+    return memory
+
+
+# -- psu: ipmitool fru, falling back to dmidecode -t 39 ----------------------------------------------------
+
+PSU_NAME = re.compile(r"(?i)\b(psu|ps\s?\d+|pwr\s?supply|power\s?supply|pwr\s?sply|power\s?module)\b")
+IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
+
+
+def parse_fru(text: str | None) -> list[dict[str, Any]]:
+    """`ipmitool fru` output as records: {"description", "id", "fields", "present"} (never raises).
+
+    Fields are "Name : value" lines; a repeated name ("Product Extra") keeps its first value. A record
+    that says "Device not present (...)" or "Unknown FRU header" has `present` False."""
+    records: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for raw in (text or "").replace("\r", "").split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key == "FRU Device Description":
+            match = re.match(r"(.*?)\s*\(ID\s*(\d+)\)\s*$", value.strip())
+            description = match[1] if match else value.strip()
+            current = {"description": description, "id": int(match[2]) if match else None,
+                       "fields": {}, "present": True}
+            records.append(current)
+            continue
+        if current is None:
+            continue
+        if not sep:
+            if re.search(r"(?i)not present|unknown fru header|error", line):
+                current["present"] = False
+            continue
+        current["fields"].setdefault(key, value.strip())
+    return records
+
+
+def parse_fru_fields(text: str | None) -> dict[str, str]:
+    """The "Name : value" fields of one FRU (`ipmitool fru print N`); a repeated name keeps its first."""
+    fields: dict[str, str] = {}
+    for raw in (text or "").replace("\r", "").split("\n"):
+        key, sep, value = raw.strip().partition(":")
+        if sep and key.strip():
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def fru_value(record: dict[str, Any], *keys: str) -> str | None:
+    """The first non-placeholder value among the FRU fields `keys`."""
+    for key in keys:
+        value = dmi_clean(record["fields"].get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def is_psu_fru(record: dict[str, Any]) -> bool:
+    """Whether a FRU record describes a power supply (by its description or its product/board name)."""
+    names = [record["description"], record["fields"].get("Product Name", ""),
+             record["fields"].get("Board Product", "")]
+    return any(PSU_NAME.search(name or "") for name in names)
+
+
+def psu_from_fru(record: dict[str, Any]) -> dict[str, Any]:
+    """A power supply from its FRU record: product area first, board area when the product area is empty."""
+    return {
+        "name": dmi_clean(record["description"]),
+        "location": None,
+        "manufacturer": fru_value(record, "Product Manufacturer", "Board Mfg"),
+        "product": fru_value(record, "Product Name", "Board Product"),
+        "part_number": fru_value(record, "Product Part Number", "Board Part Number"),
+        "serial": fru_value(record, "Product Serial", "Board Serial"),
+        "version": fru_value(record, "Product Version"),
+        "max_power_w": None,
+        "status": None,
+        "source": "ipmitool fru",
+    }
+
+
+def fru_identity(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Chassis, board and product serials of the builtin FRU (ID 0, else the first record that has them)."""
+    ordered = sorted(records, key=lambda record: record["id"] != 0)
+    identity: dict[str, Any] = {
+        "chassis": {"type": None, "part_number": None, "serial": None},
+        "board": {"manufacturer": None, "product": None, "part_number": None, "serial": None},
+        "product": {"manufacturer": None, "name": None, "part_number": None, "serial": None,
+                    "asset_tag": None},
+    }
+    keys = {
+        "chassis": {"type": "Chassis Type", "part_number": "Chassis Part Number", "serial": "Chassis Serial"},
+        "board": {"manufacturer": "Board Mfg", "product": "Board Product",
+                  "part_number": "Board Part Number", "serial": "Board Serial"},
+        "product": {"manufacturer": "Product Manufacturer", "name": "Product Name",
+                    "part_number": "Product Part Number", "serial": "Product Serial",
+                    "asset_tag": "Product Asset Tag"},
+    }
+    for area, fields in keys.items():
+        for record in ordered:
+            if is_psu_fru(record) or not any(record["fields"].get(key) for key in fields.values()):
+                continue
+            identity[area] = {name: fru_value(record, key) for name, key in fields.items()}
+            break
+    return identity
+
+
+def parse_psu_dmi(records: list[DmiRecord]) -> list[dict[str, Any]]:
+    """Power supplies from SMBIOS type 39 (System Power Supply)."""
+    supplies = []
+    for record in dmi_of_type(records, 39):
+        status = clean(record.fields.get("Status"))
+        power = re.match(r"\s*(\d+)\s*W\b", record.fields.get("Max Power Capacity") or "")
+        supplies.append({
+            "name": record.get("Name"),
+            "location": record.get("Location"),
+            "manufacturer": record.get("Manufacturer"),
+            "product": None,
+            "part_number": record.get("Model Part Number"),
+            "serial": record.get("Serial Number"),
+            "version": record.get("Revision"),
+            "max_power_w": int(power[1]) if power else None,
+            "status": status,
+            "source": "dmidecode -t 39",
+        })
+    return supplies
+
+
+def run_ipmitool(ctx: Collector, argv: list[str]) -> str | None:
+    """An ipmitool command's output, holding the process-wide ipmitool lock while it runs."""
+    with IPMITOOL_LOCK:
+        return ctx.output(argv)
+
+
+@collector("psu")
+def collect_psu(ctx: Collector) -> dict[str, Any] | None:
+    """Power supplies and the chassis/board FRU serials from `ipmitool fru` (only when /dev/ipmi0 exists),
+    else (or when FRU lists no PSU) power supplies from `dmidecode -t 39`."""
+    fru_records: list[dict[str, Any]] = []
+    fru_ran = False
+    if any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
+        text = run_ipmitool(ctx, ["ipmitool", "fru"])
+        fru_ran = text is not None
+        fru_records = parse_fru(text)
+        if text is not None and not fru_records:
+            ctx.error(["ipmitool", "fru"], f"no FRU records in the output: {first_line(text)}")
+        builtin = next((record for record in fru_records if record["id"] == 0), None)
+        if builtin is not None and builtin["present"] and not builtin["fields"]:
+            # Some BMCs (QEMU's among them) do not advertise FRU support: `fru` then omits the builtin
+            # FRU's fields, which `fru print 0` still reads. Run after the first command, never beside it.
+            builtin["fields"] = parse_fru_fields(run_ipmitool(ctx, ["ipmitool", "fru", "print", "0"]))
+    supplies = [psu_from_fru(record) for record in fru_records
+                if is_psu_fru(record) and record["present"]]
+    source = "ipmitool fru" if supplies else None
+    if not supplies:
+        supplies = parse_psu_dmi(parse_dmidecode(ctx.output(["dmidecode", "-t", "39"])))
+        source = "dmidecode -t 39" if supplies else None
+    if not fru_ran and not supplies:
+        return None
+    return {"source": source, "power_supplies": supplies, **fru_identity(fru_records)}
+
+
+# -- findings from the DMI data -----------------------------------------------------------------------------
+
+
+@finding_rule
+def empty_cpu_sockets(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """An empty CPU socket beside a populated one."""
+    cpu = document.get("cpu") or {}
+    sockets = cpu.get("sockets") or []
+    empty = [socket for socket in sockets if socket["populated"] is False]
+    if not empty or not any(socket["populated"] for socket in sockets):
+        return []
+    names = ", ".join(socket["designation"] or "?" for socket in empty[:8])
+    names += " ..." if len(empty) > 8 else ""
+    return [finding("warning", "cpu",
+                    f"{len(empty)} of {len(sockets)} CPU sockets empty ({names}) beside populated ones")]
+
+
+SOCKET_PATTERNS = (
+    re.compile(r"(?i)\b(?:cpu|proc|processor|socket)\s*[_#-]?\s*(\d+)"),
+    re.compile(r"(?i)(?:^|[^a-z0-9])p(\d+)(?![0-9])"),
+)
+
+
+def dimm_sockets(slots: list[dict[str, Any]]) -> list[int] | None:
+    """The CPU socket number of every slot, from its locator or else its bank locator ("CPU1_DIMM_A1",
+    "PROC 2 DIMM 3", "P1-DIMMA1", "SOCKET 0 CHANNEL 1"); None unless one rule names the socket of all."""
+    for key in ("locator", "bank"):
+        for pattern in SOCKET_PATTERNS:
+            numbers = []
+            for slot in slots:
+                match = pattern.search(slot[key] or "")
+                if not match:
+                    break
+                numbers.append(int(match[1]))
+            else:
+                if slots:
+                    return numbers
+    return None
+
+
+def gib(size: int | None) -> str:
+    """Bytes as a short GiB figure for messages."""
+    return "?" if size is None else f"{size / (1 << 30):g} GiB"
+
+
+@finding_rule
+def uneven_dimm_population(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """DIMM population (count or capacity of modules) that differs between CPU sockets."""
+    slots = (document.get("memory") or {}).get("slots") or []
+    sockets = dimm_sockets(slots)
+    if sockets is None or len(set(sockets)) < 2:
+        return []
+    groups: dict[int, list[dict[str, Any]]] = {number: [] for number in sorted(set(sockets))}
+    for number, slot in zip(sockets, slots, strict=True):
+        if slot["populated"]:
+            groups[number].append(slot)
+    populated_cpus = (document.get("cpu") or {}).get("populated_sockets")
+    if isinstance(populated_cpus, int) and populated_cpus < len(groups):
+        groups = {number: dimms for number, dimms in groups.items() if dimms}  # an empty socket's slots
+    if len(groups) < 2:
+        return []
+    shapes = {number: (len(dimms), sum(slot["size_bytes"] or 0 for slot in dimms))
+              for number, dimms in groups.items()}
+    if len(set(shapes.values())) == 1:
+        return []
+    detail = ", ".join(
+        f"socket {number}: {count} DIMMs, {gib(size)}" for number, (count, size) in shapes.items()
+    )
+    return [finding("warning", "memory", f"DIMM population differs between CPU sockets ({detail})")]
+
+
+@finding_rule
+def edac_uncorrected_errors(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """EDAC uncorrected memory errors, per DIMM and for errors the controller could not place."""
+    edac = (document.get("memory") or {}).get("edac") or {}
+    found = []
+    for dimm in edac.get("dimms") or []:
+        if (dimm.get("uncorrected") or 0) > 0:
+            where = dimm.get("label") or f"{dimm['controller']}/{dimm['name']}"
+            found.append(finding("critical", "memory",
+                                 f"DIMM {where}: {dimm['uncorrected']} uncorrected memory errors (EDAC)"))
+    for controller in edac.get("controllers") or []:
+        if (controller.get("uncorrected_noinfo") or 0) > 0:
+            count = controller["uncorrected_noinfo"]
+            found.append(finding("critical", "memory", f"memory controller {controller['name']}: "
+                                 f"{count} uncorrected errors on no known DIMM (EDAC)"))
+    return found
+
+
 # ===== end DMI, memory, PSU collectors =====
 
 # ===== storage, pcie, nvidia, network collectors =====
+#
+# Data shapes (units as in the module docstring: bytes, degrees Celsius, GT/s, Mb/s, watts):
+#   storage: list of whole disks (no partitions, loop, zram, ram, nbd, md, dm or optical drives), each
+#     {name, path, size, model, serial, firmware, wwn, transport, rotational, removable, pci_address,
+#      health: {smart_available, smart_passed, power_on_hours, temperature, reallocated_sectors,
+#               pending_sectors, critical_warning, percentage_used, media_errors, unsafe_shutdowns,
+#               smartctl_exit_status, smartctl_flags, smartctl_message}}
+#   pcie: list of PCI functions, each {address, class, class_id, prog_if, vendor, vendor_id, device,
+#     device_id, subsystem_vendor, subsystem_vendor_id, subsystem_device, subsystem_device_id, revision,
+#     physical_slot, driver, numa_node, link: {current_speed, current_width, max_speed, max_width} | null,
+#     upstream: {address, max_speed, max_width} | null, aer: {correctable, nonfatal, fatal, counters} | null}
+#     and, after linking, gpu_uuid on the entry of an NVIDIA GPU.
+#   nvidia: list of GPUs (skipped when /proc/driver/nvidia is absent), see parse_nvidia_smi_xml.
+#   network: list of physical interfaces {name, mac, permanent_mac, driver, bus, pci_address, operstate,
+#     speed}.
+
+PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+PCI_SYSFS_NAME = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")  # as in /sys/bus/pci/devices
+VIRTUAL_DISK_PREFIXES = ("loop", "zram", "ram", "nbd", "md", "dm-", "sr", "fd")
+DISK_TOOL_WORKERS = 8  # per-disk smartctl/nvme runs at once: fast on 24 disks, bounded on 200
+SMARTCTL_FLAG_BITS = {
+    2: "smart_command_failed",
+    3: "disk_failing",
+    4: "prefail_attributes_at_or_below_threshold",
+    5: "attributes_were_at_or_below_threshold",
+    6: "error_log_has_errors",
+    7: "self_test_log_has_errors",
+}
+NVME_CRITICAL_WARNING_BITS = {
+    0: "available spare below threshold",
+    1: "temperature outside threshold",
+    2: "reliability degraded",
+    3: "read-only mode",
+    4: "volatile memory backup failed",
+    5: "persistent memory region read-only",
+}
+
+
+def to_bool(value: Any) -> bool | None:
+    """A boolean from JSON true/false, 1/0 or the strings lsblk prints ("1", "0", "true"); else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0 if value in (0, 1) else None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes"):
+            return True
+        if text in ("0", "false", "no"):
+            return False
+    return None
+
+
+def normalize_pci_address(text: Any) -> str | None:
+    """A PCI address as lspci -D prints it (`0000:17:00.0`, lower case) from `17:00.0`, `0000:17:00.0` or
+    nvidia-smi's 8-digit domain `00000000:17:00.0`; None when it is not an address."""
+    if not isinstance(text, str):
+        return None
+    match = PCI_ADDRESS.match(text.strip())
+    if not match:
+        return None
+    domain, bus, slot, function = match.groups()
+    domain_number = int(domain, 16) if domain else 0
+    return f"{domain_number:04x}:{bus}:{slot}.{function}".lower()
+
+
+def pci_address_in_path(path: str | None) -> str | None:
+    """The last PCI address in a sysfs device path (a disk's or NIC's controller), or None."""
+    if not path:
+        return None
+    for part in reversed(path.split("/")):
+        if PCI_SYSFS_NAME.match(part):
+            return normalize_pci_address(part)
+    return None
+
+
+def leading_int(text: Any) -> int | None:
+    """The integer at the start of a string ("31 (Min/Max 31/31)" -> 31); ints pass through."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"\s*(-?\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+def leading_float(text: Any) -> float | None:
+    """The number at the start of a string ("250.00 W" -> 250.0, "8.0 GT/s PCIe" -> 8.0); else None."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
+    return float(match.group(1)) if match else None
+
+
+# -- storage ---------------------------------------------------------------------------------------------
+
+LSBLK_COLUMNS = "NAME,KNAME,PATH,TYPE,SIZE,MODEL,SERIAL,REV,WWN,TRAN,ROTA,RM,HOTPLUG"
+
+
+def is_whole_disk(device: dict[str, Any]) -> bool:
+    """Whether an lsblk entry is a physical whole disk (type "disk", not a loop/zram/ram/nbd/md/dm)."""
+    name = str(device.get("kname") or device.get("name") or "")
+    if device.get("type") != "disk" or not name:
+        return False
+    if re.fullmatch(r"mmcblk\d+(?:boot\d+|rpmb)", name):  # an eMMC's boot and RPMB areas, not disks
+        return False
+    return not name.startswith(VIRTUAL_DISK_PREFIXES)
+
+
+def removable(device: dict[str, Any]) -> bool | None:
+    """lsblk RM or HOTPLUG; None when lsblk printed neither."""
+    flags = [to_bool(device.get(key)) for key in ("rm", "hotplug")]
+    return True if True in flags else False if False in flags else None
+
+
+def parse_lsblk(text: str | None) -> list[dict[str, Any]] | None:
+    """Whole disks from `lsblk -J -b` output (children, partitions and virtual devices dropped).
+
+    Each: name, path, size (bytes; None when lsblk printed a human size like "30G"), model, serial,
+    firmware (REV), wwn, transport, rotational, removable (a removable medium, or a disk on a hot-plug
+    bus such as USB: many USB sticks do not set RM). None when the text is not lsblk JSON.
+    """
+    data = load_json(text)
+    if not isinstance(data, dict) or not isinstance(data.get("blockdevices"), list):
+        return None
+    disks = []
+    for device in data["blockdevices"]:
+        if not isinstance(device, dict) or not is_whole_disk(device):
+            continue
+        name = str(device.get("name"))
+        disks.append({
+            "name": name,
+            "path": clean(device.get("path")) or f"/dev/{name}",
+            "size": to_int(device.get("size")),
+            "model": clean(device.get("model")),
+            "serial": clean(device.get("serial")),
+            "firmware": clean(device.get("rev")),
+            "wwn": clean(device.get("wwn")),
+            "transport": clean(device.get("tran")),
+            "rotational": to_bool(device.get("rota")),
+            "removable": removable(device),
+        })
+    return disks
+
+
+def smartctl_wwn(wwn: Any) -> str | None:
+    """smartctl's {"naa", "oui", "id"} WWN as lsblk prints it: 0x5000c500a1b2c3d4."""
+    if not isinstance(wwn, dict):
+        return None
+    naa, oui, ident = (to_int(wwn.get(key)) for key in ("naa", "oui", "id"))
+    if naa is None or oui is None or ident is None:
+        return None
+    return f"0x{naa:x}{oui:06x}{ident:09x}"
+
+
+def ata_attribute_raw(data: dict[str, Any], attribute_id: int) -> int | None:
+    """The raw count of an ATA SMART attribute (smartctl's interpreted raw string, else raw value)."""
+    table = (data.get("ata_smart_attributes") or {}).get("table") or []
+    for attribute in table:
+        if isinstance(attribute, dict) and attribute.get("id") == attribute_id:
+            raw = attribute.get("raw") or {}
+            value = leading_int(raw.get("string"))
+            return value if value is not None else to_int(raw.get("value"))
+    return None
+
+
+def smartctl_flags(exit_status: int | None) -> list[str]:
+    """The names of the set bits 2-7 of smartctl's exit status (bits 0-1 are run failures)."""
+    if not exit_status:
+        return []
+    return [name for bit, name in SMARTCTL_FLAG_BITS.items() if exit_status & (1 << bit)]
+
+
+def smartctl_message(data: dict[str, Any]) -> str | None:
+    """The first error message smartctl put in its JSON (why a device could not be read)."""
+    messages = (data.get("smartctl") or {}).get("messages") or []
+    for message in messages:
+        if isinstance(message, dict) and message.get("severity") == "error":
+            return first_line(str(message.get("string") or "")) or None
+    return None
+
+
+def nvme_critical_warning(value: Any) -> int | None:
+    """The NVMe critical warning bit field: an int, or nvme-cli 2.11's {"value": N, ...} object."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    return to_int(value)
+
+
+def smart_available(data: dict[str, Any], failed_to_run: bool) -> bool | None:
+    """Whether the device answers SMART: False when smartctl could not run on it."""
+    if failed_to_run:
+        return False
+    available = (data.get("smart_support") or {}).get("available")
+    if isinstance(available, bool):
+        return available
+    return True if "smart_status" in data else None
+
+
+def parse_smartctl(text: str | None, exit_status: int | None = None) -> dict[str, Any] | None:
+    """Identity and health from `smartctl -j -a` (or -x / --info) JSON; None when it is not smartctl JSON.
+
+    The exit status is a bit mask: bits 0-1 mean the command or the open failed (smart_available is then
+    False and smartctl_message says why); with other bits the JSON is complete; bit 3 means failing.
+    """
+    data = load_json(text)
+    if not isinstance(data, dict) or not isinstance(data.get("smartctl"), dict):
+        return None
+    if exit_status is None:
+        exit_status = to_int(data["smartctl"].get("exit_status"))
+    failed_to_run = bool(exit_status and exit_status & 0b11)
+    nvme_log = data.get("nvme_smart_health_information_log") or {}
+    passed = (data.get("smart_status") or {}).get("passed")
+    if not isinstance(passed, bool):
+        passed = False if exit_status and exit_status & 0b1000 else None
+    temperature = to_int((data.get("temperature") or {}).get("current"))
+    reallocated = ata_attribute_raw(data, 5)
+    if reallocated is None:
+        reallocated = to_int(data.get("scsi_grown_defect_list"))
+    capacity = to_int((data.get("user_capacity") or {}).get("bytes"))
+    if capacity is None:
+        capacity = to_int(data.get("nvme_total_capacity"))
+    return {
+        "device_type": clean((data.get("device") or {}).get("type")),
+        "model": clean(data.get("model_name") or data.get("scsi_model_name")),
+        "serial": clean(data.get("serial_number")),
+        "firmware": clean(data.get("firmware_version") or data.get("scsi_revision") or data.get("revision")),
+        "wwn": smartctl_wwn(data.get("wwn")) or clean(data.get("logical_unit_id")),  # SAS: the LU id
+        "size": capacity,
+        "health": {
+            "smart_available": smart_available(data, failed_to_run),
+            "smart_passed": passed,
+            "power_on_hours": to_int((data.get("power_on_time") or {}).get("hours")),
+            "temperature": temperature if temperature and temperature > 0 else None,
+            "reallocated_sectors": reallocated,
+            "pending_sectors": ata_attribute_raw(data, 197),
+            "critical_warning": nvme_critical_warning(nvme_log.get("critical_warning")),
+            "percentage_used": to_int(
+                nvme_log.get("percentage_used", data.get("scsi_percentage_used_endurance_indicator"))
+            ),
+            "media_errors": to_int(nvme_log.get("media_errors")),
+            "unsafe_shutdowns": to_int(nvme_log.get("unsafe_shutdowns")),
+            "smartctl_exit_status": exit_status,
+            "smartctl_flags": smartctl_flags(exit_status),
+            "smartctl_message": smartctl_message(data),
+        },
+    }
+
+
+def parse_nvme_id_ctrl(text: str | None) -> dict[str, Any] | None:
+    """Model, serial, firmware and PCI vendor from `nvme id-ctrl -o json`; None when it is not that."""
+    data = load_json(text)
+    if not isinstance(data, dict) or not any(key in data for key in ("sn", "mn", "fr")):
+        return None
+    vendor = to_int(data.get("vid"))
+    return {
+        "model": clean(data.get("mn")),
+        "serial": clean(data.get("sn")),
+        "firmware": clean(data.get("fr")),
+        "pci_vendor_id": f"{vendor:04x}" if vendor else None,
+        "subsystem_nqn": clean(data.get("subnqn")),
+    }
+
+
+def parse_nvme_smart_log(text: str | None) -> dict[str, Any] | None:
+    """Health from `nvme smart-log -o json` (nvme-cli 1.x-2.11: numbers may be strings, temperature in
+    kelvin, critical_warning an int or an object); None when it is not a smart log."""
+    data = load_json(text)
+    if not isinstance(data, dict) or "critical_warning" not in data:
+        return None
+    kelvin = to_int(data.get("temperature"))
+    return {
+        "critical_warning": nvme_critical_warning(data.get("critical_warning")),
+        "temperature": kelvin - 273 if kelvin and kelvin > 273 else None,
+        "percentage_used": to_int(data.get("percent_used", data.get("percentage_used"))),
+        "power_on_hours": to_int(data.get("power_on_hours")),
+        "media_errors": to_int(data.get("media_errors")),
+        "unsafe_shutdowns": to_int(data.get("unsafe_shutdowns")),
+    }
+
+
+def parse_nvme_list(text: str | None) -> dict[str, dict[str, Any]] | None:
+    """Namespace device path -> {model, serial, firmware, controller, pci_address} from `nvme list -o json`
+    in all its shapes (1.x flat, 1.16 -v tree, 2.x flat, 2.11 subsystem tree); None when not that JSON."""
+    data = load_json(text)
+    if not isinstance(data, dict) or not isinstance(data.get("Devices"), list):
+        return None
+    found: dict[str, dict[str, Any]] = {}
+
+    def add(namespace: Any, controller: dict[str, Any]) -> None:
+        name = namespace.get("NameSpace") if isinstance(namespace, dict) else None
+        path = namespace.get("DevicePath") if isinstance(namespace, dict) else None
+        if not path and isinstance(name, str):
+            path = f"/dev/{name}"
+        if not isinstance(path, str):
+            return
+        found[path] = {
+            "model": clean(controller.get("ModelNumber")),
+            "serial": clean(controller.get("SerialNumber")),
+            "firmware": clean(controller.get("Firmware")),
+            "controller": clean(controller.get("Controller")),
+            "pci_address": normalize_pci_address(controller.get("Address")),
+        }
+
+    def walk_subsystem(subsystem: dict[str, Any]) -> None:
+        for controller in subsystem.get("Controllers") or []:
+            if isinstance(controller, dict):
+                for namespace in controller.get("Namespaces") or []:
+                    add(namespace, controller)
+
+    for device in data["Devices"]:
+        if not isinstance(device, dict):
+            continue
+        if "DevicePath" in device:  # flat list (1.x, 2.0-2.10)
+            add(device, device)
+        elif "Controllers" in device:  # 1.16 `list -v`: one subsystem per entry
+            walk_subsystem(device)
+        for subsystem in device.get("Subsystems") or []:  # 2.11: host -> subsystems -> controllers
+            if isinstance(subsystem, dict):
+                walk_subsystem(subsystem)
+    return found
+
+
+def is_nvme_disk(disk: dict[str, Any]) -> bool:
+    return disk.get("transport") == "nvme" or str(disk.get("name", "")).startswith("nvme")
+
+
+def disk_commands(disk: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The per-disk tool runs: smartctl for every disk, and nvme-cli's id-ctrl and smart-log for NVMe."""
+    path = disk["path"]
+    commands = [("smartctl", ["smartctl", "-j", "-a", path])]
+    if is_nvme_disk(disk):
+        commands += [
+            ("id-ctrl", ["nvme", "id-ctrl", "-o", "json", path]),
+            ("smart-log", ["nvme", "smart-log", "-o", "json", path]),
+        ]
+    return commands
+
+
+def run_disk_tools(ctx: Collector, disks: list[dict[str, Any]]) -> dict[tuple[str, str], ToolResult]:
+    """Run every per-disk tool, a bounded number at once; results keyed by (disk name, tool)."""
+    jobs = [(disk["name"], tool, argv) for disk in disks for tool, argv in disk_commands(disk)]
+    results: dict[tuple[str, str], ToolResult] = {}
+    if not jobs:
+        return results
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(DISK_TOOL_WORKERS, len(jobs))) as pool:
+        futures = {pool.submit(ctx.run, argv): (name, tool) for name, tool, argv in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            result = future.result()
+            if result is not None:
+                results[futures[future]] = result
+    return results
+
+
+def empty_health() -> dict[str, Any]:
+    return {
+        "smart_available": None, "smart_passed": None, "power_on_hours": None, "temperature": None,
+        "reallocated_sectors": None, "pending_sectors": None, "critical_warning": None,
+        "percentage_used": None, "media_errors": None, "unsafe_shutdowns": None,
+        "smartctl_exit_status": None, "smartctl_flags": [], "smartctl_message": None,
+    }
+
+
+def merge_identity(disk: dict[str, Any], source: dict[str, Any] | None, keys: tuple[str, ...]) -> None:
+    """Fill the disk's identity fields that are still unknown from another source."""
+    for key in keys:
+        if source and disk.get(key) is None and source.get(key) is not None:
+            disk[key] = source[key]
+
+
+def apply_smartctl(ctx: Collector, disk: dict[str, Any], result: ToolResult | None) -> None:
+    """Put smartctl's identity and health into the disk; record a real failure as an error."""
+    if result is None:
+        return
+    if result.timed_out:
+        ctx.check(result)
+        return
+    parsed = parse_smartctl(result.stdout, result.returncode)
+    if parsed is None:
+        detail = "printed no smartctl JSON" if result.stdout.strip() else "printed nothing"
+        ctx.error(result.argv, f"exit status {result.returncode}: {detail}")
+        return
+    health = parsed["health"]
+    if result.returncode is not None and result.returncode & 0b10:
+        # bit 1: the device could not be opened (dead disk, permissions): a failure worth reporting
+        reason = health["smartctl_message"] or "device open failed"
+        ctx.error(result.argv, f"exit status {result.returncode}: {reason}")
+    # bit 0 alone: smartctl cannot talk to this kind of device (virtio, unknown USB bridge): no SMART
+    # there, which the disk's health says (smart_available false, smartctl_message), not a tool error.
+    if not (result.returncode or 0) & 0b11:
+        for key in ("model", "serial", "firmware", "wwn"):
+            if parsed[key] is not None:
+                disk[key] = parsed[key]
+        merge_identity(disk, parsed, ("size",))
+    disk["health"].update(health)
+
+
+def apply_nvme(ctx: Collector, disk: dict[str, Any], results: dict[tuple[str, str], ToolResult]) -> None:
+    """Fill NVMe identity from id-ctrl and health from smart-log (smart-log wins for NVMe counters)."""
+    id_ctrl = results.get((disk["name"], "id-ctrl"))
+    if id_ctrl is not None and ctx.check(id_ctrl):
+        parsed = parse_nvme_id_ctrl(id_ctrl.stdout)
+        if parsed is None:
+            ctx.error(id_ctrl.argv, "printed no nvme id-ctrl JSON")
+        merge_identity(disk, parsed, ("model", "serial", "firmware"))
+    smart_log = results.get((disk["name"], "smart-log"))
+    if smart_log is not None and ctx.check(smart_log):
+        parsed = parse_nvme_smart_log(smart_log.stdout)
+        if parsed is None:
+            ctx.error(smart_log.argv, "printed no nvme smart-log JSON")
+            return
+        health = disk["health"]
+        for key, value in parsed.items():
+            if value is not None and (key != "temperature" or health.get("temperature") is None):
+                health[key] = value
+
+
+def fill_from_nvme_list(ctx: Collector, disks: list[dict[str, Any]]) -> None:
+    """Last resort for NVMe disks still without model or serial: one `nvme list -o json`."""
+    missing = [d for d in disks if is_nvme_disk(d) and (d.get("model") is None or d.get("serial") is None)]
+    if not missing:
+        return
+    text = ctx.output(["nvme", "list", "-o", "json"])
+    listed = parse_nvme_list(text) if text is not None else None
+    for disk in missing:
+        merge_identity(disk, (listed or {}).get(disk["path"]), ("model", "serial", "firmware"))
+
+
+@collector("storage")
+def collect_storage(ctx: Collector) -> list[dict[str, Any]] | None:
+    """Whole disks from lsblk, with smartctl (and nvme-cli for NVMe) identity and health per disk."""
+    argv = ["lsblk", "-J", "-b", "-d", "-o", LSBLK_COLUMNS]
+    text = ctx.output(argv)
+    if text is None:
+        return None
+    disks = parse_lsblk(text)
+    if disks is None:
+        ctx.error(argv, "printed no lsblk JSON")
+        return None
+    for disk in disks:
+        disk["pci_address"] = pci_address_in_path(ctx.realpath("sysfs", f"block/{disk['name']}/device"))
+        disk["health"] = empty_health()
+    results = run_disk_tools(ctx, disks)
+    for disk in disks:
+        apply_smartctl(ctx, disk, results.get((disk["name"], "smartctl")))
+        if is_nvme_disk(disk):
+            apply_nvme(ctx, disk, results)
+    fill_from_nvme_list(ctx, disks)
+    return disks
+
+
+def disk_label(disk: dict[str, Any]) -> str:
+    parts = [str(disk.get("path"))] + [str(disk[k]) for k in ("model", "serial") if disk.get(k)]
+    return f"disk {parts[0]}" + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+@finding_rule
+def storage_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """SMART failed, NVMe critical warning, wear at or over 90 %, reallocated or pending sectors."""
+    found = []
+    for disk in document.get("storage") or []:
+        health = disk.get("health") or {}
+        label = disk_label(disk)
+        if health.get("smart_passed") is False:
+            found.append(finding("critical", label, "SMART overall health self-assessment FAILED"))
+        warning = health.get("critical_warning")
+        if warning:
+            names = [name for bit, name in NVME_CRITICAL_WARNING_BITS.items() if warning & (1 << bit)]
+            found.append(finding("critical", label, f"NVMe critical warning {warning:#x}: "
+                                 + (", ".join(names) or "unknown bit")))
+        used = health.get("percentage_used")
+        if used is not None and used >= 90:
+            found.append(finding("warning", label, f"{used} % of the rated endurance used"))
+        for key, what in (("reallocated_sectors", "reallocated"), ("pending_sectors", "pending")):
+            count = health.get(key)
+            if count:
+                found.append(finding("warning", label, f"{count} {what} sectors"))
+    return found
+
+
+# -- pcie ------------------------------------------------------------------------------------------------
+
+NAME_WITH_ID = re.compile(r"^(.*?)\s*\[([0-9a-fA-F]{4})\]$")
+UNNAMED = re.compile(r"^(?:Device|Vendor|Class) [0-9a-fA-F]{4}$")
+VMM_FIELDS = {
+    "Class": ("class", "class_id"),
+    "Vendor": ("vendor", "vendor_id"),
+    "Device": ("device", "device_id"),
+    "SVendor": ("subsystem_vendor", "subsystem_vendor_id"),
+    "SDevice": ("subsystem_device", "subsystem_device_id"),
+}
+
+
+def split_name_and_id(value: str, numeric: bool) -> tuple[str | None, str | None]:
+    """("Intel Corporation", "8086") from "Intel Corporation [8086]" (-nn), "8086" (-n) or a bare name."""
+    value = value.strip()
+    if numeric:
+        return None, value.lower() if re.fullmatch(r"[0-9a-fA-F]{4}", value) else None
+    match = NAME_WITH_ID.match(value)
+    name, ident = (match.group(1), match.group(2).lower()) if match else (value, None)
+    if UNNAMED.match(name):  # lspci's stand-in when pci.ids has no name: an id, not a name
+        return None, ident or name.split()[-1].lower()
+    return clean(name), ident
+
+
+def parse_lspci_vmm(text: str | None) -> list[dict[str, Any]]:
+    """PCI functions from `lspci -vmm [-D]`, `-vmmn` or `-vmmnn`; records without a Slot are dropped."""
+    if not text:
+        return []
+    records: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if not line.strip():
+            records.append({})
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            records[-1].setdefault(key.strip(), value.strip())
+    numeric = all(
+        re.fullmatch(r"[0-9a-fA-F]{4}", r.get("Class", "")) for r in records if r.get("Class")
+    ) and any(r.get("Class") for r in records)
+    devices = []
+    for record in records:
+        address = normalize_pci_address(record.get("Slot"))
+        if address is None:
+            continue
+        entry: dict[str, Any] = {"address": address}
+        for key, (name_key, id_key) in VMM_FIELDS.items():
+            name, ident = split_name_and_id(record.get(key, ""), numeric) if key in record else (None, None)
+            entry[name_key], entry[id_key] = name, ident
+        entry["revision"] = (record.get("Rev") or "").lower() or None
+        entry["prog_if"] = (record.get("ProgIf") or "").lower() or None
+        entry["physical_slot"] = record.get("PhySlot") or None
+        entry["driver"] = record.get("Driver") or None
+        entry["numa_node"] = numa_node(record.get("NUMANode"))
+        devices.append(entry)
+    return devices
+
+
+def numa_node(value: Any) -> int | None:
+    number = to_int(value)
+    return number if number is not None and number >= 0 else None
+
+
+def link_speed(value: str | None) -> float | None:
+    """GT/s from sysfs `8.0 GT/s PCIe` / `2.5 GT/s` / lspci `8GT/s`; None for "Unknown" or absent."""
+    if not value:
+        return None
+    match = re.search(r"(\d+(?:\.\d+)?)\s*GT/s", value)
+    return float(match.group(1)) if match else None
+
+
+def link_width(value: str | None) -> int | None:
+    """Lanes from sysfs `4` (or `x4`); None when absent, unreadable or 0 (no link)."""
+    number = to_int((value or "").strip().lstrip("x"))
+    return number if number else None
+
+
+def parse_aer(text: str | None) -> tuple[int | None, dict[str, int]]:
+    """(total, counters) from a sysfs aer_dev_* file: "NAME COUNT" lines and a TOTAL_ERR_* line."""
+    if text is None:
+        return None, {}
+    counters: dict[str, int] = {}
+    total = None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2 or to_int(parts[1]) is None:
+            continue
+        if parts[0].startswith("TOTAL_"):
+            total = to_int(parts[1])
+        else:
+            counters[parts[0]] = to_int(parts[1])
+    if total is None and counters:
+        total = sum(counters.values())
+    return total, counters
+
+
+def read_pci_sysfs(ctx: Collector, address: str) -> dict[str, Any]:
+    """What sysfs says of one PCI function: ids, class, driver, NUMA node, link, upstream port, AER."""
+    base = f"bus/pci/devices/{address}"
+
+    def hex_id(name: str, digits: int = 4) -> str | None:
+        value = to_int(ctx.read("sysfs", f"{base}/{name}"))
+        return f"{value:0{digits}x}" if value is not None else None
+
+    subsystem_vendor = hex_id("subsystem_vendor")
+    has_subsystem = subsystem_vendor not in (None, "0000")  # 0000: the function names no subsystem
+    info: dict[str, Any] = {
+        "vendor_id": hex_id("vendor"), "device_id": hex_id("device"),
+        "subsystem_vendor_id": subsystem_vendor if has_subsystem else None,
+        "subsystem_device_id": hex_id("subsystem_device") if has_subsystem else None,
+        "revision": hex_id("revision", 2),
+    }
+    class_code = hex_id("class", 6)
+    info["class_id"], info["prog_if"] = (class_code[:4], class_code[4:]) if class_code else (None, None)
+    driver = ctx.realpath("sysfs", f"{base}/driver")
+    info["driver"] = driver.rsplit("/", 1)[-1] if driver else None
+    info["numa_node"] = numa_node(ctx.read("sysfs", f"{base}/numa_node"))
+    info["link"] = read_link(ctx, base)
+    parent = pci_address_in_path(os.path.dirname(ctx.realpath("sysfs", base) or ""))
+    info["upstream"] = None
+    if parent is not None:
+        upstream_link = read_link(ctx, f"bus/pci/devices/{parent}") or {}
+        info["upstream"] = {
+            "address": parent,
+            "max_speed": upstream_link.get("max_speed"),
+            "max_width": upstream_link.get("max_width"),
+        }
+    info["aer"] = read_aer(ctx, base)
+    return info
+
+
+def read_link(ctx: Collector, base: str) -> dict[str, Any] | None:
+    """The sysfs link speed and width of a PCI function; None when it has no PCIe link files."""
+    values = {
+        "current_speed": link_speed(ctx.read("sysfs", f"{base}/current_link_speed")),
+        "current_width": link_width(ctx.read("sysfs", f"{base}/current_link_width")),
+        "max_speed": link_speed(ctx.read("sysfs", f"{base}/max_link_speed")),
+        "max_width": link_width(ctx.read("sysfs", f"{base}/max_link_width")),
+    }
+    return values if any(v is not None for v in values.values()) else None
+
+
+def read_aer(ctx: Collector, base: str) -> dict[str, Any] | None:
+    """AER error counters of a PCI function, None when the kernel exposes none."""
+    aer: dict[str, Any] = {"counters": {}}
+    for kind in ("correctable", "nonfatal", "fatal"):
+        total, counters = parse_aer(ctx.read("sysfs", f"{base}/aer_dev_{kind}"))
+        aer[kind] = total
+        if counters:
+            aer["counters"][kind] = counters
+    return aer if any(aer[k] is not None for k in ("correctable", "nonfatal", "fatal")) else None
+
+
+@collector("pcie")
+def collect_pcie(ctx: Collector) -> list[dict[str, Any]] | None:
+    """Every PCI function: names from `lspci -vmm -D`, ids, driver, NUMA node, link and AER from sysfs."""
+    text = ctx.output(["lspci", "-vmm", "-D"])
+    listed = {entry["address"]: entry for entry in parse_lspci_vmm(text)}
+    if text is not None and not listed:
+        ctx.error(["lspci", "-vmm", "-D"], "printed no PCI device records")
+    in_sysfs = [a for a in ctx.listdir("sysfs", "bus/pci/devices") if normalize_pci_address(a) == a.lower()]
+    addresses = sorted(set(listed) | {a.lower() for a in in_sysfs})
+    if not addresses:
+        return None
+    devices = []
+    for address in addresses:
+        entry = listed.get(address) or {"address": address, **dict.fromkeys(
+            ("class", "vendor", "device", "subsystem_vendor", "subsystem_device", "physical_slot"))}
+        sysfs = read_pci_sysfs(ctx, address) if address in in_sysfs else {}
+        for key, value in sysfs.items():
+            if value is not None or key not in entry:
+                entry[key] = value
+        for key in ("class_id", "prog_if", "vendor_id", "device_id", "subsystem_vendor_id",
+                    "subsystem_device_id", "revision", "driver", "numa_node", "link", "upstream", "aer"):
+            entry.setdefault(key, None)
+        devices.append(entry)
+    return devices
+
+
+def pcie_label(entry: dict[str, Any]) -> str:
+    name = " ".join(str(entry[k]) for k in ("vendor", "device") if entry.get(k))
+    return f"pcie {entry.get('address')}" + (f" ({name})" if name else "")
+
+
+def idles_link_speed(entry: dict[str, Any]) -> bool:
+    """GPUs (class 03) and NICs (class 02) lower their link speed when idle."""
+    return str(entry.get("class_id") or "")[:2] in ("02", "03")
+
+
+def link_findings(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A link narrower (or slower) than both the device and its upstream port support.
+
+    Only functions that are not bridges are judged (a root or downstream port's "current" is the link to
+    the device below, already judged from that device's side), and only when the upstream port is known.
+    """
+    link, upstream = entry.get("link") or {}, entry.get("upstream") or {}
+    if str(entry.get("class_id") or "").startswith("0604") or not upstream:
+        return []
+    current_width, current_speed = link.get("current_width"), link.get("current_speed")
+    found = []
+    widths = [w for w in (link.get("max_width"), upstream.get("max_width")) if w]
+    if current_width and len(widths) == 2 and current_width < min(widths):
+        found.append(finding("warning", pcie_label(entry), f"PCIe link x{current_width} is narrower than "
+                             f"the x{min(widths)} both the device and its upstream port support"))
+    speeds = [s for s in (link.get("max_speed"), upstream.get("max_speed")) if s]
+    if current_speed and len(speeds) == 2 and current_speed < min(speeds):
+        severity = "info" if idles_link_speed(entry) else "warning"
+        found.append(finding(severity, pcie_label(entry), f"PCIe link at {current_speed:g} GT/s, below the "
+                             f"{min(speeds):g} GT/s both the device and its upstream port support"))
+    return found
+
+
+@finding_rule
+def pcie_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Degraded links and AER fatal or non-fatal errors."""
+    found = []
+    for entry in document.get("pcie") or []:
+        found.extend(link_findings(entry))
+        aer = entry.get("aer") or {}
+        if aer.get("fatal"):
+            found.append(finding("critical", pcie_label(entry), f"{aer['fatal']} AER fatal errors"))
+        if aer.get("nonfatal"):
+            found.append(finding("warning", pcie_label(entry), f"{aer['nonfatal']} AER non-fatal errors"))
+    return found
+
+
+# -- nvidia ----------------------------------------------------------------------------------------------
+
+
+NVSMI_NOT_AVAILABLE = {
+    "", "n/a", "[n/a]", "[not supported]", "not supported", "unknown error", "[unknown error]",
+}
+
+
+def xml_value(element: Any, path: str) -> str | None:
+    """The stripped text at `path` under an element (a count, a mode...); None when absent or "N/A"."""
+    if element is None:
+        return None
+    found = element.find(path)
+    if found is None or found.text is None:
+        return None
+    text = found.text.strip()
+    return None if text.lower() in NVSMI_NOT_AVAILABLE or text.lower().startswith("[requested") else text
+
+
+def xml_text(element: Any, path: str) -> str | None:
+    """An identity string at `path` (product, serial...); None also for placeholders such as all zeros."""
+    return clean(xml_value(element, path))
+
+
+def yes_no(text: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get((text or "").strip().lower())
+
+
+def ecc_counts(section: Any) -> dict[str, int | None] | None:
+    """{corrected, uncorrected} of an <ecc_errors><volatile|aggregate> element of any driver branch.
+
+    Old branches: single_bit/total and double_bit/total. Newer: sram_/dram_ (un)correctable, where 550+
+    splits sram_uncorrectable into _parity and _secded — a refinement is only summed when its parent
+    name is absent, so nothing is counted twice.
+    """
+    if section is None:
+        return None
+    if section.find("single_bit") is not None or section.find("double_bit") is not None:
+        return {"corrected": to_int(xml_value(section, "single_bit/total")),
+                "uncorrected": to_int(xml_value(section, "double_bit/total"))}
+    values = {child.tag: to_int(xml_value(section, child.tag)) for child in section}
+    counts: dict[str, int | None] = {"corrected": None, "uncorrected": None}
+    for tag, value in values.items():
+        if value is None or any(tag.startswith(other + "_") for other in values if other != tag):
+            continue
+        key = "uncorrected" if "uncorrectable" in tag else "corrected" if "correctable" in tag else None
+        if key:
+            counts[key] = (counts[key] or 0) + value
+    return counts
+
+
+def mib_to_bytes(text: str | None) -> int | None:
+    number = leading_int(text)
+    return number * 1024 * 1024 if number is not None and "MiB" in (text or "") else None
+
+
+def power_limit(gpu: Any) -> float | None:
+    """The enforced power limit in watts, from <power_readings> (old) or <gpu_power_readings> (535+)."""
+    for section in ("gpu_power_readings", "power_readings"):
+        for tag in ("enforced_power_limit", "current_power_limit", "power_limit"):
+            value = leading_float(xml_value(gpu, f"{section}/{tag}"))
+            if value is not None:
+                return value
+    return None
+
+
+def parse_gpu(gpu: Any, driver_version: str | None, cuda_version: str | None) -> dict[str, Any]:
+    pci = gpu.find("pci")
+    retired = gpu.find("retired_pages")
+    retired_pending = xml_value(retired, "pending_retirement")
+    if retired_pending is None:
+        retired_pending = xml_value(retired, "pending_blacklist")
+    return {
+        "product": xml_text(gpu, "product_name"),
+        "serial": xml_text(gpu, "serial"),
+        "uuid": xml_text(gpu, "uuid"),
+        "vbios_version": xml_text(gpu, "vbios_version"),
+        "board_part_number": xml_text(gpu, "board_part_number"),
+        "driver_version": driver_version,
+        "cuda_version": cuda_version,
+        "bus_id": normalize_pci_address(xml_value(gpu, "pci/pci_bus_id") or gpu.get("id")),
+        "pcie_address": None,
+        "memory_total": mib_to_bytes(xml_value(gpu, "fb_memory_usage/total")),
+        "ecc_mode": xml_value(gpu, "ecc_mode/current_ecc"),
+        "ecc_mode_pending": xml_value(gpu, "ecc_mode/pending_ecc"),
+        "ecc_errors": {
+            "volatile": ecc_counts(gpu.find("ecc_errors/volatile")),
+            "aggregate": ecc_counts(gpu.find("ecc_errors/aggregate")),
+        },
+        "retired_pages": {
+            "single_bit": to_int(xml_value(retired, "multiple_single_bit_retirement/retired_count")),
+            "double_bit": to_int(xml_value(retired, "double_bit_retirement/retired_count")),
+            "pending": yes_no(retired_pending),
+        },
+        "remapped_rows": {
+            "corrected": to_int(xml_value(gpu, "remapped_rows/remapped_row_corr")),
+            "uncorrected": to_int(xml_value(gpu, "remapped_rows/remapped_row_unc")),
+            "pending": yes_no(xml_value(gpu, "remapped_rows/remapped_row_pending")),
+            "failure": yes_no(xml_value(gpu, "remapped_rows/remapped_row_failure")),
+        },
+        "power_limit": power_limit(gpu),
+        "temperature": leading_int(xml_value(gpu, "temperature/gpu_temp")),
+        "pcie": {
+            "current_gen": to_int(xml_value(pci, ".//current_link_gen")),
+            "max_gen": to_int(xml_value(pci, ".//max_link_gen")),
+            "current_width": leading_int(xml_value(pci, ".//current_link_width")),
+            "max_width": leading_int(xml_value(pci, ".//max_link_width")),
+        },
+        "mig_mode": xml_value(gpu, "mig_mode/current_mig"),
+        "mig_devices": len(gpu.findall("mig_devices/mig_device")),
+    }
+
+
+def parse_nvidia_smi_xml(text: str | None) -> list[dict[str, Any]] | None:
+    """GPUs from `nvidia-smi -q -x` (DTD v11/v12, with or without DOCTYPE, MIG), read by element name;
+    a missing element is None. None when the text is not nvidia-smi XML."""
+    if not text or "<nvidia_smi_log" not in text:
+        return None
+    import xml.etree.ElementTree as ElementTree  # loaded only where an NVIDIA driver is
+
+    try:
+        root = ElementTree.fromstring(text.strip())
+    except ElementTree.ParseError:
+        return None
+    if root.tag != "nvidia_smi_log":
+        return None
+    driver_version, cuda_version = xml_text(root, "driver_version"), xml_text(root, "cuda_version")
+    return [parse_gpu(gpu, driver_version, cuda_version) for gpu in root.findall("gpu")]
+
+
+@collector("nvidia")
+def collect_nvidia(ctx: Collector) -> list[dict[str, Any]] | None:
+    """GPUs from nvidia-smi's XML; skipped silently when the NVIDIA driver is not loaded."""
+    if not ctx.exists("procfs", "driver/nvidia"):
+        return None
+    argv = ["nvidia-smi", "-q", "-x"]
+    text = ctx.output(argv)
+    if text is None:
+        return None
+    gpus = parse_nvidia_smi_xml(text)
+    if gpus is None:
+        ctx.error(argv, "printed no nvidia-smi XML")
+    return gpus
+
+
+@linker
+def link_gpus_to_pcie(document: dict[str, Any]) -> None:
+    """Give each GPU the address of its pcie entry, and that entry the GPU's UUID (matched by bus id)."""
+    by_address = {entry.get("address"): entry for entry in document.get("pcie") or []}
+    for gpu in document.get("nvidia") or []:
+        entry = by_address.get(gpu.get("bus_id"))
+        if entry is not None:
+            gpu["pcie_address"] = entry["address"]
+            entry["gpu_uuid"] = gpu.get("uuid")
+
+
+@finding_rule
+def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Uncorrected ECC errors, pages pending retirement, rows pending remapping or failed to remap."""
+    found = []
+    for gpu in document.get("nvidia") or []:
+        names = ", ".join(str(gpu[k]) for k in ("product", "serial") if gpu.get(k))
+        label = f"gpu {gpu.get('bus_id')}" + (f" ({names})" if names else "")
+        for scope in ("volatile", "aggregate"):
+            uncorrected = ((gpu.get("ecc_errors") or {}).get(scope) or {}).get("uncorrected")
+            if uncorrected:
+                found.append(finding("critical", label, f"{uncorrected} uncorrected ECC errors ({scope})"))
+        if (gpu.get("retired_pages") or {}).get("pending"):
+            found.append(finding("warning", label, "retired memory pages pending (reset the GPU)"))
+        rows = gpu.get("remapped_rows") or {}
+        if rows.get("pending"):
+            found.append(finding("warning", label, "remapped memory rows pending (reset the GPU)"))
+        if rows.get("failure"):
+            found.append(finding("critical", label, "memory row remapping failed"))
+    return found
+
+
+# -- network ---------------------------------------------------------------------------------------------
+
+
+def hardware_address(text: str | None) -> str | None:
+    """A MAC (or InfiniBand) address in lower case; None for all zeros or anything not colon-hex."""
+    address = clean(text)
+    if not address or not re.fullmatch(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})+", address):
+        return None
+    return address.lower()
+
+
+def permanent_mac(ctx: Collector, name: str, current: str | None) -> str | None:
+    """The burned-in MAC without ethtool: a bond slave's perm_hwaddr, else the current address when the
+    kernel says it is the permanent one (addr_assign_type 0); None when it was randomised or set."""
+    bonded = hardware_address(ctx.read("sysfs", f"class/net/{name}/bonding_slave/perm_hwaddr"))
+    if bonded:
+        return bonded
+    return current if ctx.read("sysfs", f"class/net/{name}/addr_assign_type") == "0" else None
+
+
+def net_speed(text: str | None) -> int | None:
+    """Mb/s from sysfs `speed`; None when unreadable (link down), -1 or the unsigned -1."""
+    number = to_int(text)
+    return number if number is not None and 0 < number < 0xFFFFFFFF else None
+
+
+@collector("network")
+def collect_network(ctx: Collector) -> list[dict[str, Any]] | None:
+    """Physical network interfaces (those with a `device` link) from /sys/class/net."""
+    names = ctx.listdir("sysfs", "class/net")
+    if not names:
+        return None
+    interfaces = []
+    for name in names:
+        device = ctx.realpath("sysfs", f"class/net/{name}/device")
+        if device is None:
+            continue
+        base = f"class/net/{name}"
+        mac = hardware_address(ctx.read("sysfs", f"{base}/address"))
+        driver = ctx.realpath("sysfs", f"{base}/device/driver")
+        subsystem = ctx.realpath("sysfs", f"{base}/device/subsystem")
+        bus = subsystem.rsplit("/", 1)[-1] if subsystem else None
+        interfaces.append({
+            "name": name,
+            "mac": mac,
+            "permanent_mac": permanent_mac(ctx, name, mac),
+            "driver": driver.rsplit("/", 1)[-1] if driver else None,
+            "bus": bus,
+            # a virtio NIC is its PCI function; a USB NIC's PCI ancestor is the USB host, not the NIC
+            "pci_address": pci_address_in_path(device) if bus in ("pci", "virtio") else None,
+            "operstate": ctx.read("sysfs", f"{base}/operstate") or None,
+            "speed": net_speed(ctx.read("sysfs", f"{base}/speed")),
+        })
+    return interfaces
 
 # ===== end storage, pcie, nvidia, network collectors =====
 
@@ -456,11 +2043,26 @@ def collector_status(data: Any, errors: list) -> str:
     return "ok" if data is not None else "skipped"
 
 
+# The order of the collectors in the document (the spec's collector flow, then network); a collector not
+# named here follows these, in registration order. The order never depends on which finished first.
+COLLECTOR_ORDER = ["board", "cpu", "memory", "storage", "pcie", "psu", "nvidia", "network"]
+
+
+def ordered_collectors(
+    collectors: list[tuple[str, CollectorFunction]],
+) -> list[tuple[str, CollectorFunction]]:
+    """The collectors sorted by COLLECTOR_ORDER, unknown names last in registration order."""
+    rank = {name: index for index, name in enumerate(COLLECTOR_ORDER)}
+    indexed = list(enumerate(collectors))
+    indexed.sort(key=lambda item: (rank.get(item[1][0], len(rank)), item[0]))
+    return [item for _, item in indexed]
+
+
 def build_document(
     runner: Runner, collectors: list[tuple[str, CollectorFunction]] | None = None
 ) -> dict[str, Any]:
-    """Run every collector concurrently and assemble the document in registration order."""
-    collectors = COLLECTORS if collectors is None else collectors
+    """Run every collector concurrently and assemble the document in COLLECTOR_ORDER."""
+    collectors = ordered_collectors(COLLECTORS if collectors is None else collectors)
     started = time.monotonic()
     host = host_facts(runner)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(collectors))) as pool:
@@ -500,15 +2102,6 @@ def host_facts(runner: Runner) -> dict[str, Any]:
         runner.capture.mkdir(parents=True, exist_ok=True)
         (runner.capture / "host.json").write_text(json.dumps(facts, indent=1) + "\n")
     return facts
-
-
-LINKERS: list[Callable[[dict[str, Any]], None]] = []
-
-
-def linker(function: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-    """Register a step that cross-links collectors' data once all have finished (GPU to PCIe entry...)."""
-    LINKERS.append(function)
-    return function
 
 
 def link_documents(document: dict[str, Any]) -> None:
@@ -567,13 +2160,213 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+# -- the QR summary (spec step 9) --------------------------------------------------------------------------
+
+QR_MAX_BYTES = 134  # what a version-6 QR code holds at level L: 45x45 modules with a 2-module margin,
+QR_MAX_LINES = 24   # 23 text lines in ANSIUTF8 (two module rows per line) + a caption: an 80x25 console
+QR_MAX_COLUMNS = 80
+QRENCODE = ["qrencode", "-t", "ANSIUTF8", "-l", "L", "-m", "2", "-o", "-"]
+
+
+def count_of(section: Any, *keys: str) -> int | None:
+    """How many entries a collector's data holds: a list's length, or the length of its first list key."""
+    if isinstance(section, list):
+        return len(section)
+    if isinstance(section, dict):
+        for key in keys:
+            if isinstance(section.get(key), list):
+                return len(section[key])
+    return None
+
+
+def short_cpu_model(model: str | None) -> str:
+    """A CPU model without trademarks, "CPU", "Processor" and the clock ("Xeon Gold 6338")."""
+    text = re.sub(r"\((?:R|TM|C)\)|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*[GM]Hz", " ", model or "?", flags=re.I)
+    return " ".join(text.split()) or "?"
+
+
+def qr_summary_text(document: dict[str, Any]) -> str:
+    """The compact summary the QR code carries: system serial, product, CPU and memory totals, disk and
+    GPU counts, number of findings. ASCII only and at most QR_MAX_BYTES long: when it is longer, the CPU
+    line is cut first, then the product, the serial last; a cut line ends with "~"."""
+    board = document.get("board") or {}
+    system = board.get("system") or {}
+    baseboard = board.get("baseboard") or {}
+    cpu = document.get("cpu") or {}
+    memory = document.get("memory") or {}
+    sockets = [socket for socket in cpu.get("sockets") or [] if socket.get("populated")]
+    models = list(dict.fromkeys(short_cpu_model(socket.get("model")) for socket in sockets))
+    cores = cpu.get("total_cores")
+    total = memory.get("total_bytes")
+    findings = document.get("findings") or []
+    critical = sum(1 for item in findings if item.get("severity") == "critical")
+    disks = count_of(document.get("storage"), "disks", "devices")
+    gpus = count_of(document.get("nvidia"), "gpus")
+    lines = [
+        f"bee {AUDIT_VERSION}",
+        f"SN {system.get('serial') or baseboard.get('serial') or '?'}",
+        f"PN {system.get('product') or baseboard.get('product') or '?'}",
+        f"CPU {len(sockets)}x {' / '.join(models) or '?'}" + (f" {cores}c" if cores else ""),
+        f"MEM {f'{total / (1 << 30):g}GiB' if total else '?'} {memory.get('populated_slots', '?')}/"
+        f"{memory.get('total_slots', '?')} DIMM",
+        f"DISK {'?' if disks is None else disks} GPU {'?' if gpus is None else gpus}",
+        f"FINDINGS {len(findings)}" + (f" ({critical} critical)" if critical else ""),
+    ]
+    lines = [line.encode("ascii", "replace").decode("ascii") for line in lines]
+    # CPU and product first down to a readable length, then as far as it takes; the serial last
+    for index, shortest in ((3, 24), (2, 16), (3, 8), (2, 4), (1, 4)):
+        excess = len("\n".join(lines)) - QR_MAX_BYTES
+        if excess > 0 and len(lines[index]) > shortest:
+            keep = max(len(lines[index]) - excess - 1, shortest - 1)
+            lines[index] = lines[index][:keep] + "~"
+    return "\n".join(lines)[:QR_MAX_BYTES]
+
+
+def qr_code(text: str, timeout: float = 10.0) -> str | None:
+    """`text` as a QR code for a terminal (qrencode -t ANSIUTF8); None when qrencode is not installed,
+    failed, or drew a code larger than an 80x25 console."""
+    if shutil.which(QRENCODE[0]) is None:
+        return None
+    try:
+        done = subprocess.run(QRENCODE, input=text.encode(), capture_output=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    drawing = decode(done.stdout or b"")
+    if done.returncode != 0 or not drawing.strip():
+        return None
+    rows = drawing.rstrip("\n").split("\n")
+    widest = max(len(re.sub(r"\x1b\[[0-9;]*m", "", row)) for row in rows)
+    if len(rows) > QR_MAX_LINES - 1 or widest > QR_MAX_COLUMNS:
+        return None
+    return drawing
+
+
+def print_qr(document: dict[str, Any], stream) -> None:
+    """Print the QR summary with a one-line caption on `stream`; a note on stderr when it cannot be drawn."""
+    drawing = qr_code(qr_summary_text(document))
+    if drawing is None:
+        log("no QR summary (qrencode is not installed or failed)")
+        return
+    system = ((document.get("board") or {}).get("system")) or {}
+    stream.write(f"bee audit summary, system serial {system.get('serial') or 'unknown'}:\n{drawing}")
+    stream.flush()
+
+
+# -- the copy on a USB disk (--usb) --------------------------------------------------------------------------
+
+USB_LSBLK = ["lsblk", "-J", "-b", "-o", "NAME,PATH,RM,HOTPLUG,TRAN,TYPE,FSTYPE,MOUNTPOINT,SERIAL"]
+UNWRITABLE_FILESYSTEMS = {"iso9660", "udf", "squashfs", "swap", "crypto_LUKS", "LVM2_member",
+                          "linux_raid_member", "zfs_member", "erofs"}
+
+
+def truthy(value: Any) -> bool:
+    """lsblk's booleans: true/false (new) or "1"/"0" and 1/0 (old)."""
+    return value is True or str(value).strip().lower() in {"1", "true"}
+
+
+def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
+    """Filesystems on removable USB disks, mounted ones first. A disk that holds an ISO 9660 filesystem is
+    the boot medium and is left alone."""
+    def tree(device: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [device]
+        for child in device.get("children") or []:
+            found.extend(tree(child))
+        return found
+
+    targets = []
+    devices = lsblk.get("blockdevices") if isinstance(lsblk, dict) else None
+    for disk in devices or []:
+        if not isinstance(disk, dict) or disk.get("type") != "disk" or disk.get("tran") != "usb":
+            continue
+        if not (truthy(disk.get("rm")) or truthy(disk.get("hotplug"))):
+            continue
+        members = tree(disk)
+        if any(member.get("fstype") == "iso9660" for member in members):
+            continue
+        for member in members:
+            if member.get("fstype") and member["fstype"] not in UNWRITABLE_FILESYSTEMS:
+                targets.append({
+                    "path": member.get("path") or f"/dev/{member.get('name')}",
+                    "fstype": member["fstype"],
+                    "mountpoint": member.get("mountpoint") or None,
+                    "disk_serial": clean(disk.get("serial")),
+                })
+    return sorted(targets, key=lambda target: target["mountpoint"] is None)
+
+
+def usb_file_name(document: dict[str, Any], now: dt.datetime | None = None) -> str:
+    """bee-audit-<system serial>-<UTC time>.json; characters other than letters, digits, ".-_" become "_"."""
+    board = document.get("board") or {}
+    serial = ((board.get("system") or {}).get("serial") or (board.get("baseboard") or {}).get("serial")
+              or "unknown")
+    serial = re.sub(r"[^A-Za-z0-9._-]+", "_", serial).strip("._") or "unknown"
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"bee-audit-{serial}-{stamp}.json"
+
+
+def run_plain(argv: list[str], timeout: float = 60.0) -> ToolResult | None:
+    """Run a command that is not part of the audit (never captured or replayed)."""
+    return Runner(timeout=timeout).run(argv)
+
+
+def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
+    """Copy the document onto the first writable filesystem of a removable USB disk (mounting it on a
+    temporary folder when needed, unmounting what it mounted). True: written; None: no USB disk (said
+    on stderr); False: a USB disk was there but the file could not be written (said on stderr)."""
+    listing = run_plain(USB_LSBLK)
+    if listing is None or not listing.ok:
+        detail = "lsblk is not installed" if listing is None else (
+            first_line(listing.stderr) or f"exit status {listing.returncode}")
+        log(f"--usb: cannot list the disks: {detail}; the document was not copied to USB")
+        return False
+    targets = usb_targets(load_json(listing.stdout))
+    if not targets:
+        log("--usb: no removable USB disk with a filesystem found; plug one in and run again")
+        return None
+    name = usb_file_name(document)
+    for target in targets:
+        mounted_here = None
+        directory = target["mountpoint"]
+        if directory is None:
+            mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
+            result = run_plain(["mount", target["path"], mounted_here])
+            if result is None or not result.ok:
+                detail = "mount is not installed" if result is None else (
+                    first_line(result.stderr) or f"exit status {result.returncode}")
+                log(f"--usb: cannot mount {target['path']}: {detail}")
+                with contextlib.suppress(OSError):
+                    os.rmdir(mounted_here)
+                continue
+            directory = mounted_here
+        try:
+            write_atomically(Path(directory) / name, text)
+            os.sync()
+            log(f"--usb: wrote {name} to {target['path']}")
+            return True
+        except OSError as exc:
+            log(f"--usb: cannot write to {target['path']}: {exc.strerror or exc}")
+        finally:
+            if mounted_here is not None:
+                result = run_plain(["umount", mounted_here])
+                if result is None or not result.ok:
+                    log(f"--usb: could not unmount {mounted_here}; unmount it before unplugging the disk")
+                else:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(mounted_here)
+    return False
+
+
+# -- command line --------------------------------------------------------------------------------------------
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="audit",
         description="Write one JSON hardware inventory of this machine (stdout unless told otherwise).",
     )
     parser.add_argument("--output", type=Path, metavar="FILE", help="write the JSON to FILE (atomically)")
-    parser.add_argument("--usb", action="store_true", help="also write the JSON onto a removable USB disk")
+    parser.add_argument("--usb", action="store_true",
+                        help="also write the JSON onto a removable USB disk (bee-audit-<serial>-<time>.json)")
     parser.add_argument("--no-qr", action="store_true", help="do not print the QR summary")
     parser.add_argument("--sysfs", type=Path, default=Path("/sys"), metavar="DIR", help="sysfs root (/sys)")
     parser.add_argument(
@@ -590,7 +2383,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the audit; exit 0 whenever a document was produced, 1 (one line) when it could not be written."""
+    """Run the audit. Exit 0 whenever a document was produced and written (collector errors included, and
+    --usb finding no USB disk); 1, with one line on stderr, when an output could not be written; 2 for
+    bad arguments."""
     args = parse_args(argv)
     if args.replay is not None and not (args.replay / "commands").is_dir():
         log(f"{args.replay} is not a capture (no commands/ folder); make one with --capture")
@@ -598,16 +2393,25 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout, args.capture, args.replay)
     document = build_document(runner)
     text = render(document)
+    status = 0
     if args.output is not None:
         try:
             write_atomically(args.output, text)
         except OSError as exc:
             log(f"cannot write {args.output}: {exc.strerror or exc}; choose another --output path")
-            return 1
+            status = 1
     else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    return 0
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except OSError as exc:  # a closed pipe
+            log(f"cannot write the document to stdout: {exc.strerror or exc}")
+            return 1
+    if args.usb and write_to_usb(document, text) is False:
+        status = 1
+    if not args.no_qr:
+        print_qr(document, sys.stdout if args.output is not None else sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

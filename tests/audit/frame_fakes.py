@@ -1,0 +1,50 @@
+"""Helpers for the audit frame/DMI tests: fake tools on PATH that print real fixture files."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+
+from tests.paths import LAB_FIXTURES
+
+REAL_DMIDECODE = shutil.which("dmidecode") or next(
+    (str(path) for path in (Path("/usr/sbin/dmidecode"), Path("/sbin/dmidecode")) if path.exists()), None
+)
+
+
+def lab_output(name: str) -> tuple[str, int]:
+    """A qemu-lab file without its `### <command>` first line and `### rc=N` last line, and that N."""
+    lines = (LAB_FIXTURES / name).read_text().split("\n")
+    while lines and lines[-1] == "":
+        lines.pop()
+    assert lines[0].startswith("### ") and lines[-1].startswith("### rc="), name
+    return "\n".join(lines[1:-1]) + "\n", int(lines[-1].removeprefix("### rc="))
+
+
+def write_tool(bin_dir: Path, name: str, body: str) -> Path:
+    """An executable /bin/sh script `name` in bin_dir running `body`."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def tool_printing(bin_dir: Path, name: str, output_file: Path, returncode: int = 0) -> Path:
+    """A fake tool that prints a file's bytes unchanged and exits with `returncode`."""
+    return write_tool(bin_dir, name, f"/bin/cat {shlex.quote(str(output_file))}\nexit {returncode}")
+
+
+def dmidecode_from_dump(bin_dir: Path, dump: Path) -> Path:
+    """A `dmidecode` on PATH that runs the REAL dmidecode on a binary dump (--from-dump) with its args."""
+    assert REAL_DMIDECODE, "dmidecode is not installed (apt-get install dmidecode)"
+    return write_tool(
+        bin_dir, "dmidecode", f'exec {shlex.quote(REAL_DMIDECODE)} --from-dump {shlex.quote(str(dump))} "$@"'
+    )
+
+
+def dmidecode_from_text(bin_dir: Path, text_file: Path) -> Path:
+    """A `dmidecode` that prints a captured text output whatever types it is asked for (the parsers filter
+    by type, as they must: `-t 0,1,2` output holds three types)."""
+    return tool_printing(bin_dir, "dmidecode", text_file)

@@ -1,0 +1,335 @@
+"""The frame: collector order, the subprocess layer under pytest-subprocess (missing tool, non-zero exit,
+hang, garbage, non-UTF-8), a real hung tool killed with its process group, capture/replay, exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from audit import audit
+from tests.audit.frame_fakes import lab_output, tool_printing, write_tool
+from tests.paths import REPO_ROOT
+
+SCHEMA = json.loads((REPO_ROOT / "audit" / "bee-audit.schema.json").read_text())
+TOP_KEYS = [
+    "schema_version",
+    "audit_version",
+    "generated_at",
+    "hostname",
+    "kernel",
+    "collectors",
+    *audit.COLLECTOR_ORDER,
+    "findings",
+    "errors",
+    "duration",
+]
+DMI_COMMANDS = [
+    ["dmidecode", "-t", "0,1,2"],
+    ["dmidecode", "-t", "4"],
+    ["dmidecode", "-t", "17"],
+    ["dmidecode", "-t", "39"],
+]
+
+
+def assert_complete(document):
+    """Every key in its place, JSON-serialisable, valid against the schema."""
+    assert list(document) == TOP_KEYS
+    assert list(document["collectors"]) == audit.COLLECTOR_ORDER
+    json.loads(json.dumps(document))
+    jsonschema.validate(document, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Empty sysfs/procfs/devfs roots and a PATH holding only tmp_path/bin (empty executables for `fp`)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev", timeout=2)
+    return bin_dir, runner
+
+
+def on_path(bin_dir: Path, *names: str) -> None:
+    for name in names:
+        (bin_dir / name).write_text("")
+        (bin_dir / name).chmod(0o755)
+
+
+def test_collector_order_is_the_spec_order():
+    assert audit.COLLECTOR_ORDER == ["board", "cpu", "memory", "storage", "pcie", "psu", "nvidia", "network"]
+    assert [name for name, _ in audit.ordered_collectors(audit.COLLECTORS)][:8] == audit.COLLECTOR_ORDER
+
+
+def test_document_order_does_not_depend_on_who_finished_first(isolated):
+    _, runner = isolated
+
+    def slow(seconds, value):
+        def function(ctx):
+            time.sleep(seconds)
+            return value
+
+        return function
+
+    fakes = [("extra", slow(0, 1)), ("psu", slow(0, 2)), ("board", slow(0.3, 3)), ("cpu", slow(0.1, 4))]
+    document = audit.build_document(runner, fakes)
+    assert [k for k in document if k in {"extra", "psu", "board", "cpu"}] == ["board", "cpu", "psu", "extra"]
+    assert list(document["collectors"]) == ["board", "cpu", "psu", "extra"]
+
+
+def test_tool_missing_is_skipped_without_error(isolated):
+    _, runner = isolated
+    document = audit.build_document(runner)
+    assert_complete(document)
+    for name in ["board", "cpu", "memory", "psu"]:
+        assert document[name] is None
+        assert document["collectors"][name]["status"] == "skipped"
+    assert document["errors"] == []
+
+
+def test_non_zero_exit_is_an_error_entry(isolated, fp):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    for argv in DMI_COMMANDS:
+        fp.register(argv, stderr=b"/dev/mem: No such file or directory\n", returncode=1)
+    document = audit.build_document(runner)
+    assert_complete(document)
+    assert document["collectors"]["board"] == {
+        "status": "error",
+        "duration": document["collectors"]["board"]["duration"],
+        "errors": [
+            {
+                "collector": "board",
+                "command": "dmidecode -t 0,1,2",
+                "message": "exit status 1: /dev/mem: No such file or directory",
+            }
+        ],
+    }
+    assert {e["collector"] for e in document["errors"]} == {"board", "cpu", "memory", "psu"}
+
+
+def test_hung_tool_is_recorded_and_the_rest_completes(isolated, fp, capsys):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    text, _ = lab_output("dmidecode-all.txt")
+
+    def hang(process):
+        raise subprocess.TimeoutExpired(process.args, 2)
+
+    fp.register(["dmidecode", "-t", "4"], callback=hang)
+    fp.register(["dmidecode", "-t", "0,1,2"], stdout=text)
+    fp.register(["dmidecode", "-t", "17"], stdout=text)
+    document = audit.build_document(runner)
+    assert_complete(document)
+    assert document["cpu"] is None and document["collectors"]["cpu"]["status"] == "error"
+    assert document["collectors"]["cpu"]["errors"][0]["message"].startswith("timed out after")
+    assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    assert document["memory"]["populated_slots"] == 8
+    assert "cpu: dmidecode -t 4: timed out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, b"   \n", b'{"truncated": ['])
+def test_garbage_output_leaves_a_complete_document(isolated, fp, garbage):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    for argv in DMI_COMMANDS:
+        fp.register(argv, stdout=garbage)
+    document = audit.build_document(runner)
+    assert_complete(document)
+    for name in ["board", "cpu", "memory"]:
+        assert document[name] is None and document["collectors"][name]["status"] == "error"
+
+
+def test_truncated_output_keeps_what_was_whole(isolated, fp):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    text, _ = lab_output("dmidecode.txt")
+    cut = text[: text.index("Locator: CPU0_DIMM_E1")]  # cut in the middle of the fifth slot
+    fp.register(["dmidecode", "-t", "17"], stdout=cut)
+    document = audit.build_document(runner, [("memory", audit.collect_memory)])
+    assert [s["locator"] for s in document["memory"]["slots"]] == [
+        "CPU0_DIMM_A1",
+        "CPU0_DIMM_B1",
+        "CPU0_DIMM_C1",
+        "CPU0_DIMM_D1",
+        None,
+    ]
+
+
+def test_non_utf8_bytes_are_replaced(isolated, fp):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    text, _ = lab_output("dmidecode-all.txt")
+    raw = text.replace("Acme Boards Inc.", "Acme Cart\xe9s").encode("latin-1")
+    fp.register(["dmidecode", "-t", "0,1,2"], stdout=raw)
+    document = audit.build_document(runner)
+    assert_complete(document)
+    assert document["board"]["baseboard"]["manufacturer"] == "Acme Cart\ufffds"
+    assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
+
+
+def test_a_real_hung_tool_is_killed_with_its_process_group(tmp_path, monkeypatch):
+    """A dmidecode that starts a child and hangs: both die at the timeout; the audit goes on."""
+    pid_file = tmp_path / "child.pid"
+    write_tool(tmp_path / "bin", "dmidecode", f"/bin/sleep 60 &\necho $! > {pid_file}\n/bin/sleep 60")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    runner = audit.Runner(
+        sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev", timeout=0.5
+    )
+    started = time.monotonic()
+    data, report = audit.run_collector("cpu", audit.collect_cpu, runner)
+    assert time.monotonic() - started < 10
+    assert data is None and report["status"] == "error"
+    assert (report["errors"][0]["collector"], report["errors"][0]["command"]) == ("cpu", "dmidecode -t 4")
+    assert re.fullmatch(
+        r"timed out after (0\.[5-9]|[1-9]\.\d) s and was killed", report["errors"][0]["message"]
+    )
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            break  # gone
+        if state == "Z":
+            break  # killed, waiting for its reaper
+        time.sleep(0.05)
+    else:
+        pytest.fail("the hung tool's child survived the timeout")
+
+
+def test_capture_then_replay_gives_the_same_document(tmp_path, monkeypatch):
+    text, _ = lab_output("dmidecode-all.txt")
+    (tmp_path / "dmi.txt").write_text(text)
+    tool_printing(tmp_path / "bin", "dmidecode", tmp_path / "dmi.txt")
+    (tmp_path / "sys/devices/system/edac/mc/mc0").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/edac/mc/mc0/ue_count").write_text("0\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    capture = tmp_path / "capture"
+    live = audit.build_document(
+        audit.Runner(
+            sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev", capture=capture
+        )
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    replayed = audit.build_document(audit.Runner(replay=capture))
+    for document in (live, replayed):
+        document.pop("duration")
+        for report in document["collectors"].values():
+            report.pop("duration")
+    assert replayed == live
+    assert replayed["memory"]["edac"]["controllers"][0]["uncorrected"] == 0
+    assert (capture / "host.json").exists()
+
+
+def run_audit(args, env_path, cwd):
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "audit" / "audit.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(env_path)},
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_stdout_is_pure_json_and_exit_zero_with_errors(tmp_path):
+    """`audit.py | python3 -m json.tool` works: nothing but the document on stdout, even with errors."""
+    write_tool(tmp_path / "bin", "dmidecode", "echo '/dev/mem: Permission denied' >&2; exit 1")
+    done = run_audit(
+        ["--sysfs", str(tmp_path), "--procfs", str(tmp_path), "--devfs", str(tmp_path)],
+        tmp_path / "bin",
+        tmp_path,
+    )
+    assert done.returncode == 0
+    document = json.loads(done.stdout)
+    assert_complete(document)
+    assert document["collectors"]["board"]["status"] == "error"
+    assert "board: dmidecode -t 0,1,2: exit status 1: /dev/mem: Permission denied" in done.stderr
+
+
+def test_unwritable_output_exits_1_with_one_line(tmp_path):
+    done = run_audit(
+        ["--no-qr", "--output", str(tmp_path / "missing" / "a.json"), "--sysfs", str(tmp_path)],
+        tmp_path / "bin",
+        tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().split("\n")
+    assert len(lines) == 1 and lines[0].startswith(f"audit: cannot write {tmp_path / 'missing' / 'a.json'}: ")
+
+
+def test_replay_of_a_folder_that_is_no_capture_exits_2(tmp_path):
+    done = run_audit(["--replay", str(tmp_path)], tmp_path / "bin", tmp_path)
+    assert done.returncode == 2 and "is not a capture" in done.stderr
+
+
+def test_main_writes_the_output_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    target = tmp_path / "out.json"
+    assert (
+        audit.main(
+            [
+                "--no-qr",
+                "--output",
+                str(target),
+                "--sysfs",
+                str(tmp_path / "s"),
+                "--procfs",
+                str(tmp_path / "p"),
+                "--devfs",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == ""
+    assert_complete(json.loads(target.read_text()))
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
+
+
+def test_capture_keeps_symlinks_so_replay_resolves_them(tmp_path):
+    """sysfs links, relative (as the kernel writes them) and absolute, chained through linked folders."""
+    sysfs = tmp_path / "sys"
+    device = sysfs / "devices/pci0000:00/0000:00:1f.6"
+    (device / "net/eno1").mkdir(parents=True)
+    (device / "vendor").write_text("0x8086\n")
+    (device / "net/eno1/address").write_text("3c:ec:ef:01:02:03\n")
+    (sysfs / "bus/pci/drivers/e1000e").mkdir(parents=True)
+    (device / "driver").symlink_to("../../../bus/pci/drivers/e1000e")  # relative
+    (device / "net/eno1/device").symlink_to(device)  # absolute
+    (sysfs / "class/net").mkdir(parents=True)
+    (sysfs / "class/net/eno1").symlink_to("../../devices/pci0000:00/0000:00:1f.6/net/eno1")
+    capture = tmp_path / "capture"
+
+    def facts(runner):
+        return (
+            runner.listdir("sysfs", "class/net"),
+            runner.realpath("sysfs", "class/net/eno1/device"),
+            runner.realpath("sysfs", "class/net/eno1/device/driver"),
+            runner.read("sysfs", "class/net/eno1/address"),
+            runner.read("sysfs", "class/net/eno1/device/vendor"),
+            runner.exists("sysfs", "class/net/eno1/device/driver"),
+        )
+
+    live = facts(audit.Runner(sysfs=sysfs, capture=capture))
+    assert live == (
+        ["eno1"],
+        "devices/pci0000:00/0000:00:1f.6",
+        "bus/pci/drivers/e1000e",
+        "3c:ec:ef:01:02:03",
+        "0x8086",
+        True,
+    )
+    (capture / "commands").mkdir()
+    assert facts(audit.Runner(replay=capture)) == live
+    assert (capture / "sysfs/class/net/eno1").is_symlink()

@@ -1,0 +1,295 @@
+"""Outputs: the QR summary through the real qrencode and zbarimg, where it is printed, --output atomicity,
+and --usb (finding, mounting, writing, unmounting)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from audit import audit
+from tests.audit.frame_fakes import lab_output, write_tool
+
+GiB = 1 << 30
+
+
+def lab_document() -> dict:
+    """A document of the emulated lab server: DMI from its dmidecode, 3 disks and 8 GPUs."""
+    records = audit.parse_dmidecode(lab_output("dmidecode-all.txt")[0])
+    return {
+        "board": audit.parse_board(records),
+        "cpu": audit.parse_cpus(records),
+        "memory": audit.parse_memory(records),
+        "storage": [{}, {}, {}],
+        "nvidia": [{}] * 8,
+        "findings": [audit.finding("critical", "memory", "x"), audit.finding("warning", "cpu", "y")],
+    }
+
+
+def real_tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed (apt-get install {'zbar-tools' if name == 'zbarimg' else name})"
+    return path
+
+
+def decode_qr(text: str, tmp_path) -> str:
+    """The text a phone would read: `qrencode -o x.png` of the same text, decoded by zbarimg."""
+    png = tmp_path / "x.png"
+    subprocess.run([real_tool("qrencode"), "-l", "L", "-o", str(png), text], check=True, timeout=30)
+    done = subprocess.run(
+        [real_tool("zbarimg"), "--raw", "-q", str(png)], capture_output=True, timeout=30, check=True
+    )
+    return done.stdout.decode()
+
+
+def test_summary_text_of_the_lab_server():
+    assert audit.qr_summary_text(lab_document()) == "\n".join(
+        [
+            f"bee {audit.AUDIT_VERSION}",
+            "SN SYS-SN-ABC123",
+            "PN LabServer 2U",
+            "CPU 2x Intel Xeon Gold 6338 2c",
+            "MEM 256GiB 8/16 DIMM",
+            "DISK 3 GPU 8",
+            "FINDINGS 2 (1 critical)",
+        ]
+    )
+
+
+def test_summary_of_an_empty_document_says_unknown():
+    text = audit.qr_summary_text({})
+    assert "SN ?" in text and "DISK ? GPU ?" in text and "FINDINGS 0" in text
+
+
+def test_summary_round_trip_through_qrencode_and_zbarimg(tmp_path):
+    text = audit.qr_summary_text(lab_document())
+    assert decode_qr(text, tmp_path) == text + "\n"
+
+
+def test_long_values_are_cut_to_fit_an_80x25_console(tmp_path):
+    document = lab_document()
+    document["board"]["system"]["serial"] = "S" * 24
+    document["board"]["system"]["product"] = "Product Name Ünïcode " * 6
+    for socket in document["cpu"]["sockets"]:
+        socket["model"] = "AMD EPYC 9754 128-Core Processor with a very long marketing name indeed"
+    text = audit.qr_summary_text(document)
+    assert len(text.encode()) <= audit.QR_MAX_BYTES and text.isascii()
+    lines = text.split("\n")
+    assert lines[0] == f"bee {audit.AUDIT_VERSION}"
+    assert lines[1] == "SN " + "S" * 24  # the serial is kept whole; CPU and product lines were cut
+    assert lines[2].startswith("PN Product") and lines[2].endswith("~")
+    assert lines[3].startswith("CPU 2x AMD EPYC") and lines[3].endswith("~")
+    drawing = audit.qr_code(text)
+    assert drawing is not None
+    rows = drawing.rstrip("\n").split("\n")
+    assert len(rows) <= 23  # + the caption line: 24 of 25 lines
+    assert all(len(row.replace("\x1b[40;37;1m", "").replace("\x1b[0m", "")) <= 80 for row in rows)
+    assert decode_qr(text, tmp_path) == text + "\n"
+
+
+@pytest.fixture
+def quiet_machine(tmp_path, monkeypatch):
+    """PATH with only the real qrencode; empty sysfs/procfs/devfs: an audit with nothing to find."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qrencode").symlink_to(real_tool("qrencode"))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return ["--sysfs", str(tmp_path / "s"), "--procfs", str(tmp_path / "p"), "--devfs", str(tmp_path / "d")]
+
+
+def test_qr_goes_to_stdout_when_the_json_goes_to_a_file(tmp_path, quiet_machine, capsys):
+    assert audit.main([*quiet_machine, "--output", str(tmp_path / "a.json")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("bee audit summary, system serial unknown:\n") and "\u2580" in out
+    assert "\u2580" not in err
+
+
+def test_qr_goes_to_stderr_when_the_json_goes_to_stdout(quiet_machine, capsys):
+    assert audit.main(quiet_machine) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)  # stdout holds the document only
+    assert "bee audit summary" in err and "\u2580" in err
+
+
+def test_no_qr(tmp_path, quiet_machine, capsys):
+    assert audit.main([*quiet_machine, "--no-qr", "--output", str(tmp_path / "a.json")]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "summary" not in err
+
+
+def test_without_qrencode_there_is_a_note_and_exit_0(tmp_path, quiet_machine, capsys):
+    (tmp_path / "bin" / "qrencode").unlink()
+    assert audit.main([*quiet_machine, "--output", str(tmp_path / "a.json")]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "audit: no QR summary (qrencode is not installed or failed)" in err
+
+
+# -- --output atomicity ----------------------------------------------------------------------------------
+
+
+def test_a_reader_never_sees_a_partial_output_file(tmp_path):
+    target = tmp_path / "audit.json"
+    documents = [audit.render({"n": n, "pad": "x" * 400_000}) for n in range(2)]
+    audit.write_atomically(target, documents[0])
+    stop = threading.Event()
+    seen, bad = set(), []
+
+    def reader():
+        while not stop.is_set():
+            text = target.read_text()
+            try:
+                seen.add(json.loads(text)["n"])
+            except ValueError:
+                bad.append(len(text))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for round_number in range(60):
+        audit.write_atomically(target, documents[round_number % 2])
+    stop.set()
+    thread.join()
+    assert bad == [] and seen == {0, 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.json"]  # no temp file left
+
+
+def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "audit.json"
+    audit.write_atomically(target, "old\n")
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError):
+        audit.write_atomically(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.json"]
+
+
+# -- --usb -----------------------------------------------------------------------------------------------
+
+
+def lab_lsblk() -> dict:
+    """The emulated server's real `lsblk -J -b -O`: its USB stick sdb (hotplug, rm 0) has no filesystem."""
+    return json.loads(lab_output("lsblk.txt")[0])
+
+
+def with_partition(lsblk: dict, fstype: str = "vfat", mountpoint=None) -> dict:
+    for disk in lsblk["blockdevices"]:
+        if disk["name"] == "sdb":
+            disk["children"] = [
+                {
+                    "name": "sdb1",
+                    "path": "/dev/sdb1",
+                    "rm": False,
+                    "hotplug": True,
+                    "tran": None,
+                    "type": "part",
+                    "fstype": fstype,
+                    "mountpoint": mountpoint,
+                }
+            ]
+    return lsblk
+
+
+def fake_usb_tools(tmp_path, lsblk: dict):
+    """lsblk printing `lsblk`, and mount/umount that log their arguments (mount mounts nothing)."""
+    (tmp_path / "lsblk.json").write_text(json.dumps(lsblk))
+    bin_dir = tmp_path / "bin"
+    write_tool(bin_dir, "lsblk", f"/bin/cat {tmp_path / 'lsblk.json'}")
+    write_tool(bin_dir, "mount", f'echo "mount $*" >> {tmp_path / "usb.log"}')
+    write_tool(bin_dir, "umount", f'echo "umount $*" >> {tmp_path / "usb.log"}')
+    return tmp_path / "usb.log"
+
+
+def test_usb_targets_of_the_lab_machine():
+    assert audit.usb_targets(lab_lsblk()) == []  # the stick has no filesystem
+    assert audit.usb_targets(with_partition(lab_lsblk())) == [
+        {"path": "/dev/sdb1", "fstype": "vfat", "mountpoint": None, "disk_serial": "USB-SN-42"}
+    ]
+    assert audit.usb_targets(with_partition(lab_lsblk(), "iso9660")) == []  # the boot medium
+    old_style = with_partition(lab_lsblk())
+    old_style["blockdevices"][1].update(rm="1", hotplug="0")  # util-linux before 2.33 printed strings
+    assert len(audit.usb_targets(old_style)) == 1
+    assert audit.usb_targets(None) == [] and audit.usb_targets({"blockdevices": "x"}) == []
+
+
+def test_usb_file_name():
+    import datetime as dt
+
+    when = dt.datetime(2026, 11, 25, 22, 43, 5, tzinfo=dt.UTC)
+    assert audit.usb_file_name(lab_document(), when) == "bee-audit-SYS-SN-ABC123-20261125T224305Z.json"
+    assert (
+        audit.usb_file_name({"board": {"system": {"serial": "VMware-42 1b/ba"}}}, when)
+        == "bee-audit-VMware-42_1b_ba-20261125T224305Z.json"
+    )
+    assert audit.usb_file_name({}, when) == "bee-audit-unknown-20261125T224305Z.json"
+
+
+def test_usb_mounts_writes_syncs_and_unmounts(tmp_path, monkeypatch):
+    log = fake_usb_tools(tmp_path, with_partition(lab_lsblk()))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    document = lab_document()
+    assert audit.write_to_usb(document, audit.render(document)) is True
+    mount, umount = log.read_text().strip().split("\n")
+    assert mount.startswith("mount /dev/sdb1 ")
+    directory = mount.split(" ", 2)[2]
+    assert umount == f"umount {directory}"
+    [written] = list(__import__("pathlib").Path(directory).iterdir())
+    assert written.name.startswith("bee-audit-SYS-SN-ABC123-") and written.name.endswith("Z.json")
+    assert json.loads(written.read_text())["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    shutil.rmtree(directory)
+
+
+def test_usb_already_mounted_is_written_in_place(tmp_path, monkeypatch):
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    log = fake_usb_tools(tmp_path, with_partition(lab_lsblk(), mountpoint=str(stick)))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert audit.write_to_usb({}, "{}\n") is True
+    assert not log.exists()  # nothing mounted, nothing unmounted
+    assert [p.name.startswith("bee-audit-unknown-") for p in stick.iterdir()] == [True]
+
+
+def test_usb_none_found_is_one_clear_message_and_exit_0(tmp_path, monkeypatch, capsys):
+    fake_usb_tools(tmp_path, lab_lsblk())
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    args = [
+        "--usb",
+        "--no-qr",
+        "--output",
+        str(tmp_path / "a.json"),
+        "--sysfs",
+        str(tmp_path / "s"),
+        "--devfs",
+        str(tmp_path / "d"),
+    ]
+    assert audit.main(args) == 0
+    err = capsys.readouterr().err
+    assert "audit: --usb: no removable USB disk with a filesystem found; plug one in and run again\n" in err
+    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == 1
+
+
+def test_usb_that_cannot_be_written_exits_1(tmp_path, monkeypatch, capsys):
+    fake_usb_tools(tmp_path, with_partition(lab_lsblk()))
+    write_tool(tmp_path / "bin", "mount", "echo 'mount: /dev/sdb1: can not mount' >&2; exit 32")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert (
+        audit.main(["--usb", "--no-qr", "--sysfs", str(tmp_path / "s"), "--devfs", str(tmp_path / "d")]) == 1
+    )
+    out, err = capsys.readouterr()
+    json.loads(out)  # the document itself still went to stdout
+    assert "audit: --usb: cannot mount /dev/sdb1: mount: /dev/sdb1: can not mount" in err
+
+
+def test_usb_without_a_working_lsblk_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert audit.write_to_usb({}, "{}\n") is False
+    assert "audit: --usb: cannot list the disks: lsblk is not installed" in capsys.readouterr().err
+    write_tool(tmp_path / "bin", "lsblk", "echo 'lsblk: unknown column: PATH' >&2; exit 1")
+    assert audit.write_to_usb({}, "{}\n") is False
+    assert "cannot list the disks: lsblk: unknown column: PATH" in capsys.readouterr().err

@@ -1,0 +1,892 @@
+#!/usr/bin/env python3
+"""Step 2 of the ISO build: NVIDIA's kernel modules and userland for the ISO kernel, built once and cached.
+
+a. download NVIDIA's `.run` installer (streamed, sha256 computed in the same pass, resumed from a `.part`
+   file, retried on resets and 5xx) and trust it only if it matches the pinned `bee.nvidia.sha256`;
+b. extract it (`sh <installer> --extract-only --target <dir>`) into a temp dir renamed when complete;
+c. build `kernel/` (or `kernel-open/`) against the ISO kernel's headers, after checking that the headers
+   are for the very kernel the ISO boots, and strip the debug info from the `.ko` files;
+d. take the userland the live system needs: nvidia-smi, nvidia-modprobe, libnvidia-ml, the GSP firmware;
+e. keep all of it in `dist/nvidia-<version>-<kver>/` with a manifest of the inputs and of each output's
+   sha256: when both still match, the whole step is skipped.
+
+`install_into_overlay` then copies the cached files to their live-system paths (`bee.live.*`) in the overlay.
+Every default comes from invoke.yaml; `python scripts/build_nvidia_module.py --help` runs one step alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import buildconfig  # noqa: E402
+
+CHUNK_SIZE = 1 << 20
+# The useful part of a requests error, whose message nests several reprs.
+REASON_PATTERN = r"\[Errno -?\d+\] [^'\")]+|Connection re\w+|Read timed out|IncompleteRead\([^)]*\)"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+KERNEL_DIRS = {"proprietary": "kernel", "open": "kernel-open"}
+USERLAND_BINARIES = ("nvidia-smi", "nvidia-modprobe")
+FIRMWARE_PATTERN = "gsp_*.bin"
+STRIP_COMMAND = ("strip", "--strip-debug")
+# Cache sub-folders, each installed at one live-system path (see install_into_overlay).
+MODULES, FIRMWARE, BIN, LIB = "modules", "firmware", "bin", "lib"
+
+
+class NvidiaBuildError(Exception):
+    """A failure of this step; its message is one line saying what went wrong and what to do."""
+
+
+class DownloadError(NvidiaBuildError):
+    """The installer could not be downloaded."""
+
+
+class ChecksumError(DownloadError):
+    """The downloaded installer is not the pinned one (it has been deleted)."""
+
+
+class HeadersError(NvidiaBuildError):
+    """The kernel headers to build against are missing or unreadable."""
+
+
+class KernelMismatchError(NvidiaBuildError):
+    """The kernel headers are not those of the kernel the ISO boots."""
+
+
+class CommandError(NvidiaBuildError):
+    """An external command (the installer, make, strip, apk) failed."""
+
+
+class _TransientError(Exception):
+    """A failure worth retrying: a reset or cut connection, a timeout, a 5xx."""
+
+
+# ---------------------------------------------------------------------------------------------- a. download
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of the file at `path`."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def partial_path(dest: Path) -> Path:
+    """Return the `.part` file a download into `dest` grows in until it is complete and verified."""
+    return dest.with_name(dest.name + ".part")
+
+
+@dataclass
+class _Transfer:
+    """A download in progress: the `.part` file, the sha256 of its bytes so far, and their count."""
+
+    part: Path
+    hasher: Any = field(default_factory=hashlib.sha256)
+    offset: int = 0
+    bar: Any = None
+
+    def resume(self) -> None:
+        """Hash what an earlier, interrupted run left in the `.part` file, to continue after it."""
+        if self.part.is_file():
+            with self.part.open("rb") as f:
+                while chunk := f.read(CHUNK_SIZE):
+                    self.hasher.update(chunk)
+                    self.offset += len(chunk)
+
+    def restart(self) -> None:
+        """Forget the partial bytes: the server cannot continue them."""
+        self.part.unlink(missing_ok=True)
+        self.hasher = hashlib.sha256()
+        self.offset = 0
+        if self.bar is not None:
+            self.bar.reset()
+
+
+def _open_progress(enabled: bool, name: str, initial: int, total: int | None) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
+                file=sys.stderr, leave=False)
+
+
+def _fetch_once(session: Any, url: str, transfer: _Transfer, timeout: float, progress: bool) -> None:
+    """Append the rest of `url` to the transfer; raise _TransientError for what a retry may fix."""
+    import requests
+
+    headers = {"Accept-Encoding": "identity"}
+    if transfer.offset:
+        headers["Range"] = f"bytes={transfer.offset}-"
+    try:
+        with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+            status = response.status_code
+            if status == 416:  # nothing after the .part: complete already, or longer than the file
+                if response.headers.get("Content-Range", "") == f"bytes */{transfer.offset}":
+                    return
+                transfer.restart()
+                raise _TransientError("the server refused to resume (HTTP 416)")
+            if status >= 500 or status == 429:
+                raise _TransientError(f"HTTP {status} {response.reason}")
+            if status not in (200, 206):
+                raise DownloadError(
+                    f"cannot download {url}: HTTP {status} {response.reason}; "
+                    "check bee.nvidia.version and bee.nvidia.url"
+                )
+            if status == 200 and transfer.offset:  # the server ignored the Range: start over
+                transfer.restart()
+            if status == 206 and not response.headers.get("Content-Range", "").startswith(
+                f"bytes {transfer.offset}-"
+            ):
+                transfer.restart()
+                raise _TransientError("the server resumed at another offset")
+            length = response.headers.get("Content-Length")
+            total = transfer.offset + int(length) if length and length.isdigit() else None
+            if progress and transfer.bar is None:
+                transfer.bar = _open_progress(True, Path(url).name, transfer.offset, total)
+            with transfer.part.open("ab") as out:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    out.write(chunk)
+                    transfer.hasher.update(chunk)
+                    transfer.offset += len(chunk)
+                    if transfer.bar is not None:
+                        transfer.bar.update(len(chunk))
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        raise _TransientError(_short_reason(exc)) from exc
+
+
+def _short_reason(exc: BaseException) -> str:
+    """A one-line reason for a requests exception (they nest long reprs)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    match = re.search(REASON_PATTERN, text)
+    return match.group(0) if match else type(exc).__name__
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str,
+    *,
+    retries: int = 5,
+    backoff: float = 2.0,
+    timeout: float = 60,
+    progress: bool | None = None,
+    session: Any = None,
+) -> Path:
+    """Download `url` to `dest` unless `dest` already has the sha256 `sha256`; return `dest`.
+
+    The file grows in `<dest>.part` (resumed with an HTTP Range request after an interruption, also across
+    runs), hashed while it is written; resets, cut connections, timeouts and 5xx answers are retried
+    `retries` times with a doubling backoff. Only a file whose sha256 matches is renamed to `dest`; a
+    mismatch deletes it and raises ChecksumError naming both sums. Nothing is requested when `dest` matches.
+    """
+    import requests
+
+    expected = sha256.strip().lower()
+    if dest.is_file():
+        if file_sha256(dest) == expected:
+            return dest
+        dest.unlink()  # never leave a file that fails verification under the final name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    transfer = _Transfer(partial_path(dest))
+    transfer.resume()
+    show = sys.stderr.isatty() if progress is None else progress
+    session = session or requests.Session()
+    failures = 0
+    try:
+        while True:
+            before = transfer.offset
+            try:
+                _fetch_once(session, url, transfer, timeout, show)
+                break
+            except _TransientError as exc:
+                failures = 1 if transfer.offset > before else failures + 1
+                if failures > retries:
+                    raise DownloadError(
+                        f"cannot download {url}: {exc} ({retries} retries failed); "
+                        "check the network and bee.nvidia.url, then run again to resume"
+                    ) from None
+                time.sleep(backoff * 2 ** (failures - 1))
+    finally:
+        if transfer.bar is not None:
+            transfer.bar.close()
+    got = transfer.hasher.hexdigest()
+    if got != expected:
+        transfer.part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{url}: sha256 mismatch: expected {expected}, got {got}; the file was deleted "
+            "(check bee.nvidia.version and bee.nvidia.sha256)"
+        )
+    transfer.part.replace(dest)
+    return dest
+
+
+def installer_url(cfg: Any) -> str:
+    """Return the download URL of the configured installer."""
+    return buildconfig.nvidia_url(cfg)
+
+
+def installer_path(cfg: Any) -> Path:
+    """Return where the configured installer is cached (`paths.download_cache/<its file name>`)."""
+    name = installer_url(cfg).rsplit("/", 1)[-1]
+    return buildconfig.config_path(cfg, "download_cache") / name
+
+
+def download_installer(cfg: Any, *, progress: bool | None = None) -> Path:
+    """Download (or find in the cache) the configured installer, verified against `bee.nvidia.sha256`."""
+    nv = cfg.bee.nvidia
+    return download(
+        installer_url(cfg), installer_path(cfg), nv.sha256,
+        retries=int(nv.download_retries), backoff=float(nv.download_backoff),
+        timeout=float(nv.download_timeout), progress=progress,
+    )
+
+
+def published_sha256(url: str, *, timeout: float = 60) -> str:
+    """Return the sha256 NVIDIA publishes beside `url` (`<url>.sha256sum`), to help pin a new version.
+
+    The build never trusts it: it is printed for a person to check and copy into bee.nvidia.sha256.
+    """
+    import requests
+
+    sums_url = url + ".sha256sum"
+    try:
+        response = requests.get(sums_url, timeout=timeout)
+    except requests.RequestException as exc:
+        raise DownloadError(f"cannot fetch {sums_url}: {_short_reason(exc)}; check the network") from None
+    if response.status_code != 200:
+        raise DownloadError(f"cannot fetch {sums_url}: HTTP {response.status_code}; check bee.nvidia.version")
+    words = response.text.split()
+    if not words or not re.fullmatch(r"[0-9a-fA-F]{64}", words[0]):
+        raise DownloadError(f"{sums_url} holds no sha256 sum; check it by hand")
+    return words[0].lower()
+
+
+# ---------------------------------------------------------------------------------------- external commands
+
+
+def run_command(command: list[str], *, what: str, cwd: Path | None = None) -> None:
+    """Run `command` with its output on our stderr (stdout stays clean); raise CommandError if it fails."""
+    try:
+        result = subprocess.run(command, cwd=cwd, stdout=2, stderr=2, check=False)
+    except FileNotFoundError:
+        raise CommandError(f"{what}: {command[0]} not found; install it on the builder") from None
+    if result.returncode != 0:
+        raise CommandError(
+            f"{what} failed (exit {result.returncode}): {' '.join(command)}; its output is above"
+        )
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path` (a folder, a file or a link) if it exists."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+# ----------------------------------------------------------------------------------------------- b. extract
+
+
+def extract_command(installer: Path, target: Path) -> list[str]:
+    """Return the command that extracts NVIDIA's installer into `target` without running it."""
+    return ["sh", str(installer), "--extract-only", "--target", str(target)]
+
+
+def extract(installer: Path, target: Path) -> Path:
+    """Extract `installer` into `target` (replaced), through a temp folder renamed when complete."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    remove_tree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    run_command(extract_command(installer, tmp), what=f"extracting {installer.name}")
+    if not tmp.is_dir():
+        raise CommandError(f"extracting {installer.name} created no {tmp}; is it NVIDIA's .run installer?")
+    remove_tree(target)
+    tmp.rename(target)
+    return target
+
+
+# ------------------------------------------------------------------------------------- c. kernel and build
+
+
+def headers_release(headers: Path) -> str:
+    """Return the kernel release the headers at `headers` build for (UTS_RELEASE, which vermagic uses)."""
+    uts = headers / "include" / "generated" / "utsrelease.h"
+    try:
+        text = uts.read_text()
+    except OSError:
+        raise HeadersError(
+            f"{headers} holds no prepared kernel headers ({uts} is missing); "
+            "reinstall the kernel's -dev package"
+        ) from None
+    match = re.search(r'#define\s+UTS_RELEASE\s+"([^"]+)"', text)
+    if not match:
+        raise HeadersError(f"{uts} names no UTS_RELEASE; reinstall the kernel's -dev package")
+    return match.group(1)
+
+
+def _headers_root(cfg: Any, headers_root: Path | None) -> Path:
+    return Path(headers_root) if headers_root is not None else Path(cfg.bee.nvidia.headers_root)
+
+
+def find_headers(cfg: Any, kver: str | None = None, headers_root: Path | None = None) -> tuple[str, Path]:
+    """Return `(kernel release, headers dir)` of the ISO kernel's headers, `<root>/linux-headers-<kver>`.
+
+    `kver` defaults to `bee.nvidia.kernel_release`; when both are empty, the one headers dir of the
+    configured flavor and series (`bee.kernel`) is taken. `headers_root` defaults to
+    `bee.nvidia.headers_root`. Raises HeadersError when there is none (or several, without a kver),
+    saying which package to install.
+    """
+    root = _headers_root(cfg, headers_root)
+    kver = kver or str(cfg.bee.nvidia.kernel_release or "").strip()
+    if kver:
+        headers = root / f"linux-headers-{kver}"
+        if not headers.is_dir():
+            hint = _install_hint(cfg)
+            raise HeadersError(f"no kernel headers for {kver} at {headers}; {hint} of that kernel")
+        return headers_release(headers), headers
+    return installed_headers(cfg, root)
+
+
+def _install_hint(cfg: Any) -> str:
+    flavor = cfg.bee.kernel.flavor
+    return f"install linux-{flavor}-dev (apk add linux-{flavor}-dev)"
+
+
+def installed_headers(cfg: Any, root: Path) -> tuple[str, Path]:
+    """Return `(kernel release, headers dir)` of the one `linux-headers-<series>.*-<flavor>` in `root`."""
+    flavor, series = cfg.bee.kernel.flavor, str(cfg.bee.kernel.series)
+    pattern = re.compile(rf"linux-headers-({re.escape(series)}[.-]\S*-{re.escape(flavor)})")
+    found = sorted(p for p in root.glob("linux-headers-*") if pattern.fullmatch(p.name) and p.is_dir())
+    if not found:
+        raise HeadersError(f"no linux-headers-{series}.*-{flavor} in {root}; {_install_hint(cfg)}")
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise HeadersError(f"several kernel headers in {root} ({names}); choose one with --kver")
+    return headers_release(found[0]), found[0]
+
+
+def apk_search_command(cfg: Any, cache_dir: Path) -> list[str]:
+    """Return the apk command listing the newest linux-<flavor> of the configured main repository only."""
+    main_repository = buildconfig.repository_urls(cfg)[0]
+    return [
+        "apk", "--update-cache", "--repositories-file", "/dev/null", "--repository", main_repository,
+        "--arch", cfg.bee.alpine.arch, "--cache-dir", str(cache_dir),
+        "search", "--exact", f"linux-{cfg.bee.kernel.flavor}",
+    ]
+
+
+def parse_kernel_package(output: str, flavor: str) -> str:
+    """Return the kernel release of `linux-<flavor>-<ver>-r<rel>` in apk's output: `<ver>-<rel>-<flavor>`.
+
+    That is the release Alpine's kernel reports (its localversion is `-<pkgrel>-<flavor>`).
+    """
+    pattern = re.compile(rf"linux-{re.escape(flavor)}-(\d[^\s-]*)-r(\d+)")
+    for line in output.split():
+        match = pattern.fullmatch(line.strip())
+        if match:
+            return f"{match.group(1)}-{match.group(2)}-{flavor}"
+    raise NvidiaBuildError(
+        f"apk found no linux-{flavor} in the configured repository; check bee.alpine and bee.kernel.flavor"
+    )
+
+
+def iso_kernel_release(cfg: Any) -> str:
+    """Return the release of the kernel the ISO will boot, e.g. `6.12.58-0-lts`.
+
+    `bee.nvidia.kernel_release` when set; otherwise the newest linux-<flavor> of the configured Alpine
+    main repository (what mkimage installs), asked of apk. It must belong to `bee.kernel.series`.
+    """
+    configured = str(cfg.bee.nvidia.kernel_release or "").strip()
+    if configured:
+        return configured
+    flavor, series = cfg.bee.kernel.flavor, str(cfg.bee.kernel.series)
+    cache_dir = buildconfig.config_path(cfg, "build") / "apk-cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    command = apk_search_command(cfg, cache_dir)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise NvidiaBuildError(
+            "apk not found: cannot ask the repository which kernel the ISO boots; run this on the Alpine "
+            "builder or give the release with --iso-kver (bee.nvidia.kernel_release)"
+        ) from None
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CommandError(f"{' '.join(command)} failed: {reason}; check the network and bee.alpine")
+    release = parse_kernel_package(result.stdout, flavor)
+    if not release.startswith(series + "."):
+        raise KernelMismatchError(
+            f"the repository's linux-{flavor} is {release}, not of series {series}; update bee.kernel.series"
+        )
+    return release
+
+
+def check_headers_match(headers_kver: str, iso_kver: str) -> None:
+    """Raise KernelMismatchError, naming both, unless the headers are for the kernel the ISO boots."""
+    if headers_kver != iso_kver:
+        raise KernelMismatchError(
+            f"the kernel headers are for {headers_kver} but the ISO boots {iso_kver}: modules built for "
+            "another kernel fail at boot (invalid module format); install the -dev package of the ISO's "
+            "kernel (apk upgrade) or give the ISO's release with --iso-kver"
+        )
+
+
+def headers_for_iso(cfg: Any, iso_kver: str, headers_root: Path | None = None) -> tuple[str, Path]:
+    """Return `(kver, headers)` for the ISO kernel `iso_kver`, or raise naming the headers installed."""
+    try:
+        return find_headers(cfg, iso_kver, headers_root)
+    except HeadersError:
+        try:
+            installed, _ = installed_headers(cfg, _headers_root(cfg, headers_root))
+        except HeadersError:
+            raise HeadersError(
+                f"no kernel headers for {iso_kver} in {_headers_root(cfg, headers_root)}; install "
+                f"linux-{cfg.bee.kernel.flavor}-dev of that release"
+            ) from None
+        check_headers_match(installed, iso_kver)
+        raise
+
+
+def kernel_dir_name(flavor: str) -> str:
+    """Return the installer's folder of the module sources for `flavor` (proprietary or open)."""
+    try:
+        return KERNEL_DIRS[flavor]
+    except KeyError:
+        choices = " or ".join(KERNEL_DIRS)
+        raise NvidiaBuildError(f"unknown bee.nvidia.flavor {flavor!r}; use {choices}") from None
+
+
+def jobs_count(cfg: Any) -> int:
+    """Return make's -j: `bee.nvidia.jobs`, or one per CPU when it is 0."""
+    configured = int(cfg.bee.nvidia.jobs or 0)
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+def make_command(kernel_dir: Path, headers: Path, jobs: int) -> list[str]:
+    """Return the make command building NVIDIA's modules in `kernel_dir` against `headers`."""
+    return ["make", "-C", str(kernel_dir), f"-j{jobs}", "modules", f"SYSSRC={headers}"]
+
+
+def module_names(cfg: Any) -> list[str]:
+    """Return the modules to ship: `bee.nvidia.modules` then `bee.nvidia.optional_modules`."""
+    names = list(cfg.bee.nvidia.modules) + list(cfg.bee.nvidia.optional_modules or [])
+    return list(dict.fromkeys(names))
+
+
+def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int) -> Path:
+    """Run make in the extracted installer's kernel folder for `flavor`; return that folder."""
+    kernel_dir = extracted / kernel_dir_name(flavor)
+    if not kernel_dir.is_dir():
+        other = "open" if flavor == "proprietary" else "proprietary"
+        raise NvidiaBuildError(
+            f"the installer has no {kernel_dir.name}/ for the {flavor} modules; set bee.nvidia.flavor={other}"
+        )
+    run_command(make_command(kernel_dir, headers, jobs), what=f"building the NVIDIA modules in {kernel_dir}")
+    return kernel_dir
+
+
+def collect_modules(kernel_dir: Path, names: list[str], out_dir: Path) -> list[Path]:
+    """Copy the built `<name>.ko` files to `out_dir` and strip their debug info; return the copies."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for name in names:
+        built = kernel_dir / f"{name}.ko"
+        if not built.is_file():
+            raise NvidiaBuildError(
+                f"make produced no {built.name} in {kernel_dir}; remove {name} from bee.nvidia modules lists"
+            )
+        copies.append(Path(shutil.copy2(built, out_dir / built.name)))
+    run_command([*STRIP_COMMAND, *map(str, copies)], what="stripping the debug info of the modules")
+    return copies
+
+
+# ---------------------------------------------------------------------------------------------- d. userland
+
+
+def library_name(version: str) -> str:
+    """Return the file name of NVIDIA's management library for `version`."""
+    return f"libnvidia-ml.so.{version}"
+
+
+def collect_userland(extracted: Path, version: str, out_dir: Path) -> list[Path]:
+    """Copy nvidia-smi, nvidia-modprobe, libnvidia-ml.so.<version> and firmware/gsp_*.bin to `out_dir`."""
+    wanted = [(extracted / name, out_dir / BIN / name) for name in USERLAND_BINARIES]
+    wanted.append((extracted / library_name(version), out_dir / LIB / library_name(version)))
+    firmware = sorted((extracted / "firmware").glob(FIRMWARE_PATTERN))
+    if not firmware:
+        raise NvidiaBuildError(
+            f"the installer has no firmware/{FIRMWARE_PATTERN} (the GSP firmware); check bee.nvidia.version"
+        )
+    wanted += [(source, out_dir / FIRMWARE / source.name) for source in firmware]
+    copies = []
+    for source, target in wanted:
+        if not source.is_file():
+            raise NvidiaBuildError(f"the installer has no {source.name}; check bee.nvidia.version")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copies.append(Path(shutil.copy2(source, target)))
+    return copies
+
+
+def elf_dependencies(path: Path) -> dict[str, Any]:
+    """Return what the 64-bit little-endian ELF file at `path` needs from the system to run.
+
+    `{"interpreter": "ld-linux-x86-64.so.2" or None, "needed": [DT_NEEDED sonames]}`, read from its
+    program headers; a file that is no such ELF (a script) needs nothing.
+    """
+    data = path.read_bytes()
+    if data[:6] != b"\x7fELF\x02\x01" or len(data) < 64:
+        return {"interpreter": None, "needed": []}
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    headers = [struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize) for i in range(phnum)]
+    loads = [(h[3], h[2], h[5]) for h in headers if h[0] == 1]  # PT_LOAD: vaddr, offset, filesz
+
+    def string_at(offset: int) -> str:
+        return data[offset:data.index(b"\0", offset)].decode()
+
+    interpreter = next((string_at(h[2]) for h in headers if h[0] == 3), None)  # PT_INTERP
+    entries = []
+    for h in (h for h in headers if h[0] == 2):  # PT_DYNAMIC
+        for at in range(h[2], h[2] + h[5], 16):
+            tag, value = struct.unpack_from("<qQ", data, at)
+            if tag == 0:
+                break
+            entries.append((tag, value))
+    strtab = next((value for tag, value in entries if tag == 5), None)  # DT_STRTAB, an address
+    base = next((off + strtab - vaddr for vaddr, off, size in loads if strtab is not None
+                 and vaddr <= strtab < vaddr + size), None)
+    needed = [string_at(base + value) for tag, value in entries if tag == 1 and base is not None]
+    return {"interpreter": Path(interpreter).name if interpreter else None, "needed": needed}
+
+
+def userland_needs(cache_dir: Path) -> dict[str, dict[str, Any]]:
+    """Return, for each program and library of the cache, what it needs (see elf_dependencies)."""
+    files = sorted(p for folder in (BIN, LIB) for p in (cache_dir / folder).glob("*") if p.is_file())
+    return {p.relative_to(cache_dir).as_posix(): elf_dependencies(p) for p in files}
+
+
+def check_live_libraries(cfg: Any, needs: dict[str, dict[str, Any]]) -> None:
+    """Raise unless every library the userland needs exists on the live system.
+
+    The live system has the glibc sonames its compatibility package provides (`bee.nvidia.glibc_sonames`),
+    the links this step adds for the ones it lacks (`bee.nvidia.compat_links`), and the NVIDIA library.
+    """
+    nv = cfg.bee.nvidia
+    provided = set(nv.glibc_sonames) | set(nv.compat_links or {})
+    provided |= {library_name(nv.version), "libnvidia-ml.so.1"}
+    for name, need in sorted(needs.items()):
+        wanted = [need["interpreter"], *need["needed"]] if need.get("interpreter") else need["needed"]
+        missing = sorted(set(wanted) - provided)
+        if missing:
+            raise NvidiaBuildError(
+                f"{name} needs {', '.join(missing)}, which the live system lacks; add a package providing "
+                "it to bee.live.packages and bee.nvidia.glibc_sonames, or a link in bee.nvidia.compat_links"
+            )
+
+
+# ------------------------------------------------------------------------------------------------- e. cache
+
+
+def build_inputs(cfg: Any, kver: str) -> dict[str, Any]:
+    """Return what the cached outputs depend on; a cache whose manifest records other inputs is rebuilt."""
+    nv = cfg.bee.nvidia
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": nv.version,
+        "installer_sha256": nv.sha256.strip().lower(),
+        "kver": kver,
+        "flavor": nv.flavor,
+        "modules": module_names(cfg),
+        "strip": " ".join(STRIP_COMMAND),
+    }
+
+
+def cache_dir_for(cfg: Any, kver: str, cache_root: Path | None = None) -> Path:
+    """Return `<dist>/nvidia-<version>-<kver>/`, the cache of one driver version for one kernel."""
+    root = Path(cache_root) if cache_root is not None else buildconfig.config_path(cfg, "dist")
+    return root / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
+
+
+def read_manifest(cache_dir: Path) -> dict[str, Any] | None:
+    """Return the manifest of `cache_dir`, or None when it is missing or unreadable."""
+    try:
+        manifest = json.loads((cache_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def write_manifest(cache_dir: Path, inputs: dict[str, Any], needs: dict[str, Any] | None = None) -> Path:
+    """Write the manifest of `cache_dir`: inputs, the sha256 of every file in it, what the userland needs."""
+    outputs = {
+        path.relative_to(cache_dir).as_posix(): file_sha256(path)
+        for path in sorted(cache_dir.rglob("*")) if path.is_file() and path.name != MANIFEST_NAME
+    }
+    target = cache_dir / MANIFEST_NAME
+    tmp = target.with_name(f".{MANIFEST_NAME}.tmp")
+    manifest = {"inputs": inputs, "outputs": outputs, "needs": needs or {}}
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(target)
+    return target
+
+
+def cache_is_valid(cache_dir: Path, inputs: dict[str, Any]) -> bool:
+    """Return True when `cache_dir`'s manifest records `inputs` and every output still has its sha256."""
+    manifest = read_manifest(cache_dir)
+    if not manifest or manifest.get("inputs") != inputs:
+        return False
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return False
+    for name, digest in outputs.items():
+        path = cache_dir / name
+        if not path.is_file() or file_sha256(path) != digest:
+            return False
+    return True
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Put the complete folder `new` in place of `final` (renames; the old one is then deleted)."""
+    old = final.with_name(f".{final.name}.old")
+    remove_tree(old)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    remove_tree(old)
+
+
+def work_dir_for(cfg: Any, kver: str) -> Path:
+    """Return the scratch folder a build extracts and compiles in (`paths.build/nvidia-<version>-<kver>`)."""
+    return buildconfig.config_path(cfg, "build") / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
+
+
+def build(
+    cfg: Any, kver: str, *, headers: Path, cache_root: Path | None = None, progress: bool | None = None
+) -> Path:
+    """Return the cache dir `dist/nvidia-<version>-<kver>/`, built first unless its manifest still holds.
+
+    A valid cache (same inputs, every file with its recorded sha256) returns at once, without the
+    installer, make or anything else. Otherwise: download and verify, extract, make against `headers`,
+    strip, take the userland, write the manifest, all in temp folders renamed into place at the end; the
+    scratch folder is deleted after a success and kept after a failure for debugging. Either way, raises
+    NvidiaBuildError when the userland needs a library the live system lacks (check_live_libraries).
+    """
+    nv = cfg.bee.nvidia
+    cache_dir = cache_dir_for(cfg, kver, cache_root)
+    inputs = build_inputs(cfg, kver)
+    if cache_is_valid(cache_dir, inputs):
+        check_live_libraries(cfg, (read_manifest(cache_dir) or {}).get("needs", {}))
+        return cache_dir
+    kernel_dir_name(nv.flavor)  # a bad flavor fails before the download
+    installer = download_installer(cfg, progress=progress)
+    work = work_dir_for(cfg, kver)
+    remove_tree(work)
+    extracted = extract(installer, work / "installer")
+    kernel_dir = build_modules(extracted, nv.flavor, Path(headers), jobs_count(cfg))
+    staging = cache_dir.with_name(f".{cache_dir.name}.tmp")
+    remove_tree(staging)
+    collect_modules(kernel_dir, module_names(cfg), staging / MODULES)
+    collect_userland(extracted, nv.version, staging)
+    needs = userland_needs(staging)
+    write_manifest(staging, inputs, needs)
+    replace_dir(staging, cache_dir)
+    remove_tree(work)
+    check_live_libraries(cfg, needs)
+    return cache_dir
+
+
+# ---------------------------------------------------------------------------------------------- the overlay
+
+
+def live_path(overlay_root: Path, configured: str) -> Path:
+    """Return the overlay path of the absolute live-system path `configured`."""
+    return Path(overlay_root) / str(configured).lstrip("/")
+
+
+def overlay_targets(cfg: Any, kver: str, overlay_root: Path) -> dict[str, Path]:
+    """Return, per cache sub-folder, the overlay folder its files go to (the `bee.live.*` paths)."""
+    live = cfg.bee.live
+    return {
+        MODULES: live_path(overlay_root, live.nvidia_modules_dir) / kver,
+        FIRMWARE: live_path(overlay_root, live.firmware_dir) / "nvidia" / cfg.bee.nvidia.version,
+        BIN: live_path(overlay_root, live.bin_dir),
+        LIB: live_path(overlay_root, live.lib_dir),
+    }
+
+
+def _copy_file(source: Path, target: Path, mode: int) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    tmp.chmod(mode)
+    tmp.replace(target)
+    return target
+
+
+def _symlink(link: Path, points_to: str) -> Path:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp")
+    remove_tree(tmp)
+    tmp.symlink_to(points_to)
+    tmp.replace(link)
+    return link
+
+
+def install_into_overlay(cache_dir: Path, overlay_root: Path, cfg: Any, kver: str) -> list[Path]:
+    """Copy the cached build into the overlay tree at its live-system paths; return what was written.
+
+    Modules go to `<live.nvidia_modules_dir>/<kver>/`, the GSP firmware to
+    `<live.firmware_dir>/nvidia/<version>/`, nvidia-smi and nvidia-modprobe to `<live.bin_dir>/`,
+    libnvidia-ml.so.<version> to `<live.lib_dir>/` beside a `libnvidia-ml.so.1` symlink to it, and the
+    `bee.nvidia.compat_links` (glibc sonames the live system lacks) as relative symlinks in `<live.lib_dir>/`.
+    """
+    cache_dir = Path(cache_dir)
+    manifest = read_manifest(cache_dir)
+    version = cfg.bee.nvidia.version
+    inputs = (manifest or {}).get("inputs", {})
+    if inputs.get("kver") != kver or inputs.get("version") != version:
+        raise NvidiaBuildError(
+            f"{cache_dir} is no complete build of NVIDIA {version} for kernel {kver}; "
+            "run python scripts/build_nvidia_module.py first"
+        )
+    targets = overlay_targets(cfg, kver, overlay_root)
+    modes = {MODULES: 0o644, FIRMWARE: 0o644, BIN: 0o755, LIB: 0o755}
+    written = []
+    for name in sorted(manifest.get("outputs", {})):
+        folder, _, file_name = name.partition("/")
+        if folder not in targets or "/" in file_name:
+            continue
+        source = cache_dir / name
+        if not source.is_file():
+            raise NvidiaBuildError(f"{source} is missing; run python scripts/build_nvidia_module.py again")
+        written.append(_copy_file(source, targets[folder] / file_name, modes[folder]))
+    links = {"libnvidia-ml.so.1": library_name(version), **dict(cfg.bee.nvidia.compat_links or {})}
+    lib_dir = str(cfg.bee.live.lib_dir)
+    for name, points_to in links.items():  # relative: the overlay's links must stay inside the overlay
+        relative = os.path.relpath(points_to, lib_dir) if os.path.isabs(points_to) else points_to
+        written.append(_symlink(targets[LIB] / name, relative))
+    return written
+
+
+# ----------------------------------------------------------------------------------------------- the script
+
+
+STEPS = ("headers", "download", "extract", "build")
+
+
+def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; every default is the configuration's value."""
+    nv = cfg.bee.nvidia
+    parser = argparse.ArgumentParser(
+        prog="build_nvidia_module.py",
+        description="Download, verify, extract, build and cache NVIDIA's driver for the ISO kernel "
+        "(step 2 of invoke build-debug). Defaults come from invoke.yaml (bee.nvidia).",
+    )
+    parser.add_argument("--step", choices=STEPS, default="build",
+                        help="stop after this step: headers (print kver and headers dir), download (print "
+                        "the installer), extract (print the extracted folder), build (default: print the "
+                        "cache dir)")
+    parser.add_argument("--version", default=nv.version, help="driver version (default: %(default)s)")
+    parser.add_argument("--sha256", default=nv.sha256, help="pinned sha256 of the installer")
+    parser.add_argument("--url", default=nv.url, help="installer URL; {version} is replaced")
+    parser.add_argument("--flavor", choices=list(KERNEL_DIRS), default=nv.flavor,
+                        help="kernel/ or kernel-open/ modules (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=int(nv.jobs or 0), help="make -j; 0: one per CPU")
+    parser.add_argument("--iso-kver", default=str(nv.kernel_release or ""),
+                        help="release of the kernel the ISO boots (default: bee.nvidia.kernel_release, or "
+                        "ask apk for the repository's linux-<flavor>)")
+    parser.add_argument("--kver", default=None,
+                        help="build against <headers-root>/linux-headers-KVER (default: the ISO kernel's)")
+    parser.add_argument("--headers", type=Path, default=None, help="build against this headers dir")
+    parser.add_argument("--headers-root", type=Path, default=Path(nv.headers_root),
+                        help="where linux-headers-<kver>/ folders are (default: %(default)s)")
+    parser.add_argument("--cache-root", type=Path, default=buildconfig.config_path(cfg, "dist"),
+                        help="where nvidia-<version>-<kver>/ is cached (default: %(default)s)")
+    parser.add_argument("--overlay", type=Path, default=None,
+                        help="after the build, install into this overlay tree and print the files written")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a download progress bar (default: only on a terminal)")
+    parser.add_argument("--print-sha256", action="store_true",
+                        help="print the sha256 NVIDIA publishes for --version and exit (to pin a new "
+                        "version; the build trusts only bee.nvidia.sha256)")
+    return parser.parse_args(argv)
+
+
+def apply_args(cfg: Any, args: argparse.Namespace) -> None:
+    """Make the command line's values the configuration's, so every function sees them."""
+    nv = cfg.bee.nvidia
+    nv.version, nv.sha256, nv.url, nv.flavor = args.version, args.sha256, args.url, args.flavor
+    nv.jobs, nv.kernel_release, nv.headers_root = args.jobs, args.iso_kver, str(args.headers_root)
+
+
+def resolve_kernel(cfg: Any, args: argparse.Namespace) -> tuple[str, Path]:
+    """Return `(kver, headers)` to build against, checked against the kernel the ISO boots."""
+    iso_kver = iso_kernel_release(cfg)
+    if args.headers is not None:
+        kver, headers = headers_release(args.headers), args.headers
+    elif args.kver:
+        kver, headers = find_headers(cfg, args.kver)
+    else:
+        kver, headers = headers_for_iso(cfg, iso_kver)
+    check_headers_match(kver, iso_kver)
+    return kver, headers
+
+
+def run(cfg: Any, args: argparse.Namespace) -> list[str]:
+    """Run the steps the arguments ask for; return the lines to print."""
+    if args.print_sha256:
+        return [published_sha256(installer_url(cfg), timeout=float(cfg.bee.nvidia.download_timeout))]
+    if args.step == "download":
+        return [str(download_installer(cfg, progress=args.progress))]
+    if args.step == "extract":
+        installer = download_installer(cfg, progress=args.progress)
+        target = buildconfig.config_path(cfg, "build") / f"nvidia-{cfg.bee.nvidia.version}-extracted"
+        return [str(extract(installer, target))]
+    kver, headers = resolve_kernel(cfg, args)
+    if args.step == "headers":
+        return [f"{kver}\t{headers}"]
+    cache_dir = build(cfg, kver, headers=headers, cache_root=args.cache_root, progress=args.progress)
+    lines = [str(cache_dir)]
+    if args.overlay is not None:
+        lines += [str(p) for p in install_into_overlay(cache_dir, args.overlay, cfg, kver)]
+    return lines
+
+
+def main(argv: list[str] | None = None, cfg: Any = None) -> int:
+    """Run the script: print the result on stdout, or one error line on stderr and return 1.
+
+    `cfg` defaults to the repository's configuration (tests pass another one).
+    """
+    try:
+        cfg = cfg if cfg is not None else buildconfig.load_config()
+        args = parse_args(cfg, argv)
+        apply_args(cfg, args)
+        lines = run(cfg, args)
+    except NvidiaBuildError as exc:
+        print(f"build_nvidia_module: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("build_nvidia_module: interrupted; run again to resume", file=sys.stderr)
+        return 130
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -2406,6 +2406,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
         except OSError as exc:  # a closed pipe
             log(f"cannot write the document to stdout: {exc.strerror or exc}")
+            with contextlib.suppress(OSError):  # no second complaint when Python flushes at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
     if args.usb and write_to_usb(document, text) is False:
         status = 1

@@ -333,3 +333,16 @@ def test_capture_keeps_symlinks_so_replay_resolves_them(tmp_path):
     (capture / "commands").mkdir()
     assert facts(audit.Runner(replay=capture)) == live
     assert (capture / "sysfs/class/net/eno1").is_symlink()
+
+
+def test_a_closed_stdout_is_exit_1_with_one_line(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "audit" / "audit.py"), "--no-qr", "--sysfs", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PATH": str(tmp_path / "bin")},
+    )
+    process.stdout.close()  # the reader went away (`audit.py | head -c0`)
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert err == "audit: cannot write the document to stdout: Broken pipe\n"

@@ -1,17 +1,34 @@
 """The bee build, as invoke tasks: `invoke --list` names them, `invoke build-debug` runs them all.
 
-Tasks stay thin: the work lives in the importable functions of scripts/, which are runnable alone too.
-Every value comes from invoke.yaml (`c.config.bee`).
+Tasks stay thin: the work lives in the importable functions of scripts/ (scripts/iso_build.py for the ISO
+build's steps), which are runnable alone too. Every value comes from invoke.yaml (`c.config.bee`), and
+`invoke --dry TASK` prints every command and file operation without doing it.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from invoke import task
+from invoke.exceptions import Exit
 
-from scripts import buildconfig
+from scripts import buildconfig, iso_build
+
+
+def actions(c) -> iso_build.Actions:
+    """The build's file and command runner for this invocation (dry under `invoke --dry`)."""
+    return iso_build.Actions(dry=bool(c.config.run.dry))
+
+
+def step(c, function: Callable[..., Any], *args: Any) -> Any:
+    """Run one build function; a BuildError ends invoke with its one-line message and exit status 1."""
+    try:
+        return function(c.config, actions(c), *args)
+    except iso_build.BuildError as err:
+        raise Exit(f"error: {err}", code=1) from err
 
 
 @task
@@ -27,3 +44,58 @@ def render(c):
     out_dir = buildconfig.config_path(c.config, "build") / "rendered"
     for written in buildconfig.render_all(c.config, out_dir):
         print(written)
+
+
+@task
+def setup_builder(c):
+    """Prepare an Alpine builder: apk add the builder packages, abuild signing key, aports checkout."""
+    for command in iso_build.setup_builder_commands(c.config):
+        c.run(command)
+
+
+@task
+def preflight(c):
+    """Check the builder before slow work: Alpine, tools, abuild key, headers, free space, login."""
+    step(c, iso_build.preflight)
+
+
+@task
+def audit(c):
+    """Step 1: byte-compile audit/audit.py and place it in the overlay as the live audit command."""
+    step(c, iso_build.place_audit)
+
+
+@task
+def nvidia(c):
+    """Step 2: check the kernel headers, build the NVIDIA modules and userland (cached in dist/)."""
+    step(c, iso_build.build_nvidia)
+
+
+@task
+def overlay(c):
+    """Steps 3-6: assemble the overlay in build/ (audit, NVIDIA files, static files, live system)."""
+    step(c, lambda cfg, act: iso_build.assemble_overlay(cfg, act, iso_build.cached_nvidia(cfg, act)))
+
+
+@task
+def profile(c):
+    """Step 7: render the mkimage profile and apkovl generator into ~/.mkimage/ and /var/tmp/."""
+    step(c, iso_build.install_profile)
+
+
+@task
+def mkimage(c):
+    """Step 8: clean stale mkimage sections, run aports' mkimage.sh, check and checksum the ISO."""
+    step(c, iso_build.mkimage_step)
+
+
+@task
+def build_debug(c):
+    """Build the debug ISO: preflight, audit, nvidia, overlay, profile, mkimage, in that order."""
+    step(c, iso_build.build_debug)
+
+
+@task(help={"all": "also remove the mkimage workdir, build/, the ISO, NVIDIA builds and profile copies"})
+def clean(c, all=False):  # `all` shadows the builtin: invoke names the flag after the parameter
+    """Remove mkimage's apkovl/image sections and the ISO (--all: every build product but downloads)."""
+    step(c, iso_build.clean_all if all else iso_build.clean_workdir)

@@ -1,0 +1,681 @@
+"""The steps of `invoke build-debug` (spec "ISO build sequence"), as importable functions.
+
+preflight -> audit -> nvidia -> overlay -> profile -> mkimage. tasks.py calls these functions; for debugging,
+`python scripts/iso_build.py STEP [--dry]` runs one step (or `build` for all of them) without invoke.
+
+Every path and value comes from invoke.yaml (`buildconfig.config_path`). Every file operation and command
+goes through `Actions`, which with `dry=True` (invoke's `--dry`) only prints what it would do. Files are
+written under a temporary name and renamed, so an interrupted build never leaves a half-written file that
+the next run would trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import os
+import py_compile
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the `scripts` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import buildconfig
+
+REPO_ROOT = buildconfig.REPO_ROOT
+AUDIT_SOURCE = REPO_ROOT / "audit" / "audit.py"
+TRACKED_OVERLAY = REPO_ROOT / "iso" / "overlay-debug"  # static files; scripts/live_system.py copies them
+PROFILE_TEMPLATES = Path("iso") / "mkimg"
+BUILDER_TOOLS = ("abuild", "apk", "xorriso", "mksquashfs", "fakeroot")
+PYTHON3_SHEBANG = b"#!/usr/bin/env python3\n"
+# mkimage work sections: the slow, downloaded ones are kept; the apkovl (keyed on the generator script
+# alone, so a changed overlay would be ignored) and the final image are always rebuilt.
+KEPT_SECTIONS = ("apks_", "kernel_", "syslinux_", "grub_")
+STALE_SECTIONS = ("apkovl_", "image-")
+GIB = 1024**3
+
+
+class BuildError(Exception):
+    """A build step cannot go on. The message is one line: what went wrong and what to do."""
+
+
+class PreflightError(BuildError):
+    """Preflight found problems; `problems` holds one line each, and no slow step has started."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"preflight found {len(problems)} problem(s); nothing was built")
+
+
+def nvidia_module() -> Any:
+    """Return scripts.build_nvidia_module (imported when first needed; tests replace this function)."""
+    return importlib.import_module("scripts.build_nvidia_module")
+
+
+def live_module() -> Any:
+    """Return scripts.live_system (imported when first needed; tests replace this function)."""
+    return importlib.import_module("scripts.live_system")
+
+
+# --------------------------------------------------------------------------------------------- actions
+
+
+@dataclass
+class Actions:
+    """Runs the build's commands and file operations, or with `dry` only prints them."""
+
+    dry: bool = False
+    out: Callable[[str], None] = print
+    memo: dict[str, Any] = field(default_factory=dict)  # answers worth asking once per build
+
+    def say(self, message: str) -> None:
+        """Print one line of progress."""
+        self.out(message)
+
+    def _dry(self, message: str) -> bool:
+        if self.dry:
+            self.out(f"[dry] {message}")
+        return self.dry
+
+    def mkdir(self, path: Path) -> None:
+        """Create `path` and its parents if missing."""
+        if not path.is_dir() and not self._dry(f"mkdir -p {path}"):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def write_file(self, path: Path, data: bytes, mode: int = 0o644) -> bool:
+        """Write `data` to `path` with `mode` (temp name, then rename); False when it was already so."""
+        if _same_file(path, data, mode):
+            return False
+        if self._dry(f"write {path} ({len(data)} bytes, mode {mode:04o})"):
+            return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(mode)
+        tmp.replace(path)
+        return True
+
+    def remove(self, path: Path) -> bool:
+        """Remove a file, symlink or whole directory; False when there was nothing to remove."""
+        if not path.exists() and not path.is_symlink():
+            return False
+        refuse_dangerous_removal(path)
+        if not self._dry(f"rm -rf {path}"):
+            remove_path(path)
+        return True
+
+    def run(self, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
+        """Run `argv` in `cwd` with `env` added to the environment; a failure raises BuildError."""
+        shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        self.out(f"cd {shlex.quote(str(cwd))} && {shown} {shlex.join(argv)}".replace("&&  ", "&& "))
+        if self.dry:
+            return
+        sys.stdout.flush()  # our lines before the command's own output, also when piped to a log
+        try:
+            result = subprocess.run(argv, cwd=cwd, env={**os.environ, **(env or {})}, check=False)
+        except OSError as err:
+            raise BuildError(f"cannot run {argv[0]}: {err}") from err
+        if result.returncode != 0:
+            raise BuildError(f"{Path(argv[0]).name} failed with exit status {result.returncode}: see above")
+
+
+def _same_file(path: Path, data: bytes, mode: int) -> bool:
+    try:
+        return path.stat().st_mode & 0o7777 == mode and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, symlink or directory tree at `path` (nothing when absent)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def refuse_dangerous_removal(path: Path) -> None:
+    """Raise BuildError for a path no build step may delete: a top folder, or home, the repository,
+    /tmp or /var/tmp, or a folder holding one of them (a mistyped path in invoke.yaml must not cost them).
+    """
+    resolved = path.parent.resolve() / path.name if path.is_symlink() else path.resolve()
+    protected = (Path.home().resolve(), REPO_ROOT, Path("/tmp"), Path("/var/tmp"))
+    if len(resolved.parts) < 3 or any(p.is_relative_to(resolved) for p in protected):
+        raise BuildError(f"refusing to delete {path}: check the paths in invoke.yaml")
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- preflight
+
+
+def check_alpine(cfg: Any) -> list[str]:
+    """The build runs on Alpine (mkimage, apk and abuild exist nowhere else)."""
+    release = buildconfig.config_path(cfg, "alpine_release")
+    if release.is_file():
+        return []
+    return [f"not an Alpine system ({release} is missing): build the ISO on an Alpine builder"]
+
+
+def check_builder_tools(cfg: Any) -> list[str]:
+    """Every tool mkimage needs is on PATH and the aports checkout holds scripts/mkimage.sh."""
+    problems = [
+        f"builder tool {tool} not found on PATH: run `invoke setup-builder`"
+        for tool in BUILDER_TOOLS
+        if shutil.which(tool) is None
+    ]
+    script = mkimage_script(cfg)
+    if not os.access(script, os.X_OK):
+        problems.append(
+            f"no executable {script} (bee.paths.aports): run `invoke setup-builder` to clone aports"
+        )
+    return problems
+
+
+def abuild_private_key(cfg: Any) -> Path | None:
+    """Return the abuild signing key named by PACKAGER_PRIVKEY in abuild.conf, or None when unset."""
+    conf = buildconfig.config_path(cfg, "abuild_conf")
+    try:
+        lines = conf.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, value = line.strip().partition("=")
+        if name.strip() == "PACKAGER_PRIVKEY" and value.strip().strip("\"'"):
+            return Path(os.path.expanduser(value.strip().strip("\"'")))
+    return None
+
+
+def check_abuild_key(cfg: Any) -> list[str]:
+    """abuild.conf names a signing key that exists (mkimage signs the modloop with it)."""
+    key = abuild_private_key(cfg)
+    if key is not None and key.is_file():
+        return []
+    conf = buildconfig.config_path(cfg, "abuild_conf")
+    missing = f"{key} is missing" if key else f"no PACKAGER_PRIVKEY in {conf}"
+    return [f"no abuild signing key ({missing}): run `invoke setup-builder` (abuild-keygen -i -a -n)"]
+
+
+def check_headers(cfg: Any, act: Actions) -> list[str]:
+    """The kernel headers exist and are those of the kernel the ISO will boot."""
+    try:
+        kernel_headers(cfg, act)
+    except BuildError as err:
+        return [str(err)]
+    return []
+
+
+def check_free_space(cfg: Any) -> list[str]:
+    """mkimage's TMPDIR (paths.mkimage_cwd) and its workdir have bee.builder.min_free_gib free."""
+    needed = float(cfg.bee.builder.min_free_gib)
+    problems, seen = [], set()
+    for name in ("mkimage_cwd", "mkimage_workdir"):
+        place = existing_ancestor(buildconfig.config_path(cfg, name))
+        device = place.stat().st_dev
+        if device in seen:
+            continue
+        seen.add(device)
+        free = shutil.disk_usage(place).free / GIB
+        if free < needed:
+            problems.append(
+                f"only {free:.1f} GiB free in {place} (paths.{name}); mkimage needs {needed:g} GiB:"
+                " free some space or point the path elsewhere"
+            )
+    return problems
+
+
+def existing_ancestor(path: Path) -> Path:
+    """Return `path` or its nearest existing parent."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def password_fallback(cfg: Any) -> bool:
+    """True when the live user gets a password (bee.live.password_fallback: configured or generated)."""
+    return bool(cfg.bee.live.password_fallback)
+
+
+def check_login(cfg: Any) -> list[str]:
+    """The live system can be logged into: authorized_keys holds keys, or the password fallback is on."""
+    keys = buildconfig.config_path(cfg, "authorized_keys")
+    if (keys.is_file() and keys.stat().st_size > 0) or password_fallback(cfg):
+        return []
+    return [
+        f"no SSH keys in {keys} (paths.authorized_keys) and bee.live.password_fallback is false: nobody"
+        " could log in; add your public key there or enable the fallback"
+    ]
+
+
+PREFLIGHT_CHECKS: dict[str, Callable[[Any, Actions], list[str]]] = {
+    "alpine": lambda cfg, act: check_alpine(cfg),
+    "tools": lambda cfg, act: check_builder_tools(cfg),
+    "abuild_key": lambda cfg, act: check_abuild_key(cfg),
+    "headers": check_headers,
+    "space": lambda cfg, act: check_free_space(cfg),
+    "login": lambda cfg, act: check_login(cfg),
+}
+
+
+MKIMAGE_CHECKS = ("alpine", "tools", "abuild_key", "space")
+
+
+def preflight(cfg: Any, act: Actions, checks: Iterable[str] = tuple(PREFLIGHT_CHECKS)) -> None:
+    """Run the named checks (all by default), print one line per problem, raise PreflightError if any.
+
+    Every check is quick and changes nothing, so the build stops before any slow work. In a dry run the
+    problems are printed but do not stop it, so `invoke --dry build-debug` shows the plan anywhere.
+    """
+    problems = [line for name in checks for line in PREFLIGHT_CHECKS[name](cfg, act)]
+    for line in problems:
+        act.say(f"preflight: {line}")
+    if problems and not act.dry:
+        raise PreflightError(problems)
+
+
+# --------------------------------------------------------------------------------------------- step 1: audit
+
+
+def audit_target(cfg: Any, overlay: Path) -> Path:
+    """Return where the audit lives in the overlay: bee.live.audit_path under `overlay`."""
+    return overlay / cfg.bee.live.audit_path.lstrip("/")
+
+
+def audit_program(source: Path = AUDIT_SOURCE) -> bytes:
+    """Return the audit as the live system runs it: the source with a python3 shebang as first line."""
+    text = source.read_bytes()
+    if text.startswith(b"#!"):
+        text = text.split(b"\n", 1)[1] if b"\n" in text else b""
+    return PYTHON3_SHEBANG + text
+
+
+def place_audit(cfg: Any, act: Actions, overlay: Path | None = None, source: Path = AUDIT_SOURCE) -> Path:
+    """Place audit/audit.py at the live system's audit path in the overlay (mode 0755, python3 shebang).
+
+    It is byte-compiled first so a syntax error stops the build here and not at boot. When the placed file
+    is already identical nothing is compiled or written.
+    """
+    overlay = overlay or buildconfig.config_path(cfg, "overlay")
+    target = audit_target(cfg, overlay)
+    program = audit_program(source)
+    if _same_file(target, program, 0o755):
+        act.say(f"audit: {target} is up to date")
+        return target
+    with tempfile.TemporaryDirectory(prefix="bee-audit-") as tmp:
+        try:
+            py_compile.compile(str(source), cfile=str(Path(tmp) / "audit.pyc"), doraise=True)
+        except py_compile.PyCompileError as err:
+            raise BuildError(f"{source} does not compile: {err.msg.strip()}; fix it and build again") from err
+    if act.write_file(target, program, 0o755) and not act.dry:
+        act.say(f"audit: placed {source.name} as {target}")
+    return target
+
+
+# --------------------------------------------------------------------------------------------- step 2: nvidia
+
+
+@dataclass(frozen=True)
+class NvidiaBuild:
+    """The NVIDIA build for the ISO's kernel: its release and the cache folder holding the files."""
+
+    kver: str
+    cache_dir: Path
+
+
+def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
+    """Return (kernel release, headers folder) of the installed headers, checked against the ISO's kernel.
+
+    Raises BuildError (one line naming both versions) when the headers are absent or mismatched. The
+    answer is remembered in `act.memo`, so preflight and the nvidia step ask apk only once per build.
+    """
+    memo = act.memo if act is not None else {}
+    if "kernel_headers" not in memo:
+        nvidia = nvidia_module()
+        try:
+            kver, headers = nvidia.find_headers(cfg)
+            nvidia.check_headers_match(kver, nvidia.iso_kernel_release(cfg))
+        except nvidia.NvidiaBuildError as err:
+            raise BuildError(str(err)) from err
+        memo["kernel_headers"] = (kver, Path(headers))
+    return memo["kernel_headers"]
+
+
+def nvidia_cache_dir(cfg: Any, kver: str) -> Path:
+    """Return the cache folder of the NVIDIA build for `kver`: dist/nvidia-<version>-<kver>/."""
+    return buildconfig.config_path(cfg, "dist") / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
+
+
+def build_nvidia(cfg: Any, act: Actions, progress: Any = None) -> NvidiaBuild:
+    """Build (or find cached) the NVIDIA modules and userland for the ISO's kernel."""
+    if act.dry:
+        try:
+            kver, headers = kernel_headers(cfg, act)
+        except BuildError as err:  # a dry run shows the plan even on a machine that cannot build
+            act.say(f"[dry] nvidia: {err}")
+            kver, headers = "KVER", Path("HEADERS")
+        act.say(f"[dry] build NVIDIA {cfg.bee.nvidia.version} for {kver} against {headers} (cached)")
+        return NvidiaBuild(kver, nvidia_cache_dir(cfg, kver))
+    kver, headers = kernel_headers(cfg, act)
+    nvidia = nvidia_module()
+    try:
+        cache_dir = nvidia.build(
+            cfg, kver, headers=headers, cache_root=buildconfig.config_path(cfg, "dist"), progress=progress
+        )
+    except nvidia.NvidiaBuildError as err:
+        raise BuildError(str(err)) from err
+    act.say(f"nvidia: {cache_dir}")
+    return NvidiaBuild(kver, Path(cache_dir))
+
+
+def cached_nvidia(cfg: Any, act: Actions) -> NvidiaBuild:
+    """Return the NVIDIA build already cached for the ISO's kernel (for running `overlay` alone).
+
+    Raises BuildError when there is none yet, instead of starting the slow download and build.
+    """
+    if act.dry:
+        return build_nvidia(cfg, act)
+    kver, _ = kernel_headers(cfg, act)
+    if not nvidia_cache_dir(cfg, kver).is_dir():
+        raise BuildError(f"no NVIDIA build for {kver} in {nvidia_cache_dir(cfg, kver)}: run `invoke nvidia`")
+    return build_nvidia(cfg, act)
+
+
+# --------------------------------------------------------------------------------------------- overlay
+
+
+def reset_overlay(act: Actions, overlay: Path, keep: Iterable[Path]) -> None:
+    """Remove everything in `overlay` except the files in `keep`, so no stale file reaches the ISO."""
+    kept = set(keep)
+    if not overlay.is_dir():
+        return
+    for path in sorted(overlay.rglob("*"), reverse=True):  # children before their folder
+        if path in kept:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()) and not any(k.is_relative_to(path) for k in kept):
+                act.remove(path)
+            continue
+        act.remove(path)
+
+
+def overlaps(one: Path, other: Path) -> bool:
+    """True when one folder is the other or inside it."""
+    one, other = one.resolve(), other.resolve()
+    return one.is_relative_to(other) or other.is_relative_to(one)
+
+
+def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild) -> Path:
+    """Assemble the live system's overlay in paths.overlay (build/, never the tracked iso/overlay-debug/).
+
+    In order: the audit, the NVIDIA files, then the live system (static files of iso/overlay-debug/,
+    services, configuration, authorized_keys, password) and the generator's JSON configuration. Files of
+    an earlier build that this one does not make again are removed first.
+    """
+    overlay = buildconfig.config_path(cfg, "overlay")
+    if overlaps(overlay, TRACKED_OVERLAY):
+        raise BuildError(f"paths.overlay {overlay} overlaps the tracked {TRACKED_OVERLAY}: use build/overlay")
+    audit = place_audit(cfg, act, overlay)
+    reset_overlay(act, overlay, keep=[audit])
+    act.mkdir(overlay)
+    if act.dry:
+        act.say(f"[dry] install NVIDIA files of {nvidia.cache_dir} into {overlay}")
+    else:
+        module = nvidia_module()
+        try:
+            nvidia_files = module.install_into_overlay(nvidia.cache_dir, overlay, cfg, nvidia.kver)
+        except module.NvidiaBuildError as err:
+            raise BuildError(str(err)) from err
+        act.say(f"overlay: {len(nvidia_files)} NVIDIA files for {nvidia.kver}")
+    password_file = buildconfig.config_path(cfg, "live_password")
+    if act.dry:
+        act.say(f"[dry] stage the live system into {overlay} (password file {password_file})")
+        return overlay
+    live = live_module()
+    try:
+        generator_config = Path(live.stage_live_system(cfg, overlay, password_file=password_file))
+    except live.StagingError as err:
+        raise BuildError(str(err)) from err
+    expected = Path(buildconfig.template_context(cfg)["generator"]["config"])
+    if generator_config.resolve() != expected.resolve():
+        raise BuildError(f"the live system wrote {generator_config}, but the generator reads {expected}")
+    act.say(f"overlay: {overlay} ready, generator configuration {generator_config}")
+    return overlay
+
+
+# --------------------------------------------------------------------------------------------- profile
+
+
+def profile_files(cfg: Any) -> dict[str, tuple[Path, int]]:
+    """Return {installed name: (template, mode)} of the mkimage profile and its apkovl generator."""
+    profile = cfg.bee.iso.profile
+    return {
+        f"mkimg.{profile}.sh": (PROFILE_TEMPLATES / f"mkimg.{profile}.sh.j2", 0o644),
+        f"genapkovl-{profile}.sh": (PROFILE_TEMPLATES / f"genapkovl-{profile}.sh.j2", 0o755),
+    }
+
+
+def install_profile(cfg: Any, act: Actions) -> list[Path]:
+    """Render the profile and generator and copy both to paths.mkimage_home AND paths.mkimage_cwd.
+
+    mkimage looks for the generator in its working directory first: a copy only in ~/.mkimage would be
+    found by the profile but not keyed right. Unchanged copies are left alone.
+    """
+    installed = []
+    for name, (template, mode) in profile_files(cfg).items():
+        if not (REPO_ROOT / template).is_file():
+            raise BuildError(f"no template {template} for profile {cfg.bee.iso.profile} (bee.iso.profile)")
+        content = buildconfig.render_template(cfg, template).encode()
+        for folder in ("mkimage_home", "mkimage_cwd"):
+            target = buildconfig.config_path(cfg, folder) / name
+            changed = act.write_file(target, content, mode)
+            if not act.dry:
+                act.say(f"profile: {target} {'written' if changed else 'is up to date'}")
+            installed.append(target)
+    return installed
+
+
+# --------------------------------------------------------------------------------------------- mkimage
+
+
+def mkimage_script(cfg: Any) -> Path:
+    """Return aports' scripts/mkimage.sh in the configured checkout."""
+    return buildconfig.config_path(cfg, "aports") / "scripts" / "mkimage.sh"
+
+
+def iso_path(cfg: Any) -> Path:
+    """Return the ISO mkimage writes: <outdir>/alpine-<profile>-<tag>-<arch>.iso."""
+    bee = cfg.bee
+    name = f"alpine-{bee.iso.profile}-{bee.iso.tag}-{bee.alpine.arch}.iso"
+    return buildconfig.config_path(cfg, "mkimage_outdir") / name
+
+
+def checksum_path(iso: Path) -> Path:
+    """Return the `<iso>.sha256` file written beside the ISO."""
+    return iso.with_name(iso.name + ".sha256")
+
+
+def clean_workdir(cfg: Any, act: Actions) -> list[Path]:
+    """Remove mkimage's apkovl_* and image-* sections and the previous ISO; keep the cached sections.
+
+    apks_*, kernel_*, syslinux_*, grub_* (downloads, modloop) survive; return what was removed.
+    """
+    workdir = buildconfig.config_path(cfg, "mkimage_workdir")
+    stale = []
+    if workdir.is_dir():
+        stale = [p for p in sorted(workdir.iterdir()) if p.name.startswith(STALE_SECTIONS)]
+    iso = iso_path(cfg)
+    stale += [p for p in (iso, checksum_path(iso)) if p.exists() or p.is_symlink()]
+    for path in stale:
+        act.remove(path)
+    act.say(f"clean: removed {len(stale)} stale item(s)" + "".join(f"\n  {p}" for p in stale))
+    return stale
+
+
+def clean_all(cfg: Any, act: Actions) -> list[Path]:
+    """Remove everything the build made except the downloaded installer: workdir, build/, ISO, caches.
+
+    The NVIDIA installer in paths.download_cache stays (it is verified against its pinned sha256 and slow
+    to fetch again); delete it by hand to force a new download.
+    """
+    clean_workdir(cfg, act)
+    dist = buildconfig.config_path(cfg, "dist")
+    downloads = buildconfig.config_path(cfg, "download_cache")
+    targets = [
+        buildconfig.config_path(cfg, "mkimage_workdir"),
+        buildconfig.config_path(cfg, "build"),
+        buildconfig.config_path(cfg, "mkimage_outdir"),
+        *sorted(dist.glob(f"nvidia-{cfg.bee.nvidia.version}-*") if dist.is_dir() else []),
+        *(buildconfig.config_path(cfg, folder) / name for name in profile_files(cfg)
+          for folder in ("mkimage_home", "mkimage_cwd")),
+    ]
+    removed = [p for p in targets if p != downloads and act.remove(p)]
+    act.say(f"clean --all: removed {len(removed)} item(s)" + "".join(f"\n  {p}" for p in removed))
+    return removed
+
+
+def mkimage_command(cfg: Any) -> list[str]:
+    """Return the mkimage.sh command line: profile, tag, arch, outdir, workdir and the repositories."""
+    main, *extra = buildconfig.repository_urls(cfg)
+    command = [
+        str(mkimage_script(cfg)),
+        "--profile", cfg.bee.iso.profile,
+        "--tag", str(cfg.bee.iso.tag),
+        "--arch", cfg.bee.alpine.arch,
+        "--outdir", str(buildconfig.config_path(cfg, "mkimage_outdir")),
+        "--workdir", str(buildconfig.config_path(cfg, "mkimage_workdir")),
+        "--repository", main,
+    ]
+    for url in extra:
+        command += ["--extra-repository", url]
+    return command
+
+
+def run_mkimage(cfg: Any, act: Actions) -> Path | None:
+    """Clean the stale sections, run mkimage.sh (cwd and TMPDIR paths.mkimage_cwd), check the ISO.
+
+    mkimage exits 0 even when it skipped the profile, so the ISO's existence is checked; its path, size
+    and sha256 are printed and the sha256 written to `<iso>.sha256`. Returns the ISO (None in a dry run).
+    """
+    clean_workdir(cfg, act)
+    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
+    for folder in ("mkimage_workdir", "mkimage_outdir"):
+        act.mkdir(buildconfig.config_path(cfg, folder))
+    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(cwd)})
+    if act.dry:
+        return None
+    iso = iso_path(cfg)
+    if not iso.is_file():
+        raise BuildError(
+            f"mkimage succeeded but wrote no {iso}: was profile {cfg.bee.iso.profile} skipped? its arch"
+            f" must include {cfg.bee.alpine.arch} and mkimg.{cfg.bee.iso.profile}.sh be in {cwd}"
+        )
+    digest = sha256_of(iso)
+    act.write_file(checksum_path(iso), f"{digest}  {iso.name}\n".encode())
+    act.say(f"ISO: {iso}\n  size: {iso.stat().st_size} bytes\n  sha256: {digest}")
+    return iso
+
+
+def mkimage_step(cfg: Any, act: Actions) -> Path | None:
+    """Step 8 run alone: the preflight checks mkimage needs (Alpine, tools, key, space), then run_mkimage."""
+    preflight(cfg, act, MKIMAGE_CHECKS)
+    return run_mkimage(cfg, act)
+
+
+# --------------------------------------------------------------------------------------------- whole build
+
+
+def report_password(cfg: Any, act: Actions) -> None:
+    """Print the generated fallback password at the end of a build (when no hash is configured)."""
+    password_file = buildconfig.config_path(cfg, "live_password")
+    if not cfg.bee.live.password_hash and password_file.is_file():
+        password = password_file.read_text().strip()
+        act.say(f"live password of {cfg.bee.live.user}: {password} (in {password_file})")
+
+
+def build_debug(cfg: Any, act: Actions, progress: Any = None) -> Path | None:
+    """Run every step in the spec's order: preflight, audit, nvidia, overlay, profile, mkimage.
+
+    Prints each step's time; returns the ISO (None in a dry run).
+    """
+    def timed(name: str, step: Callable[[], Any]) -> Any:
+        act.say(f"==> {name}")
+        started = time.perf_counter()
+        result = step()
+        act.say(f"<== {name} ({time.perf_counter() - started:.2f} s)")
+        return result
+
+    timed("preflight", lambda: preflight(cfg, act))
+    timed("audit", lambda: place_audit(cfg, act))
+    nvidia = timed("nvidia", lambda: build_nvidia(cfg, act, progress))
+    timed("overlay", lambda: assemble_overlay(cfg, act, nvidia))
+    timed("profile", lambda: install_profile(cfg, act))
+    iso = timed("mkimage", lambda: run_mkimage(cfg, act))
+    report_password(cfg, act)
+    return iso
+
+
+def setup_builder_commands(cfg: Any) -> list[str]:
+    """Return the shell commands that prepare an Alpine builder (only those still needed).
+
+    apk add of bee.builder.packages; abuild-keygen when there is no signing key; a clone of aports at the
+    configured Alpine branch when scripts/mkimage.sh is missing.
+    """
+    commands = ["apk add " + " ".join(shlex.quote(p) for p in cfg.bee.builder.packages)]
+    if check_abuild_key(cfg):
+        commands.append("abuild-keygen -i -a -n")
+    if not mkimage_script(cfg).is_file():
+        branch = cfg.bee.alpine.branch
+        ref = "master" if branch == "edge" else f"{branch.removeprefix('v')}-stable"
+        url, aports = cfg.bee.builder.aports_url, buildconfig.config_path(cfg, "aports")
+        commands.append(f"git clone --depth 1 --branch {ref} {shlex.quote(url)} {shlex.quote(str(aports))}")
+    return commands
+
+
+# --------------------------------------------------------------------------------------------- command line
+
+STEPS: dict[str, Callable[[Any, Actions], Any]] = {
+    "preflight": preflight,
+    "audit": place_audit,
+    "nvidia": build_nvidia,
+    "overlay": lambda cfg, act: assemble_overlay(cfg, act, cached_nvidia(cfg, act)),
+    "profile": install_profile,
+    "mkimage": mkimage_step,
+    "clean": clean_workdir,
+    "clean-all": clean_all,
+    "build": build_debug,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one build step without invoke (for debugging); values come from invoke.yaml as for the tasks."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=list(STEPS), help="the step to run (`build`: all of them in order)")
+    parser.add_argument("--dry", action="store_true", help="print commands and file operations only")
+    args = parser.parse_args(argv)
+    try:
+        STEPS[args.step](buildconfig.load_config(), Actions(dry=args.dry))
+    except BuildError as err:
+        print(f"{args.step}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

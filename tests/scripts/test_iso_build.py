@@ -1,0 +1,432 @@
+"""scripts/iso_build.py, step by step: preflight, audit, overlay, profile, workdir cleanup, mkimage."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from scripts import buildconfig, iso_build
+from tests.paths import REPO_ROOT
+from tests.scripts.iso_build_support import (
+    BUILDER_TOOLS,
+    CACHED_SECTIONS,
+    KVER,
+    STALE_SECTIONS,
+    make_builder,
+    snapshot,
+)
+
+
+@pytest.fixture
+def builder(tmp_path, monkeypatch):
+    return make_builder(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def act():
+    lines = []
+    actions = iso_build.Actions(out=lines.append)
+    actions.lines = lines
+    return actions
+
+
+# ------------------------------------------------------------------------------------------- mkimage
+
+
+def test_mkimage_command_is_exact(builder):
+    cfg = builder.config()
+    assert iso_build.mkimage_command(cfg) == [
+        str(builder.root / "host/home/aports/scripts/mkimage.sh"),
+        "--profile", "bee_debug",
+        "--tag", "0.1.0",
+        "--arch", "x86_64",
+        "--outdir", str(builder.project / "dist" / "iso"),
+        "--workdir", str(builder.root / "host/var/tmp/bee-mkimage"),
+        "--repository", "https://dl-cdn.alpinelinux.org/alpine/v3.22/main",
+        "--extra-repository", "https://dl-cdn.alpinelinux.org/alpine/v3.22/community",
+    ]
+
+
+def test_with_the_shipped_config_mkimage_runs_in_var_tmp_with_tmpdir_var_tmp(fp, monkeypatch, act):
+    cfg = buildconfig.load_config()
+    assert not iso_build.iso_path(cfg).exists(), "a real ISO in dist/ would hide the check below"
+    monkeypatch.setattr(iso_build, "clean_workdir", lambda cfg, act: [])
+    monkeypatch.setattr(iso_build.Actions, "mkdir", lambda self, path: None)
+    seen = []
+    fp.register(iso_build.mkimage_command(cfg), callback=lambda process: seen.append(process.kwargs))
+    with pytest.raises(iso_build.BuildError, match="wrote no"):
+        iso_build.run_mkimage(cfg, act)
+    assert seen[0]["cwd"] == iso_build.Path("/var/tmp") and seen[0]["env"]["TMPDIR"] == "/var/tmp"
+
+
+def make_workdir(builder):
+    workdir = builder.path("mkimage_workdir")
+    others = ("apkroot-x86_64", "syslinux_cfg_1a2b", "grub_cfg_9f8e", "apkovl_bee_77.work")
+    for name in CACHED_SECTIONS + STALE_SECTIONS + others:
+        (workdir / name).mkdir(parents=True)
+        (workdir / name / "content").write_text(name)
+    iso = iso_build.iso_path(builder.config())
+    iso.parent.mkdir(parents=True)
+    iso.write_bytes(b"old iso")
+    iso_build.checksum_path(iso).write_text("0  old\n")
+    return workdir, iso
+
+
+def test_clean_keeps_cached_sections_and_removes_apkovl_image_and_iso(builder, act):
+    workdir, iso = make_workdir(builder)
+    removed = iso_build.clean_workdir(builder.config(), act)
+
+    left = sorted(p.name for p in workdir.iterdir())
+    assert left == sorted([*CACHED_SECTIONS, "apkroot-x86_64", "syslinux_cfg_1a2b", "grub_cfg_9f8e"])
+    assert not iso.exists() and not iso_build.checksum_path(iso).exists()
+    gone = {*STALE_SECTIONS, "apkovl_bee_77.work", iso.name, iso.name + ".sha256"}
+    assert {p.name for p in removed} == gone
+    assert (workdir / CACHED_SECTIONS[0] / "content").read_text() == CACHED_SECTIONS[0]
+
+
+def test_clean_dry_prints_and_removes_nothing(builder):
+    workdir, iso = make_workdir(builder)
+    before = snapshot(builder.root)
+    lines = []
+    iso_build.clean_workdir(builder.config(), iso_build.Actions(dry=True, out=lines.append))
+    assert snapshot(builder.root) == before
+    assert f"[dry] rm -rf {workdir / STALE_SECTIONS[0]}" in lines
+    assert f"[dry] rm -rf {iso}" in lines
+
+
+def test_clean_all_keeps_only_the_download_cache(builder, act, fp):
+    cfg = builder.config()
+    workdir, iso = make_workdir(builder)
+    downloads = builder.path("download_cache")
+    downloads.mkdir(parents=True)
+    (downloads / "NVIDIA.run").write_bytes(b"installer")
+    nvidia_cache = builder.path("dist") / f"nvidia-{cfg.bee.nvidia.version}-{KVER}"
+    nvidia_cache.mkdir(parents=True)
+    iso_build.install_profile(cfg, act)
+    (builder.path("build") / "overlay").mkdir(parents=True)
+
+    iso_build.clean_all(cfg, act)
+
+    assert not workdir.exists() and not builder.path("build").exists() and not nvidia_cache.exists()
+    assert not iso.parent.exists()
+    for folder in ("mkimage_home", "mkimage_cwd"):
+        assert not list(builder.path(folder).iterdir())
+    assert (downloads / "NVIDIA.run").read_bytes() == b"installer"
+
+
+@pytest.mark.parametrize("folder", ["/var", "/var/tmp", "/tmp", str(REPO_ROOT), str(REPO_ROOT.parent)])
+def test_refuses_to_delete_a_top_or_protected_folder(folder):
+    with pytest.raises(iso_build.BuildError, match=f"refusing to delete {folder}: check the paths"):
+        iso_build.refuse_dangerous_removal(iso_build.Path(folder))  # what Actions.remove asks first
+
+
+def test_remove_asks_before_deleting(monkeypatch, tmp_path):
+    asked = []
+    monkeypatch.setattr(iso_build, "refuse_dangerous_removal", asked.append)
+    (tmp_path / "x").mkdir()
+    assert iso_build.Actions().remove(tmp_path / "x") is True
+    assert asked == [tmp_path / "x"] and not (tmp_path / "x").exists()
+
+
+def test_run_mkimage_runs_in_cwd_with_tmpdir_and_checksums_the_iso(builder, act, fp):
+    cfg = builder.config()
+    make_workdir(builder)
+    command = builder.register_mkimage(fp)
+
+    iso = iso_build.run_mkimage(cfg, act)
+
+    assert list(fp.calls) == [command]
+    run = builder.mkimage_runs[0]
+    cwd = builder.path("mkimage_cwd")
+    assert run["cwd"] == cwd and run["TMPDIR"] == str(cwd)
+    assert run["iso_before"] is False
+    assert not set(STALE_SECTIONS) & set(run["sections"]) and set(CACHED_SECTIONS) <= set(run["sections"])
+    digest = hashlib.sha256(iso.read_bytes()).hexdigest()
+    assert iso_build.checksum_path(iso).read_text() == f"{digest}  {iso.name}\n"
+    assert f"ISO: {iso}\n  size: {iso.stat().st_size} bytes\n  sha256: {digest}" in act.lines
+    assert f"cd {cwd} && TMPDIR={cwd} {' '.join(command)}" in act.lines
+
+
+def test_mkimage_alone_checks_the_builder_first(builder, act, fp, monkeypatch):
+    break_tool("xorriso")(builder, monkeypatch)
+    break_headers_absent(builder, monkeypatch)  # not mkimage's business: not checked here
+    with pytest.raises(iso_build.PreflightError) as raised:
+        iso_build.mkimage_step(builder.config(), act)
+    assert raised.value.problems == ["builder tool xorriso not found on PATH: run `invoke setup-builder`"]
+    assert list(fp.calls) == []
+
+    monkeypatch.setenv("PATH", f"{builder.root / 'host' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    (builder.root / "host" / "bin" / "xorriso").write_text("#!/bin/sh\n")
+    (builder.root / "host" / "bin" / "xorriso").chmod(0o755)
+    command = builder.register_mkimage(fp)
+    assert iso_build.mkimage_step(builder.config(), act) == iso_build.iso_path(builder.config())
+    assert list(fp.calls) == [command]
+
+
+def test_mkimage_that_skipped_the_profile_is_an_error(builder, act, fp):
+    builder.register_mkimage(fp, make_iso=False)
+    with pytest.raises(iso_build.BuildError, match="wrote no .*alpine-bee_debug-0.1.0-x86_64.iso.*skipped"):
+        iso_build.run_mkimage(builder.config(), act)
+
+
+def test_mkimage_failure_is_an_error(builder, act, fp):
+    builder.register_mkimage(fp, make_iso=False, returncode=3)
+    with pytest.raises(iso_build.BuildError, match="mkimage.sh failed with exit status 3"):
+        iso_build.run_mkimage(builder.config(), act)
+
+
+# ------------------------------------------------------------------------------------------- profile
+
+
+def test_profile_is_rendered_into_both_folders(builder, act):
+    cfg = builder.config()
+    installed = iso_build.install_profile(cfg, act)
+
+    expected = {
+        "mkimg.bee_debug.sh": (buildconfig.render_template(cfg, "iso/mkimg/mkimg.bee_debug.sh.j2"), 0o644),
+        "genapkovl-bee_debug.sh": (
+            buildconfig.render_template(cfg, "iso/mkimg/genapkovl-bee_debug.sh.j2"), 0o755),
+    }
+    assert len(installed) == 4
+    for folder in (builder.path("mkimage_home"), builder.path("mkimage_cwd")):
+        for name, (content, mode) in expected.items():
+            assert (folder / name).read_text() == content
+            assert (folder / name).stat().st_mode & 0o777 == mode
+    assert "profile_bee_debug()" in expected["mkimg.bee_debug.sh"][0]
+
+    before = snapshot(builder.root / "host")
+    iso_build.install_profile(cfg, act)
+    assert snapshot(builder.root / "host") == before, "unchanged copies are not rewritten"
+
+
+def test_a_profile_without_templates_is_a_clear_error(builder, act, monkeypatch):
+    monkeypatch.setenv("INVOKE_BEE_ISO_PROFILE", "nosuch")
+    with pytest.raises(iso_build.BuildError, match="no template iso/mkimg/mkimg.nosuch.sh.j2"):
+        iso_build.install_profile(builder.config(), act)
+
+
+# ------------------------------------------------------------------------------------------- audit
+
+
+def test_audit_is_placed_with_shebang_and_mode_then_skipped(builder, act):
+    cfg = builder.config()
+    target = iso_build.place_audit(cfg, act)
+
+    assert target == builder.path("overlay") / cfg.bee.live.audit_path.lstrip("/")
+    text = target.read_bytes()
+    assert text.startswith(b"#!/usr/bin/env python3\n")
+    assert text.split(b"\n", 1)[1] == (REPO_ROOT / "audit" / "audit.py").read_bytes().split(b"\n", 1)[1]
+    assert target.stat().st_mode & 0o777 == 0o755
+
+    stamp = target.stat().st_mtime_ns
+    iso_build.place_audit(cfg, act)
+    assert target.stat().st_mtime_ns == stamp
+    assert act.lines[-1] == f"audit: {target} is up to date"
+
+
+def test_audit_with_a_syntax_error_stops_the_build(builder, act, tmp_path):
+    broken = tmp_path / "audit.py"
+    broken.write_text("def broken(:\n")
+    with pytest.raises(iso_build.BuildError, match="does not compile"):
+        iso_build.place_audit(builder.config(), act, source=broken)
+    assert not builder.path("overlay").exists()
+
+
+def test_audit_source_without_shebang_gets_one(tmp_path):
+    source = tmp_path / "a.py"
+    source.write_text("print(1)\n")
+    assert iso_build.audit_program(source) == b"#!/usr/bin/env python3\nprint(1)\n"
+
+
+# ------------------------------------------------------------------------------------------- overlay
+
+
+def test_overlay_holds_audit_nvidia_static_and_live_files_and_drops_stale_ones(builder, act):
+    cfg = builder.config()
+    nvidia = iso_build.build_nvidia(cfg, act)
+    overlay = builder.path("overlay")
+    stale = overlay / "lib" / "modules" / "6.1.0-old" / "nvidia.ko"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old kernel")
+
+    assert iso_build.assemble_overlay(cfg, act, nvidia) == overlay
+
+    files = sorted(str(p.relative_to(overlay)) for p in overlay.rglob("*") if p.is_file())
+    live = cfg.bee.live
+    assert files == sorted([
+        live.audit_path.lstrip("/"),
+        f"{live.nvidia_modules_dir.lstrip('/')}/{KVER}/nvidia.ko",
+        f"{live.nvidia_modules_dir.lstrip('/')}/{KVER}/nvidia-modeset.ko",
+        f"{live.nvidia_modules_dir.lstrip('/')}/{KVER}/nvidia-uvm.ko",
+        f"{live.bin_dir.lstrip('/')}/nvidia-smi",
+        f"{live.firmware_dir.lstrip('/')}/nvidia/{cfg.bee.nvidia.version}/gsp_ga10x.bin",
+        "etc/init.d/bee-audit-debug",
+        f"home/{live.user}/.ssh/authorized_keys",
+    ])
+    assert not (overlay / "lib").exists(), "stale folders go too"
+    assert builder.live.calls == [(overlay, builder.path("live_password"))]
+    assert builder.nvidia.calls[-1] == "install_into_overlay"
+
+
+@pytest.mark.parametrize("inside", ["", "sub", ".."])
+def test_overlay_never_goes_into_the_tracked_overlay(builder, act, monkeypatch, inside):
+    tracked = REPO_ROOT / "iso" / "overlay-debug"
+    monkeypatch.setenv("INVOKE_BEE_PATHS_OVERLAY", str(tracked / inside))
+    before = snapshot(tracked)
+    with pytest.raises(iso_build.BuildError, match="overlaps the tracked"):
+        iso_build.assemble_overlay(builder.config(), act, iso_build.NvidiaBuild(KVER, builder.root))
+    assert snapshot(tracked) == before
+    assert builder.live.calls == []
+
+
+def test_live_system_errors_become_one_line_build_errors(builder, act):
+    def refuse(cfg, overlay_dir, *, password_file):
+        raise builder.live.StagingError("no SSH keys and no fallback: add keys")
+
+    builder.live.stage_live_system = refuse
+    nvidia = iso_build.build_nvidia(builder.config(), act)
+    with pytest.raises(iso_build.BuildError, match="^no SSH keys and no fallback: add keys$"):
+        iso_build.assemble_overlay(builder.config(), act, nvidia)
+
+
+def test_overlay_alone_needs_a_cached_nvidia_build(builder, act):
+    with pytest.raises(iso_build.BuildError, match="no NVIDIA build for .* run `invoke nvidia`"):
+        iso_build.cached_nvidia(builder.config(), act)
+    assert builder.nvidia.makes == 0
+    iso_build.build_nvidia(builder.config(), act)
+    assert iso_build.cached_nvidia(builder.config(), act).kver == KVER
+    assert builder.nvidia.makes == 1
+
+
+# ------------------------------------------------------------------------------------------- preflight
+
+
+def test_preflight_passes_on_a_ready_builder(builder, act):
+    iso_build.preflight(builder.config(), act)
+    assert act.lines == []
+
+
+def break_alpine(builder, monkeypatch):
+    builder.path("alpine_release").unlink()
+
+
+def break_tool(tool):
+    def breaker(builder, monkeypatch):
+        (builder.root / "host" / "bin" / tool).unlink()
+        folders = os.environ["PATH"].split(os.pathsep)  # hide a real one too (Debian has fakeroot)
+        kept = [f for f in folders if not (iso_build.Path(f) / tool).exists()]
+        monkeypatch.setenv("PATH", os.pathsep.join(kept))
+    return breaker
+
+
+def break_mkimage_script(builder, monkeypatch):
+    (builder.root / "host/home/aports/scripts/mkimage.sh").unlink()
+
+
+def break_abuild_key(builder, monkeypatch):
+    next((builder.root / "host/home/.abuild").glob("*.rsa")).unlink()
+
+
+def break_abuild_conf(builder, monkeypatch):
+    (builder.root / "host/home/.abuild/abuild.conf").write_text("# nothing\n")
+
+
+def break_headers_absent(builder, monkeypatch):
+    builder.nvidia.headers_present = False
+
+
+def break_headers_mismatch(builder, monkeypatch):
+    builder.nvidia.iso_kver = "6.12.60-0-lts"
+
+
+def break_space(builder, monkeypatch):
+    monkeypatch.setenv("INVOKE_BEE_BUILDER_MIN_FREE_GIB", "1000000")
+
+
+def break_login(builder, monkeypatch):
+    (builder.root / "host/home/.ssh/authorized_keys").write_text("")
+    monkeypatch.setenv("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "")
+
+
+BREAKAGES = {
+    "not alpine": (break_alpine, "not an Alpine system"),
+    **{f"no {tool}": (break_tool(tool), f"builder tool {tool} not found on PATH: run `invoke setup-builder`")
+       for tool in BUILDER_TOOLS},
+    "no mkimage.sh": (break_mkimage_script, "mkimage.sh (bee.paths.aports): run `invoke setup-builder`"),
+    "no abuild key": (break_abuild_key, "no abuild signing key"),
+    "no abuild conf": (break_abuild_conf, "no abuild signing key (no PACKAGER_PRIVKEY"),
+    "headers absent": (break_headers_absent, "no kernel headers"),
+    "headers mismatch": (break_headers_mismatch, f"headers are {KVER} but the ISO kernel is 6.12.60-0-lts"),
+    "no space": (break_space, "mkimage needs 1e+06 GiB"),
+    "no login": (break_login, "password_fallback is false: nobody could log in"),
+}
+
+
+@pytest.mark.parametrize("name", list(BREAKAGES))
+def test_each_preflight_failure_is_one_line_and_nothing_slow_starts(builder, act, monkeypatch, fp, name):
+    breaker, message = BREAKAGES[name]
+    breaker(builder, monkeypatch)
+    before = snapshot(builder.root)
+
+    with pytest.raises(iso_build.PreflightError) as raised:
+        iso_build.build_debug(builder.config(), act)
+
+    assert len(raised.value.problems) == 1, raised.value.problems
+    problem = raised.value.problems[0]
+    assert message in problem and "\n" not in problem
+    assert f"preflight: {problem}" in act.lines
+    assert "build" not in builder.nvidia.calls and builder.nvidia.makes == 0
+    assert list(fp.calls) == []
+    assert snapshot(builder.root) == before, "nothing was written"
+    assert "==> audit" not in act.lines
+
+
+def test_dry_preflight_reports_but_goes_on(builder, monkeypatch):
+    break_alpine(builder, monkeypatch)
+    lines = []
+    iso_build.preflight(builder.config(), iso_build.Actions(dry=True, out=lines.append))
+    assert lines and lines[0].startswith("preflight: not an Alpine system")
+
+
+# ------------------------------------------------------------------------------------------- setup-builder
+
+
+def test_setup_builder_on_a_ready_builder_only_installs_packages(builder):
+    cfg = builder.config()
+    assert iso_build.setup_builder_commands(cfg) == ["apk add " + " ".join(cfg.bee.builder.packages)]
+
+
+def test_setup_builder_creates_the_key_and_clones_aports_when_missing(builder, monkeypatch):
+    break_abuild_key(builder, monkeypatch)
+    break_mkimage_script(builder, monkeypatch)
+    cfg = builder.config()
+    assert iso_build.setup_builder_commands(cfg)[1:] == [
+        "abuild-keygen -i -a -n",
+        f"git clone --depth 1 --branch 3.22-stable {cfg.bee.builder.aports_url}"
+        f" {builder.root}/host/home/aports",
+    ]
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def test_runs_alone_with_help():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "iso_build.py"), "--help"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("preflight", "audit", "nvidia", "overlay", "profile", "mkimage", "clean", "build", "--dry"):
+        assert name in result.stdout
+
+
+def test_main_reports_a_build_error_in_one_line(builder, monkeypatch, capsys):
+    break_alpine(builder, monkeypatch)
+    cfg = builder.config()
+    monkeypatch.setattr(buildconfig, "load_config", lambda: cfg)
+    assert iso_build.main(["preflight"]) == 1
+    assert capsys.readouterr().err.strip() == "preflight: preflight found 1 problem(s); nothing was built"

@@ -1,0 +1,158 @@
+"""tasks.py: the whole `invoke build-debug` with every external command faked, and each task's wiring.
+
+The build's steps run subprocess directly (faked here with pytest-subprocess); the only task that uses
+invoke's c.run is setup-builder, tested with invoke's MockContext.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from invoke import Context, MockContext, Result
+from invoke.exceptions import Exit
+
+import tasks
+from scripts import iso_build
+from tests.paths import REPO_ROOT
+from tests.scripts.iso_build_support import CACHED_SECTIONS, KVER, STALE_SECTIONS, make_builder, snapshot
+
+TASKS = ("audit", "build-debug", "clean", "config", "mkimage", "nvidia", "overlay", "preflight", "profile",
+         "render", "setup-builder")
+
+
+@pytest.fixture
+def builder(tmp_path, monkeypatch):
+    return make_builder(tmp_path, monkeypatch)
+
+
+def test_build_debug_runs_every_step_in_order_then_a_warm_rebuild_only_reruns_mkimage(builder, fp, capsys):
+    cfg = builder.config()
+    first = builder.register_mkimage(fp)
+
+    tasks.build_debug(Context(config=cfg))
+
+    out = capsys.readouterr().out
+    steps = [line[4:] for line in out.splitlines() if line.startswith("==> ")]
+    assert steps == ["preflight", "audit", "nvidia", "overlay", "profile", "mkimage"]
+    assert list(fp.calls) == [first]
+    run = builder.mkimage_runs[0]
+    cwd = builder.path("mkimage_cwd")
+    assert run["cwd"] == cwd and run["TMPDIR"] == str(cwd)
+    assert run["profile_in_cwd"] == ["genapkovl-bee_debug.sh", "mkimg.bee_debug.sh"]
+    for folder in (builder.path("mkimage_home"), cwd):
+        assert (folder / "genapkovl-bee_debug.sh").stat().st_mode & 0o777 == 0o755
+        assert "profile_bee_debug()" in (folder / "mkimg.bee_debug.sh").read_text()
+    overlay = builder.path("overlay")
+    live = cfg.bee.live
+    expected_files = (
+        live.audit_path, f"{live.nvidia_modules_dir}/{KVER}/nvidia.ko", f"{live.bin_dir}/nvidia-smi",
+        "/etc/init.d/bee-audit-debug", f"/home/{live.user}/.ssh/authorized_keys",
+    )
+    for placed in expected_files:
+        assert (overlay / placed.lstrip("/")).is_file(), placed
+    iso = iso_build.iso_path(cfg)
+    assert f"ISO: {iso}" in out and iso_build.checksum_path(iso).is_file()
+    assert (builder.nvidia.downloads, builder.nvidia.extractions, builder.nvidia.makes) == (1, 1, 1)
+    assert builder.nvidia.calls[:3] == ["find_headers", "iso_kernel_release", "check_headers_match"]
+
+    # Warm rebuild: the same command again, nothing downloaded, extracted or made, cached sections kept.
+    cache = builder.path("dist") / f"nvidia-{cfg.bee.nvidia.version}-{KVER}"
+    host_before = snapshot(builder.root / "host" / "home")
+    cache_before = snapshot(cache)
+    audit_before = (overlay / live.audit_path.lstrip("/")).stat().st_mtime_ns
+    second = builder.register_mkimage(fp)
+
+    tasks.build_debug(Context(config=builder.config()))
+
+    assert list(fp.calls) == [first, second] and first == second
+    assert (builder.nvidia.downloads, builder.nvidia.extractions, builder.nvidia.makes) == (1, 1, 1)
+    sections = builder.mkimage_runs[1]["sections"]
+    assert set(CACHED_SECTIONS) <= set(sections) and not set(STALE_SECTIONS) & set(sections)
+    assert builder.mkimage_runs[1]["iso_before"] is False, "the previous ISO is removed before mkimage"
+    assert snapshot(cache) == cache_before
+    assert snapshot(builder.root / "host" / "home") == host_before, "profile copies and keys untouched"
+    assert (overlay / live.audit_path.lstrip("/")).stat().st_mtime_ns == audit_before
+    assert "audit: " in capsys.readouterr().out
+
+
+def test_dry_build_debug_changes_nothing_and_prints_the_plan(builder, fp, capsys):
+    cfg = builder.config()
+    cfg.run.dry = True
+    before = snapshot(builder.root)
+
+    tasks.build_debug(Context(config=cfg))
+
+    assert snapshot(builder.root) == before
+    assert list(fp.calls) == []
+    assert builder.nvidia.makes == 0 and builder.live.calls == []
+    out = capsys.readouterr().out
+    cwd = builder.path("mkimage_cwd")
+    assert f"cd {cwd} && TMPDIR={cwd} {' '.join(iso_build.mkimage_command(cfg))}" in out
+    assert f"[dry] write {cwd / 'genapkovl-bee_debug.sh'}" in out
+    assert f"[dry] write {builder.path('overlay') / cfg.bee.live.audit_path.lstrip('/')}" in out
+
+
+def test_a_build_error_ends_the_task_with_one_line_and_status_1(builder, fp):
+    builder.path("alpine_release").unlink()
+    with pytest.raises(Exit) as raised:
+        tasks.build_debug(Context(config=builder.config()))
+    assert raised.value.code == 1
+    assert raised.value.message == "error: preflight found 1 problem(s); nothing was built"
+    assert list(fp.calls) == []
+
+
+@pytest.mark.parametrize(("task", "function"), [
+    (tasks.preflight, "preflight"), (tasks.audit, "place_audit"), (tasks.nvidia, "build_nvidia"),
+    (tasks.profile, "install_profile"), (tasks.mkimage, "mkimage_step"), (tasks.build_debug, "build_debug"),
+])
+def test_each_step_task_calls_its_function_with_the_config_and_dry_flag(monkeypatch, task, function):
+    seen = []
+    monkeypatch.setattr(iso_build, function, lambda cfg, act: seen.append((cfg, act.dry)))
+    c = MockContext()
+    c.config.run.dry = True
+    task(c)
+    assert seen == [(c.config, True)]
+
+
+def test_overlay_task_uses_the_cached_nvidia_build(monkeypatch):
+    found = iso_build.NvidiaBuild(KVER, REPO_ROOT / "dist" / "x")
+    seen = []
+    monkeypatch.setattr(iso_build, "cached_nvidia", lambda cfg, act: found)
+    monkeypatch.setattr(iso_build, "assemble_overlay", lambda cfg, act, nvidia: seen.append(nvidia))
+    tasks.overlay(MockContext())
+    assert seen == [found]
+
+
+@pytest.mark.parametrize(("flag", "function"), [(False, "clean_workdir"), (True, "clean_all")])
+def test_clean_and_clean_all(monkeypatch, flag, function):
+    seen = []
+    for name in ("clean_workdir", "clean_all"):
+        monkeypatch.setattr(iso_build, name, lambda cfg, act, name=name: seen.append(name))
+    tasks.clean(MockContext(), all=flag)
+    assert seen == [function]
+
+
+def test_setup_builder_runs_apk_add_keygen_and_clone(builder, monkeypatch):
+    next((builder.root / "host/home/.abuild").glob("*.rsa")).unlink()
+    cfg = builder.config()
+    expected = iso_build.setup_builder_commands(cfg)
+    assert expected[0].startswith("apk add ") and "abuild-keygen -i -a -n" in expected
+    c = MockContext(config=cfg, run={command: Result(command) for command in expected})
+    tasks.setup_builder(c)
+    assert [call.args[0] for call in c.run.call_args_list] == expected
+
+
+def test_invoke_list_names_every_task_with_a_description():
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    listed = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, description = line.strip().partition(" ")
+            listed[name] = description.strip()
+    assert set(listed) == set(TASKS)
+    assert all(listed.values()), listed

@@ -454,6 +454,16 @@ def to_int(value: Any) -> int | None:
     return None
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (tool JSON of an unexpected shape never raises)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def load_json(text: str | None) -> Any:
     """Parsed JSON, or None for empty, truncated or otherwise invalid text."""
     if not text or not text.strip():
@@ -575,15 +585,55 @@ def dmi_count(value: str | None) -> int | None:
     return int(match[1]) if match else None
 
 
+NO_SMBIOS = re.compile(r"No SMBIOS nor DMI entry point found|SMBIOS entry point missing|/dev/mem: No such file")
+
+
+def no_smbios_message(result: ToolResult) -> str | None:
+    """A clear message when dmidecode found no SMBIOS table at all (a VM or firmware without one, or a kernel
+    exposing neither /sys/firmware/dmi/tables nor /dev/mem); None when it found one or failed otherwise.
+
+    dmidecode says so on stdout ("# No SMBIOS nor DMI entry point found, sorry.", exit status 0) or, when
+    /dev/mem is missing, on stderr with exit status 1."""
+    if result.timed_out or "Handle 0x" in result.stdout:
+        return None
+    said = NO_SMBIOS.search(result.stdout) or NO_SMBIOS.search(result.stderr)
+    if said is None:
+        return None
+    line = next(line for line in (result.stdout + "\n" + result.stderr).splitlines() if said[0] in line)
+    return (f"no SMBIOS/DMI table on this machine ({line.strip(' #')}): DMI data (board, CPU, memory, "
+            "power supplies) is unknown; a VM without SMBIOS, or a kernel without /sys/firmware/dmi")
+
+
+def dmidecode_text(ctx: Collector, types: str) -> str | None:
+    """The output of `dmidecode -t TYPES`; None when dmidecode is absent (silently), found no SMBIOS table
+    or failed (an error recorded, with a hint to run as root when access was denied)."""
+    argv = ["dmidecode", "-t", types]
+    result = ctx.run(argv)
+    if result is None:
+        return None
+    message = no_smbios_message(result)
+    if message is not None:
+        ctx.error(argv, message)
+        return None
+    denied = first_line(result.stderr) if "permission denied" in result.stderr.lower() else ""
+    if result.returncode != 0 and not result.timed_out and denied:
+        ctx.error(argv, f"exit status {result.returncode}: {denied} (run the audit as root)")
+        return None
+    return result.stdout if ctx.check(result) else None
+
+
 def dmidecode_records(ctx: Collector, types: str) -> list[DmiRecord] | None:
     """Run `dmidecode -t TYPES`; its records, None when dmidecode is absent or failed (error recorded)."""
-    argv = ["dmidecode", "-t", types]
-    text = ctx.output(argv)
+    text = dmidecode_text(ctx, types)
     if text is None:
         return None
     records = parse_dmidecode(text)
     if not records:
-        ctx.error(argv, f"no DMI structures in the output: {first_line(text) or 'empty'}")
+        if re.search(r"^(?:SMBIOS|# SMBIOS) \d|^Table at ", text, re.MULTILINE):
+            message = f"the SMBIOS table holds no structure of type {types}"
+        else:
+            message = f"no DMI structures in the output: {first_line(text) or 'empty'}"
+        ctx.error(["dmidecode", "-t", types], message)
         return None
     return records
 
@@ -974,7 +1024,7 @@ def collect_psu(ctx: Collector) -> dict[str, Any] | None:
                 if is_psu_fru(record) and record["present"]]
     source = "ipmitool fru" if supplies else None
     if not supplies:
-        supplies = parse_psu_dmi(parse_dmidecode(ctx.output(["dmidecode", "-t", "39"])))
+        supplies = parse_psu_dmi(parse_dmidecode(dmidecode_text(ctx, "39")))
         source = "dmidecode -t 39" if supplies else None
     if not fru_ran and not supplies:
         return None
@@ -1232,10 +1282,10 @@ def smartctl_wwn(wwn: Any) -> str | None:
 
 def ata_attribute_raw(data: dict[str, Any], attribute_id: int) -> int | None:
     """The raw count of an ATA SMART attribute (smartctl's interpreted raw string, else raw value)."""
-    table = (data.get("ata_smart_attributes") or {}).get("table") or []
+    table = as_list(as_dict(data.get("ata_smart_attributes")).get("table"))
     for attribute in table:
         if isinstance(attribute, dict) and attribute.get("id") == attribute_id:
-            raw = attribute.get("raw") or {}
+            raw = as_dict(attribute.get("raw"))
             value = leading_int(raw.get("string"))
             return value if value is not None else to_int(raw.get("value"))
     return None
@@ -1250,7 +1300,7 @@ def smartctl_flags(exit_status: int | None) -> list[str]:
 
 def smartctl_message(data: dict[str, Any]) -> str | None:
     """The first error message smartctl put in its JSON (why a device could not be read)."""
-    messages = (data.get("smartctl") or {}).get("messages") or []
+    messages = as_list(as_dict(data.get("smartctl")).get("messages"))
     for message in messages:
         if isinstance(message, dict) and message.get("severity") == "error":
             return first_line(str(message.get("string") or "")) or None
@@ -1268,7 +1318,7 @@ def smart_available(data: dict[str, Any], failed_to_run: bool) -> bool | None:
     """Whether the device answers SMART: False when smartctl could not run on it."""
     if failed_to_run:
         return False
-    available = (data.get("smart_support") or {}).get("available")
+    available = as_dict(data.get("smart_support")).get("available")
     if isinstance(available, bool):
         return available
     return True if "smart_status" in data else None
@@ -1286,19 +1336,19 @@ def parse_smartctl(text: str | None, exit_status: int | None = None) -> dict[str
     if exit_status is None:
         exit_status = to_int(data["smartctl"].get("exit_status"))
     failed_to_run = bool(exit_status and exit_status & 0b11)
-    nvme_log = data.get("nvme_smart_health_information_log") or {}
-    passed = (data.get("smart_status") or {}).get("passed")
+    nvme_log = as_dict(data.get("nvme_smart_health_information_log"))
+    passed = as_dict(data.get("smart_status")).get("passed")
     if not isinstance(passed, bool):
         passed = False if exit_status and exit_status & 0b1000 else None
-    temperature = to_int((data.get("temperature") or {}).get("current"))
+    temperature = to_int(as_dict(data.get("temperature")).get("current"))
     reallocated = ata_attribute_raw(data, 5)
     if reallocated is None:
         reallocated = to_int(data.get("scsi_grown_defect_list"))
-    capacity = to_int((data.get("user_capacity") or {}).get("bytes"))
+    capacity = to_int(as_dict(data.get("user_capacity")).get("bytes"))
     if capacity is None:
         capacity = to_int(data.get("nvme_total_capacity"))
     return {
-        "device_type": clean((data.get("device") or {}).get("type")),
+        "device_type": clean(as_dict(data.get("device")).get("type")),
         "model": clean(data.get("model_name") or data.get("scsi_model_name")),
         "serial": clean(data.get("serial_number")),
         "firmware": clean(data.get("firmware_version") or data.get("scsi_revision") or data.get("revision")),
@@ -1307,7 +1357,7 @@ def parse_smartctl(text: str | None, exit_status: int | None = None) -> dict[str
         "health": {
             "smart_available": smart_available(data, failed_to_run),
             "smart_passed": passed,
-            "power_on_hours": to_int((data.get("power_on_time") or {}).get("hours")),
+            "power_on_hours": to_int(as_dict(data.get("power_on_time")).get("hours")),
             "temperature": temperature if temperature and temperature > 0 else None,
             "reallocated_sectors": reallocated,
             "pending_sectors": ata_attribute_raw(data, 197),
@@ -1380,9 +1430,9 @@ def parse_nvme_list(text: str | None) -> dict[str, dict[str, Any]] | None:
         }
 
     def walk_subsystem(subsystem: dict[str, Any]) -> None:
-        for controller in subsystem.get("Controllers") or []:
+        for controller in as_list(subsystem.get("Controllers")):
             if isinstance(controller, dict):
-                for namespace in controller.get("Namespaces") or []:
+                for namespace in as_list(controller.get("Namespaces")):
                     add(namespace, controller)
 
     for device in data["Devices"]:
@@ -1392,7 +1442,7 @@ def parse_nvme_list(text: str | None) -> dict[str, dict[str, Any]] | None:
             add(device, device)
         elif "Controllers" in device:  # 1.16 `list -v`: one subsystem per entry
             walk_subsystem(device)
-        for subsystem in device.get("Subsystems") or []:  # 2.11: host -> subsystems -> controllers
+        for subsystem in as_list(device.get("Subsystems")):  # 2.11: host -> subsystems -> controllers
             if isinstance(subsystem, dict):
                 walk_subsystem(subsystem)
     return found
@@ -1519,9 +1569,12 @@ def collect_storage(ctx: Collector) -> list[dict[str, Any]] | None:
         disk["health"] = empty_health()
     results = run_disk_tools(ctx, disks)
     for disk in disks:
-        apply_smartctl(ctx, disk, results.get((disk["name"], "smartctl")))
-        if is_nvme_disk(disk):
-            apply_nvme(ctx, disk, results)
+        try:
+            apply_smartctl(ctx, disk, results.get((disk["name"], "smartctl")))
+            if is_nvme_disk(disk):
+                apply_nvme(ctx, disk, results)
+        except Exception as exc:  # one disk's odd output must not lose the other disks
+            ctx.error(None, f"{disk['path']}: cannot read its health: {type(exc).__name__}: {exc}")
     fill_from_nvme_list(ctx, disks)
     return disks
 
@@ -2269,13 +2322,15 @@ def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
     the boot medium and is left alone."""
     def tree(device: dict[str, Any]) -> list[dict[str, Any]]:
         found = [device]
-        for child in device.get("children") or []:
+        for child in as_list(device.get("children")):
+            if not isinstance(child, dict):
+                continue
             found.extend(tree(child))
         return found
 
     targets = []
     devices = lsblk.get("blockdevices") if isinstance(lsblk, dict) else None
-    for disk in devices or []:
+    for disk in as_list(devices):
         if not isinstance(disk, dict) or disk.get("type") != "disk" or disk.get("tran") != "usb":
             continue
         if not (truthy(disk.get("rm")) or truthy(disk.get("hotplug"))):
@@ -2284,10 +2339,11 @@ def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
         if any(member.get("fstype") == "iso9660" for member in members):
             continue
         for member in members:
-            if member.get("fstype") and member["fstype"] not in UNWRITABLE_FILESYSTEMS:
+            fstype = member.get("fstype")
+            if isinstance(fstype, str) and fstype and fstype not in UNWRITABLE_FILESYSTEMS:
                 targets.append({
                     "path": member.get("path") or f"/dev/{member.get('name')}",
-                    "fstype": member["fstype"],
+                    "fstype": fstype,
                     "mountpoint": member.get("mountpoint") or None,
                     "disk_serial": clean(disk.get("serial")),
                 })

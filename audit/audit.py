@@ -83,8 +83,10 @@ class Runner:
     """Runs tools (or replays a capture of them) and reads the sysfs, procfs and devfs trees.
 
     Capture layout (`--capture DIR`, read back by `--replay DIR`):
-      DIR/host.json                      hostname, kernel, time of the capture
-      DIR/commands/<key>.json            {"argv", "returncode", "timed_out", "duration"}
+      DIR/host.json                      {"generated_at", "hostname", "kernel"} of the capture
+      DIR/commands/<key>.json            {"argv", "returncode", "timed_out", "duration"} of one tool run;
+                                         <key> is the argv made file-safe (60 characters at most), "-",
+                                         and 10 hex digits of its SHA-1 (capture_key)
       DIR/commands/<key>.stdout|.stderr  the raw bytes the tool wrote
       DIR/sysfs/..., DIR/procfs/...      every file the audit read, at its path under the root; the
                                          tree's symlinks (class/net/X, device, driver) stay symlinks
@@ -110,15 +112,6 @@ class Runner:
 
     # -- commands ------------------------------------------------------------------------------------
 
-    def have(self, tool: str) -> bool:
-        """Whether `tool` can be run (on PATH, or present in the replayed capture)."""
-        if self.replay is not None:
-            return any(
-                json.loads(p.read_text()).get("argv", [None])[0] == tool
-                for p in (self.replay / "commands").glob("*.json")
-            )
-        return shutil.which(tool) is not None
-
     def run(self, argv: list[str], timeout: float | None = None) -> ToolResult | None:
         """Run `argv` under a timeout; None when the tool is not installed (not an error).
 
@@ -140,8 +133,23 @@ class Runner:
                 start_new_session=True,
                 env={**os.environ, **TOOL_ENV},
             )
-        except OSError as exc:
-            return ToolResult(argv, 127, "", f"cannot run: {exc}", duration=time.monotonic() - started)
+        except OSError as exc:  # on PATH but not runnable (permissions, a bad interpreter line)
+            proc, timed_out, out, err = None, False, b"", f"cannot run: {exc}".encode()
+        else:
+            timed_out, (out, err) = self._communicate(proc, timeout)
+        returncode = 127 if proc is None else proc.returncode
+        duration = time.monotonic() - started
+        if self.capture is not None:
+            try:
+                self._save_command(argv, returncode, timed_out, duration, out, err)
+            except OSError as exc:
+                log(f"--capture: cannot save the output of {' '.join(argv)}: {exc.strerror or exc}")
+        status = None if timed_out else returncode
+        return ToolResult(argv, status, decode(out), decode(err), timed_out, duration)
+
+    @staticmethod
+    def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[bool, tuple[bytes, bytes]]:
+        """(timed out, (stdout, stderr)) of a started tool; at the timeout its process group is killed."""
         timed_out = False
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -152,13 +160,7 @@ class Runner:
                 out, err = proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:  # a child kept the pipes open
                 out, err = b"", b""
-        out, err = out or b"", err or b""
-        duration = time.monotonic() - started
-        if self.capture is not None:
-            self._save_command(argv, proc.returncode, timed_out, duration, out, err)
-        return ToolResult(
-            argv, None if timed_out else proc.returncode, decode(out), decode(err), timed_out, duration
-        )
+        return timed_out, (out or b"", err or b"")
 
     def _save_command(self, argv, returncode, timed_out, duration, out: bytes, err: bytes) -> None:
         directory = self.capture / "commands"
@@ -170,7 +172,7 @@ class Runner:
             "argv": argv,
             "returncode": returncode,
             "timed_out": timed_out,
-            "duration": round(duration, 3),
+            "duration": duration,
         }
         (directory / f"{key}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -203,7 +205,7 @@ class Runner:
         except OSError:
             return None
         if self.capture is not None:
-            with self._capture_lock:
+            with self._capturing(root, relative):
                 target = Path(os.path.realpath(self._mirror(root, relative)))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
@@ -216,7 +218,7 @@ class Runner:
         except OSError:
             return []
         if self.capture is not None:
-            with self._capture_lock:
+            with self._capturing(root, relative):
                 for name in names:  # keep the directory's shape even for entries nothing reads
                     self._mirror_entry(root, f"{relative.rstrip('/')}/{name}")
         return names
@@ -225,7 +227,7 @@ class Runner:
         """Whether a path exists under a root (a device node in devfs, a file in sysfs)."""
         present = self.path(root, relative).exists()
         if present and self.capture is not None:
-            with self._capture_lock:
+            with self._capturing(root, relative):
                 self._mirror_entry(root, relative)
         return present
 
@@ -238,12 +240,21 @@ class Runner:
         except (OSError, ValueError):
             return None
         if self.capture is not None:
-            with self._capture_lock:
+            with self._capturing(root, relative):
                 self._mirror_entry(root, relative)
                 self._mirror_entry(root, str(rel))  # the target too, so the link resolves in the capture
         return str(rel)
 
     # -- capture: the files read, with the tree's symlinks kept as symlinks ---------------------------
+
+    @contextlib.contextmanager
+    def _capturing(self, root: str, relative: str):
+        """Hold the capture lock; a capture that cannot be written is said on stderr, never fatal."""
+        with self._capture_lock:
+            try:
+                yield
+            except OSError as exc:
+                log(f"--capture: cannot save {root}/{relative}: {exc.strerror or exc}")
 
     def _mirror(self, root: str, relative: str) -> Path:
         """The capture path of `relative`, after mirroring every symlink on the way to it as a symlink and
@@ -282,6 +293,7 @@ class Runner:
         target = self._mirror(root, relative)
         if target.is_symlink() or target.exists():
             return
+        Path(os.path.realpath(target.parent)).mkdir(parents=True, exist_ok=True)
         if self.path(root, relative).is_dir():
             Path(os.path.realpath(target)).mkdir(parents=True, exist_ok=True)
         elif self.path(root, relative).exists():
@@ -412,19 +424,27 @@ PLACEHOLDERS = {
     "base board serial number", "chassis serial number", "o.e.m.", "oem", "xxxxxxxxxx", "--", "-",
     "[n/a]", "not settable", "no asset tag", "asset tag", "type2 - board serial number",
     "unknow", "invalid", "serial number", "part number", "no asset information", "undefined",
+    "0123456789abcdef",  # the serial of many cheap USB flash drives
 }
+
+
+# UUIDs that firmware vendors ship on every board of a model (AMI's sample value): not an identity.
+PLACEHOLDER_UUIDS = {"03000200-0400-0500-0006-000700080009"}
 
 
 def clean(value: Any) -> Any:
     """A vendor string, or None when it is a placeholder ("Not Specified", "To Be Filled By O.E.M.",
-    all zeros, all F, all dots or spaces ...). Non-strings pass through."""
+    all zeros, all F (4 or more: a slot may be called "F"), all X, all dots or spaces, AMI's sample UUID).
+    A serial of digits only ("9000116105") is a real serial and stays. Non-strings pass through."""
     if not isinstance(value, str):
         return value
     text = value.strip()
-    if text.lower() in PLACEHOLDERS:
+    if text.lower() in PLACEHOLDERS or text.lower() in PLACEHOLDER_UUIDS:
         return None
     bare = re.sub(r"[-\s:.]", "", text)
-    if bare == "" or set(bare) <= {"0"} or set(bare.upper()) <= {"F"} or set(bare) <= {"X", "x"}:
+    if bare == "" or set(bare) <= {"0"} or set(bare) <= {"X", "x"}:
+        return None
+    if len(bare) >= 4 and set(bare.upper()) <= {"F"}:
         return None
     return text
 
@@ -585,7 +605,9 @@ def dmi_count(value: str | None) -> int | None:
     return int(match[1]) if match else None
 
 
-NO_SMBIOS = re.compile(r"No SMBIOS nor DMI entry point found|SMBIOS entry point missing|/dev/mem: No such file")
+NO_SMBIOS = re.compile(
+    r"No SMBIOS nor DMI entry point found|SMBIOS entry point missing|/dev/mem: No such file"
+)
 
 
 def no_smbios_message(result: ToolResult) -> str | None:
@@ -600,8 +622,8 @@ def no_smbios_message(result: ToolResult) -> str | None:
     if said is None:
         return None
     line = next(line for line in (result.stdout + "\n" + result.stderr).splitlines() if said[0] in line)
-    return (f"no SMBIOS/DMI table on this machine ({line.strip(' #')}): DMI data (board, CPU, memory, "
-            "power supplies) is unknown; a VM without SMBIOS, or a kernel without /sys/firmware/dmi")
+    said = line.strip(" #")
+    return f"no SMBIOS/DMI table found ({said}); the VM or firmware provides none: DMI data unknown"
 
 
 def dmidecode_text(ctx: Collector, types: str) -> str | None:
@@ -998,9 +1020,17 @@ def parse_psu_dmi(records: list[DmiRecord]) -> list[dict[str, Any]]:
 
 
 def run_ipmitool(ctx: Collector, argv: list[str]) -> str | None:
-    """An ipmitool command's output, holding the process-wide ipmitool lock while it runs."""
+    """An ipmitool command's output, holding the process-wide ipmitool lock while it runs.
+
+    `ipmitool fru` exits with the status of the LAST FRU it read: 1 when that one is absent ("Device not
+    present", an empty PSU bay), so output holding FRU records is used whatever the exit status."""
     with IPMITOOL_LOCK:
-        return ctx.output(argv)
+        result = ctx.run(argv)
+    if result is None:
+        return None
+    if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
+        return result.stdout
+    return result.stdout if ctx.check(result) else None
 
 
 @collector("psu")
@@ -1034,9 +1064,23 @@ def collect_psu(ctx: Collector) -> dict[str, Any] | None:
 # -- findings from the DMI data -----------------------------------------------------------------------------
 
 
+VIRTUAL_MACHINE = re.compile(r"(?i)vmware|qemu|\bkvm\b|virtualbox|virtual machine|\bxen\b|\bhvm\b|bochs|"
+                             r"parallels|bhyve|openstack nova|cloud hypervisor")
+
+
+def is_virtual_machine(document: dict[str, Any]) -> bool:
+    """Whether DMI names a hypervisor's virtual machine (VMware, QEMU/KVM, Hyper-V, Xen, VirtualBox ...),
+    whose empty "sockets" are how the hypervisor describes its vCPUs, not hardware to look at."""
+    system = (document.get("board") or {}).get("system") or {}
+    names = " ".join(str(system.get(key) or "") for key in ("manufacturer", "product"))
+    return bool(VIRTUAL_MACHINE.search(names))
+
+
 @finding_rule
 def empty_cpu_sockets(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """An empty CPU socket beside a populated one."""
+    """An empty CPU socket beside a populated one (not on a virtual machine)."""
+    if is_virtual_machine(document):
+        return []
     cpu = document.get("cpu") or {}
     sockets = cpu.get("sockets") or []
     empty = [socket for socket in sockets if socket["populated"] is False]
@@ -1797,14 +1841,38 @@ def idles_link_speed(entry: dict[str, Any]) -> bool:
     return str(entry.get("class_id") or "")[:2] in ("02", "03")
 
 
-def link_findings(entry: dict[str, Any]) -> list[dict[str, Any]]:
+def is_bridge(entry: dict[str, Any]) -> bool:
+    return str(entry.get("class_id") or "").startswith("0604")
+
+
+def switch_upstream_ports(entries: list[dict[str, Any]]) -> set[str]:
+    """The addresses of the PCIe switch upstream ports: bridges with an odd number of PCI bridges above them
+    (root port -> upstream port -> downstream ports -> upstream port of a chained switch ...). Their own
+    link is the one above them; a root or downstream port's link is the one to the device below."""
+    by_address = {entry.get("address"): entry for entry in entries}
+    found = set()
+    for entry in entries:
+        if not is_bridge(entry):
+            continue
+        above, parent, seen = 0, (entry.get("upstream") or {}).get("address"), set()
+        while parent in by_address and parent not in seen:
+            seen.add(parent)
+            above += is_bridge(by_address[parent])  # not a VMD controller above Intel VMD root ports
+            parent = (by_address[parent].get("upstream") or {}).get("address")
+        if above % 2 == 1:
+            found.add(entry["address"])
+    return found
+
+
+def link_findings(entry: dict[str, Any], upstream_port: bool = False) -> list[dict[str, Any]]:
     """A link narrower (or slower) than both the device and its upstream port support.
 
-    Only functions that are not bridges are judged (a root or downstream port's "current" is the link to
-    the device below, already judged from that device's side), and only when the upstream port is known.
+    Endpoints are judged, and bridges only when they are a switch's upstream port (`upstream_port`): a root
+    or downstream port's "current" is the link to the device below, already judged from that device's
+    side. Only when the upstream port is known.
     """
     link, upstream = entry.get("link") or {}, entry.get("upstream") or {}
-    if str(entry.get("class_id") or "").startswith("0604") or not upstream:
+    if (is_bridge(entry) and not upstream_port) or not upstream:
         return []
     current_width, current_speed = link.get("current_width"), link.get("current_speed")
     found = []
@@ -1824,8 +1892,10 @@ def link_findings(entry: dict[str, Any]) -> list[dict[str, Any]]:
 def pcie_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Degraded links and AER fatal or non-fatal errors."""
     found = []
-    for entry in document.get("pcie") or []:
-        found.extend(link_findings(entry))
+    entries = document.get("pcie") or []
+    upstream_ports = switch_upstream_ports(entries)
+    for entry in entries:
+        found.extend(link_findings(entry, entry.get("address") in upstream_ports))
         aer = entry.get("aer") or {}
         if aer.get("fatal"):
             found.append(finding("critical", pcie_label(entry), f"{aer['fatal']} AER fatal errors"))
@@ -2132,8 +2202,8 @@ def build_document(
         document[name] = data
         document["collectors"][name] = report
         errors.extend(report["errors"])
-    link_documents(document)
-    document["findings"] = derive_findings(document)
+    link_documents(document, errors)
+    document["findings"] = derive_findings(document, errors)
     document["errors"] = errors
     document["duration"] = round(time.monotonic() - started, 3)
     return document
@@ -2157,24 +2227,38 @@ def host_facts(runner: Runner) -> dict[str, Any]:
     return facts
 
 
-def link_documents(document: dict[str, Any]) -> None:
-    """Run every linker; a failing linker is an error entry, not a lost document."""
+def audit_error(message: str) -> dict[str, Any]:
+    """An error of the audit itself (a linker or finding rule that failed), said on stderr: a finding that
+    could not be derived must show in the document, not vanish."""
+    log(message)
+    return {"collector": "audit", "command": None, "message": message}
+
+
+def link_documents(document: dict[str, Any], errors: list[dict[str, Any]] | None = None) -> None:
+    """Run every linker; a failing linker is an entry in `errors` (and a line on stderr), not a lost
+    document."""
     for function in LINKERS:
         try:
             function(document)
         except Exception as exc:
-            document.setdefault("collectors", {})
-            log(f"linking failed in {function.__name__}: {exc}")
+            failure = audit_error(f"linking failed in {function.__name__}: {type(exc).__name__}: {exc}")
+            if errors is not None:
+                errors.append(failure)
 
 
-def derive_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every finding the registered rules derive from the document; a failing rule is logged and skipped."""
+def derive_findings(
+    document: dict[str, Any], errors: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Every finding the registered rules derive from the document; a failing rule is an entry in `errors`
+    (and a line on stderr) and the other rules still run."""
     findings: list[dict[str, Any]] = []
     for rule in FINDING_RULES:
         try:
             findings.extend(rule(document))
         except Exception as exc:
-            log(f"finding rule {rule.__name__} failed: {type(exc).__name__}: {exc}")
+            failure = audit_error(f"finding rule {rule.__name__} failed: {type(exc).__name__}: {exc}")
+            if errors is not None:
+                errors.append(failure)
     return findings
 
 
@@ -2415,6 +2499,17 @@ def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
 # -- command line --------------------------------------------------------------------------------------------
 
 
+def positive_seconds(text: str) -> float:
+    """A --timeout value: a number of seconds greater than 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (e.g. 30)")
+    return seconds
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="audit",
@@ -2429,7 +2524,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--procfs", type=Path, default=Path("/proc"), metavar="DIR", help="procfs root (/proc)"
     )
     parser.add_argument("--devfs", type=Path, default=Path("/dev"), metavar="DIR", help="devfs root (/dev)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time limit for each tool run (default {DEFAULT_TIMEOUT:.0f})")
     parser.add_argument("--capture", type=Path, metavar="DIR",
                         help="also save every raw tool output and file read under DIR")

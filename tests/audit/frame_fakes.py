@@ -48,3 +48,36 @@ def dmidecode_from_text(bin_dir: Path, text_file: Path) -> Path:
     """A `dmidecode` that prints a captured text output whatever types it is asked for (the parsers filter
     by type, as they must: `-t 0,1,2` output holds three types)."""
     return tool_printing(bin_dir, "dmidecode", text_file)
+
+
+LAB_TOOLS = {  # tool -> [(shell case pattern on "$*", qemu-lab file)]
+    "dmidecode": [("*", "dmidecode-all.txt")],
+    "ipmitool": [("fru", "ipmitool-fru.txt"), ("fru print 0", "ipmitool-fru-print0.txt")],
+    "lsblk": [("*", "lsblk.txt")],
+    "lspci": [("-vmm -D", "lspci-vmm.txt")],
+    "smartctl": [
+        ("*/sda", "smartctl-sda.txt"),
+        ("*/sdb", "smartctl-sdb.txt"),
+        ("*/vd*", "smartctl-vda.txt"),
+        ("*/nvme*", "smartctl-nvme0.txt"),
+    ],
+    "nvme": [
+        ("id-ctrl*", "nvme-id-ctrl.txt"),
+        ("smart-log*", "nvme-smart-log.txt"),
+        ("list*", "nvme-list.txt"),
+    ],
+}
+
+
+def lab_tools(bin_dir: Path, files: Path) -> None:
+    """Fake tools in bin_dir that print what the real ones printed on the emulated lab server (its
+    qemu-lab files, copied to `files`), with the exit status they had there; anything else exits 1."""
+    files.mkdir(parents=True, exist_ok=True)
+    for tool, cases in LAB_TOOLS.items():
+        arms = []
+        for pattern, name in cases:
+            text, rc = lab_output(name)
+            (files / name).write_text(text)
+            case = f'"{pattern}"' if " " in pattern else pattern  # a pattern with blanks is quoted
+            arms.append(f"  {case}) /bin/cat {files / name}; exit {rc};;")
+        write_tool(bin_dir, tool, 'case "$*" in\n' + "\n".join(arms) + "\nesac\nexit 1")

@@ -570,3 +570,93 @@ def test_placeholders_become_null():
     assert audit.dmi_clean(" ProLiant SL4540 Gen8 ") == "ProLiant SL4540 Gen8"
     assert audit.dmi_size("16384 MB") == 16 * GiB and audit.dmi_size("2 TB") == 2 << 40
     assert audit.dmi_speed("667 MHz (1.5 ns)") == 667 and audit.dmi_speed("Unknown") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Not Specified",
+        "not specified ",
+        "To Be Filled By O.E.M.",
+        "To be filled by O.E.M.",
+        "Default string",
+        "0123456789",
+        "1234567890",
+        "9876543210",
+        "None",
+        "N/A",
+        "n/a",
+        "NA",
+        "Unknown",
+        "Not Settable",
+        "Not Present",
+        "System Serial Number",
+        "Chassis Serial Number",
+        "Base Board Serial Number",
+        "0",
+        "00000000",
+        "0000-0000",
+        "FFFFFFFF",
+        "ffff ffff",
+        "XXXXXXXXXX",
+        "x.x",
+        "SerNum1",
+        "PartNum0",
+        "Array1_PartNumber0",
+        "0123456789ABCDEF",
+        "Fill By OEM",
+        "03000200-0400-0500-0006-000700080009",
+        "03000200-0400-0500-0006-000700080009".lower(),
+    ],
+)
+def test_placeholder_is_null(value):
+    assert audit.dmi_clean(value) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9000116105",
+        "002460202151",
+        "50395532",
+        "4242",
+        "12345678",
+        "0001",
+        "00000001",  # digits only
+        "NA12345",
+        "N/A-7",
+        "NONE-123",
+        "F",
+        "FF",
+        "B",
+        "0x1000",
+        "DIMM_F1",
+        "FFFE1234",
+        "VM147S018307",
+        "4C4C4544-0048-5110-804A-C6C04F594A32",
+        "03000200-0400-0500-0006-00070008000A",
+    ],
+)
+def test_real_value_is_kept(value):
+    assert audit.dmi_clean(value) == value
+    assert audit.clean(f" {value} ") == value
+
+
+def test_no_empty_socket_finding_on_a_virtual_machine():
+    """VMware describes a 1-vCPU guest as 8 sockets, 7 of them empty: not a hardware finding."""
+    records = audit.parse_dmidecode((DMI / "glpi-vmware-esx-vm-dmidecode2.10.txt").read_text())
+    document = {"board": audit.parse_board(records), "cpu": audit.parse_cpus(records)}
+    assert document["cpu"]["socket_count"] == 8 and document["cpu"]["populated_sockets"] == 1
+    assert audit.is_virtual_machine(document)
+    assert audit.empty_cpu_sockets(document) == []
+    document["board"]["system"].update(manufacturer="Dell Inc.", product="PowerEdge R740")
+    assert [f["message"][:31] for f in audit.empty_cpu_sockets(document)] == [
+        "7 of 8 CPU sockets empty (CPU s"
+    ]
+    for product in ["Standard PC (Q35 + ICH9, 2009)", "Virtual Machine", "HVM domU", "KVM"]:
+        manufacturer = {"Virtual Machine": "Microsoft Corporation", "HVM domU": "Xen"}.get(product, "QEMU")
+        assert audit.is_virtual_machine(
+            {"board": {"system": {"manufacturer": manufacturer, "product": product}}}
+        )
+    hpe = document_from("linuxhw-hpe-proliant-dl380-gen10-1of2-sockets.txt")
+    assert not audit.is_virtual_machine(hpe) and audit.empty_cpu_sockets(hpe) != []

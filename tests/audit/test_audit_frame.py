@@ -3,6 +3,7 @@ hang, garbage, non-UTF-8), a real hung tool killed with its process group, captu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -98,7 +99,7 @@ def test_non_zero_exit_is_an_error_entry(isolated, fp):
     bin_dir, runner = isolated
     on_path(bin_dir, "dmidecode")
     for argv in DMI_COMMANDS:
-        fp.register(argv, stderr=b"/dev/mem: No such file or directory\n", returncode=1)
+        fp.register(argv, stderr=b"dmidecode: invalid option -- 'j'\n", returncode=1)
     document = audit.build_document(runner)
     assert_complete(document)
     assert document["collectors"]["board"] == {
@@ -108,11 +109,96 @@ def test_non_zero_exit_is_an_error_entry(isolated, fp):
             {
                 "collector": "board",
                 "command": "dmidecode -t 0,1,2",
-                "message": "exit status 1: /dev/mem: No such file or directory",
+                "message": "exit status 1: dmidecode: invalid option -- 'j'",
             }
         ],
     }
     assert {e["collector"] for e in document["errors"]} == {"board", "cpu", "memory", "psu"}
+
+
+NO_SMBIOS_MESSAGE = "no SMBIOS/DMI table found ({}); the VM or firmware provides none: DMI data unknown"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "returncode", "said"),
+    [
+        # dmidecode 3.4 on a VM with neither /sys/firmware/dmi/tables nor /dev/mem (this very machine)
+        (
+            "# dmidecode 3.4\nScanning /dev/mem for entry point.\n",
+            "/dev/mem: No such file or directory\n",
+            1,
+            "/dev/mem: No such file or directory",
+        ),
+        # /dev/mem readable but no entry point in it: dmidecode says so on stdout and exits 0
+        (
+            "# dmidecode 3.4\nScanning /dev/mem for entry point.\n"
+            "# No SMBIOS nor DMI entry point found, sorry.\n",
+            "",
+            0,
+            "No SMBIOS nor DMI entry point found, sorry.",
+        ),
+        (
+            "# dmidecode 3.4\n# No SMBIOS nor DMI entry point found, sorry.\n",
+            "",
+            1,
+            "No SMBIOS nor DMI entry point found, sorry.",
+        ),
+    ],
+)
+def test_no_smbios_table_is_one_clear_error_per_dmi_collector_and_no_data(
+    tmp_path, monkeypatch, capsys, stdout, stderr, returncode, said
+):
+    (tmp_path / "out").write_text(stdout)
+    (tmp_path / "err").write_text(stderr)
+    script = f"cat {tmp_path / 'out'}; cat {tmp_path / 'err'} >&2; exit {returncode}"
+    write_tool(tmp_path / "bin", "dmidecode", script)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    runner = audit.Runner(sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d")
+    document = audit.build_document(runner)
+    assert_complete(document)
+    message = NO_SMBIOS_MESSAGE.format(said)
+    for name, types in [("board", "0,1,2"), ("cpu", "4"), ("memory", "17"), ("psu", "39")]:
+        assert document[name] is None
+        assert document["collectors"][name]["status"] == "error"
+        assert document["collectors"][name]["errors"] == [
+            {"collector": name, "command": f"dmidecode -t {types}", "message": message}
+        ]
+    assert f"audit: board: dmidecode -t 0,1,2: {message}\n" in capsys.readouterr().err
+
+
+def test_dmidecode_denied_says_run_as_root(isolated, fp):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    fp.register(
+        ["dmidecode", "-t", "4"],
+        stdout=b"# dmidecode 3.4\n",
+        stderr=b"/sys/firmware/dmi/tables/smbios_entry_point: Permission denied\n",
+        returncode=1,
+    )
+    document = audit.build_document(runner, [("cpu", audit.collect_cpu)])
+    assert document["collectors"]["cpu"]["errors"][0]["message"] == (
+        "exit status 1: /sys/firmware/dmi/tables/smbios_entry_point: Permission denied"
+        " (run the audit as root)"
+    )
+
+
+def test_an_smbios_table_without_the_asked_type_says_so(isolated, fp):
+    bin_dir, runner = isolated
+    on_path(bin_dir, "dmidecode")
+    fp.register(
+        ["dmidecode", "-t", "17"],
+        stdout=b"# dmidecode 3.4\nGetting SMBIOS data from sysfs.\nSMBIOS 2.8 present.\n\n",
+    )
+    fp.register(
+        ["dmidecode", "-t", "39"],
+        stdout=b"# dmidecode 3.4\nGetting SMBIOS data from sysfs.\nSMBIOS 2.8 present.\n\n",
+    )
+    document = audit.build_document(runner, [("memory", audit.collect_memory), ("psu", audit.collect_psu)])
+    assert document["collectors"]["memory"]["errors"][0]["message"] == (
+        "the SMBIOS table holds no structure of type 17"
+    )
+    psu = document["collectors"]["psu"]  # no type 39 is no power supply listed there: not an error
+    assert (document["psu"], psu["status"], psu["errors"]) == (None, "skipped", [])
 
 
 def test_hung_tool_is_recorded_and_the_rest_completes(isolated, fp, capsys):
@@ -346,3 +432,85 @@ def test_a_closed_stdout_is_exit_1_with_one_line(tmp_path):
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 1
     assert err == "audit: cannot write the document to stdout: Broken pipe\n"
+
+
+def test_timeout_option_kills_a_hung_tool_and_the_audit_completes(tmp_path):
+    """`--timeout 1`: a dmidecode that hangs (with a child) is killed after about a second, recorded, and
+    the document still comes out whole on stdout with exit status 0."""
+    write_tool(tmp_path / "bin", "dmidecode", "/bin/sleep 120 & /bin/sleep 120")
+    started = time.monotonic()
+    done = run_audit(
+        [
+            "--no-qr",
+            "--timeout",
+            "1",
+            "--sysfs",
+            str(tmp_path),
+            "--procfs",
+            str(tmp_path),
+            "--devfs",
+            str(tmp_path),
+        ],
+        tmp_path / "bin",
+        tmp_path,
+    )
+    assert time.monotonic() - started < 60  # four dmidecode runs at once, each cut at ~1 s
+    assert done.returncode == 0
+    document = json.loads(done.stdout)
+    assert_complete(document)
+    for name in ("board", "cpu", "memory", "psu"):
+        [error] = document["collectors"][name]["errors"]
+        assert re.fullmatch(r"timed out after 1\.\d s and was killed", error["message"])
+    assert "board: dmidecode -t 0,1,2: timed out after 1." in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "inf", "nan"])
+def test_a_bad_timeout_is_refused(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        audit.main(["--timeout", value, "--sysfs", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--timeout: " in capsys.readouterr().err
+
+
+def test_default_timeout_is_a_few_tens_of_seconds():
+    assert 10 <= audit.parse_args([]).timeout == audit.DEFAULT_TIMEOUT <= 60
+    assert audit.parse_args(["--timeout", "2.5"]).timeout == 2.5
+
+
+def test_a_failing_finding_rule_is_an_error_in_the_document(isolated, monkeypatch, capsys):
+    """A rule that raises (a bug, odd data) must not make its findings vanish silently."""
+    _, runner = isolated
+
+    def broken(document):
+        raise KeyError("health")
+
+    monkeypatch.setattr(audit, "FINDING_RULES", [broken, *audit.FINDING_RULES])
+    document = audit.build_document(runner)
+    assert document["errors"] == [
+        {"collector": "audit", "command": None, "message": "finding rule broken failed: KeyError: 'health'"}
+    ]
+    jsonschema.validate(json.loads(audit.render(document)), SCHEMA)
+    assert "audit: finding rule broken failed: KeyError: 'health'\n" in capsys.readouterr().err
+
+
+def test_a_tool_whose_child_escapes_the_group_and_holds_the_pipe_still_ends(tmp_path, monkeypatch):
+    """A child in its own session (beyond the process-group kill, like a process stuck in the kernel) keeps
+    stdout open: the run still ends a few seconds after the timeout, recorded as timed out."""
+    pid_file = tmp_path / "escaped.pid"
+    write_tool(
+        tmp_path / "bin", "dmidecode", f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 60' &\nsleep 60"
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    runner = audit.Runner(sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d", timeout=0.5)
+    started = time.monotonic()
+    try:
+        data, report = audit.run_collector("cpu", audit.collect_cpu, runner)
+        assert time.monotonic() - started < 20
+        assert data is None and report["errors"][0]["message"].startswith("timed out after ")
+    finally:
+        deadline = time.monotonic() + 5
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_file.exists():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid_file.read_text()), 9)

@@ -293,3 +293,41 @@ def test_usb_without_a_working_lsblk_says_so(tmp_path, monkeypatch, capsys):
     write_tool(tmp_path / "bin", "lsblk", "echo 'lsblk: unknown column: PATH' >&2; exit 1")
     assert audit.write_to_usb({}, "{}\n") is False
     assert "cannot list the disks: lsblk: unknown column: PATH" in capsys.readouterr().err
+
+
+def test_stdout_carries_only_the_document_with_every_tool_and_qrencode_present(tmp_path):
+    """`audit.py | python3 -m json.tool`, as a process: the lab tools (some print on stderr, some fail) and
+    the real qrencode on PATH; stdout is exactly the document, the QR code goes to stderr."""
+    import sys
+
+    from tests.audit.frame_fakes import lab_tools
+    from tests.paths import REPO_ROOT
+
+    bin_dir = tmp_path / "bin"
+    lab_tools(bin_dir, tmp_path / "files")
+    write_tool(bin_dir, "nvidia-smi", "echo 'NVIDIA-SMI has failed' ; echo oops >&2; exit 9")
+    (bin_dir / "qrencode").symlink_to(real_tool("qrencode"))
+    (tmp_path / "proc/driver/nvidia").mkdir(parents=True)
+    audit_py = str(REPO_ROOT / "audit" / "audit.py")
+    roots = [
+        "--sysfs",
+        str(tmp_path / "s"),
+        "--procfs",
+        str(tmp_path / "proc"),
+        "--devfs",
+        str(tmp_path / "d"),
+    ]
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    pipeline = (
+        f"{sys.executable} {audit_py} {' '.join(roots)} | {sys.executable} -m json.tool > {tmp_path / 'out'}"
+    )
+    done = subprocess.run(["/bin/sh", "-c", pipeline], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "out").read_text())
+    assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    assert document["collectors"]["nvidia"]["errors"][0]["message"] == "exit status 9: oops"
+    assert "bee audit summary, system serial SYS-SN-ABC123:" in done.stderr and "\u2580" in done.stderr
+    raw = subprocess.run(
+        [sys.executable, audit_py, *roots], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert raw.stdout == audit.render(json.loads(raw.stdout))  # nothing before, after or inside it

@@ -657,3 +657,29 @@ def test_capture_then_replay_gives_the_same_functions(fp, tools, tmp_path):
     assert pick(captured["pcie"], "0000:01:00.0")["upstream"]["address"] == "0000:00:03.0"
     assert replayed["pcie"] == captured["pcie"]
     assert replayed["errors"] == []
+
+
+def test_a_switch_uplink_narrower_than_both_ends_is_found_once(fp, tools):
+    """Root port x16 -> switch upstream port trained at x8 (a bad riser) -> downstream ports -> GPUs. The
+    uplink is reported on the upstream port; the downstream ports' links are judged from the GPUs' side
+    only, so a GPU at x4 is one finding, not two."""
+    tools("lspci")
+    sysfs = tools.sysfs
+    gen4x16 = ("16.0 GT/s PCIe", "16", "16.0 GT/s PCIe", "16")
+    add_pci_device(sysfs, "0000:00:01.0", class_code="0x060400", link=gen4x16)  # root port
+    usp = ("16.0 GT/s PCIe", "8", "16.0 GT/s PCIe", "16")
+    add_pci_device(sysfs, "0000:01:00.0", "0000:00:01.0", class_code="0x060400", link=usp)
+    add_pci_device(sysfs, "0000:02:00.0", "0000:01:00.0", class_code="0x060400", link=gen4x16)
+    dsp_x4 = ("16.0 GT/s PCIe", "4", "16.0 GT/s PCIe", "16")
+    add_pci_device(sysfs, "0000:02:01.0", "0000:01:00.0", class_code="0x060400", link=dsp_x4)
+    add_pci_device(sysfs, "0000:03:00.0", "0000:02:00.0", class_code="0x030200", link=gen4x16)
+    gpu_x4 = ("16.0 GT/s PCIe", "4", "16.0 GT/s PCIe", "16")
+    add_pci_device(sysfs, "0000:04:00.0", "0000:02:01.0", class_code="0x030200", link=gpu_x4)
+    fp.register(LSPCI, stdout="")
+    document = run_pcie(sysfs)
+    assert audit.switch_upstream_ports(document["pcie"]) == {"0000:01:00.0"}
+    narrow = "PCIe link x{} is narrower than the x16 both the device and its upstream port support"
+    assert [(f["component"].split(" (")[0], f["message"]) for f in document["findings"]] == [
+        ("pcie 0000:01:00.0", narrow.format(8)),
+        ("pcie 0000:04:00.0", narrow.format(4)),
+    ]

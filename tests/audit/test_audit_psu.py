@@ -337,3 +337,41 @@ def test_type_39_supermicro_4s_anonymised_serials():
     )
     assert supplies[0]["name"] == "PWS-1K62A-1R" and supplies[0]["location"] == "System Power Supply #1"
     assert supplies[0]["max_power_w"] == 1600 and supplies[0]["serial"] is None  # "--"
+
+
+@pytest.mark.parametrize("returncode", [0, 1])
+def test_fru_exit_status_of_the_last_absent_fru_keeps_the_records(tmp_path, monkeypatch, returncode):
+    """`ipmitool fru` exits 1 when the LAST FRU it reads is absent (its status is that FRU's): the records it
+    printed are the data, not a failure."""
+    tool_printing(tmp_path / "bin", "ipmitool", IPMI / "glpi-fru-dell-r640-psu.txt", returncode)
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "ipmi0").touch()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
+    data, report = audit.run_collector("psu", audit.collect_psu, runner)
+    assert (report["status"], report["errors"]) == ("ok", [])
+    assert [(p["name"], p["serial"]) for p in data["power_supplies"]] == [
+        ("PS1", "CNDED0003G0NQA"),
+        ("PS2", "CNDED0003G0O0P"),
+    ]
+    assert data["product"]["serial"] == "2RJF153"
+
+
+def test_fru_failing_without_records_is_an_error(tmp_path, monkeypatch):
+    tool_printing(tmp_path / "bin", "ipmitool", tmp_path / "none")
+    (tmp_path / "bin" / "ipmitool").write_text(
+        "#!/bin/sh\necho 'Could not open device at /dev/ipmi0: No such device' >&2\nexit 1\n"
+    )
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "ipmi0").touch()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
+    data, report = audit.run_collector("psu", audit.collect_psu, runner)
+    assert (data, report["status"]) == (None, "error")
+    assert report["errors"] == [
+        {
+            "collector": "psu",
+            "command": "ipmitool fru",
+            "message": "exit status 1: Could not open device at /dev/ipmi0: No such device",
+        }
+    ]

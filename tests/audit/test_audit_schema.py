@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import lab_output, write_tool
+from tests.audit.frame_fakes import lab_tools, write_tool
 from tests.paths import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "audit" / "bee-audit.schema.json"
@@ -23,36 +23,11 @@ VALIDATOR = jsonschema.Draft202012Validator(
     SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
 )
 
-LAB_TOOLS = {  # tool -> [(shell case pattern on "$*", lab file)]
-    "dmidecode": [("*", "dmidecode-all.txt")],
-    "ipmitool": [("fru", "ipmitool-fru.txt"), ("fru print 0", "ipmitool-fru-print0.txt")],
-    "lsblk": [("*", "lsblk.txt")],
-    "lspci": [("-vmm -D", "lspci-vmm.txt")],
-    "smartctl": [
-        ("*/sda", "smartctl-sda.txt"),
-        ("*/sdb", "smartctl-sdb.txt"),
-        ("*/vd*", "smartctl-vda.txt"),
-        ("*/nvme*", "smartctl-nvme0.txt"),
-    ],
-    "nvme": [
-        ("id-ctrl*", "nvme-id-ctrl.txt"),
-        ("smart-log*", "nvme-smart-log.txt"),
-        ("list*", "nvme-list.txt"),
-    ],
-}
-
 
 @pytest.fixture
 def lab_machine(tmp_path, monkeypatch):
     """The emulated lab server: every tool prints what the real one printed there (qemu-lab files)."""
-    for tool, cases in LAB_TOOLS.items():
-        arms = []
-        for pattern, name in cases:
-            text, rc = lab_output(name)
-            (tmp_path / name).write_text(text)
-            case = f'"{pattern}"' if " " in pattern else pattern  # a pattern with blanks is quoted
-            arms.append(f"  {case}) /bin/cat {tmp_path / name}; exit {rc};;")
-        write_tool(tmp_path / "bin", tool, 'case "$*" in\n' + "\n".join(arms) + "\nesac\nexit 1")
+    lab_tools(tmp_path / "bin", tmp_path)
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "ipmi0").touch()
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
@@ -122,3 +97,153 @@ def test_the_schema_rejects_wrong_documents(lab_machine):
         change(document)
         wrong.append(VALIDATOR.is_valid(document))
     assert wrong == [False] * 8
+
+
+# -- every fixture family through its parser, validated as part of a whole document ---------------------
+
+REAL = REPO_ROOT.parent / "shared" / "fixtures" / "real"
+
+
+def real_files(tool: str, *suffixes: str) -> list:
+    return sorted(p for p in (REAL / tool).iterdir() if p.suffix in suffixes)
+
+
+def skeleton() -> dict:
+    """A valid document with every collector skipped, to put one collector's data into."""
+    report = {"status": "skipped", "duration": 0.0, "errors": []}
+    return {
+        "schema_version": audit.SCHEMA_VERSION,
+        "audit_version": audit.AUDIT_VERSION,
+        "generated_at": "2026-11-25T23:00:00+00:00",
+        "hostname": "h",
+        "kernel": "6.12.0",
+        "collectors": {name: dict(report) for name in audit.COLLECTOR_ORDER},
+        **dict.fromkeys(audit.COLLECTOR_ORDER),
+        "findings": [],
+        "errors": [],
+        "duration": 0.1,
+    }
+
+
+def validated(**sections) -> None:
+    document = skeleton()
+    document.update(sections)
+    for name in sections:
+        document["collectors"][name]["status"] = "ok"
+    audit.link_documents(document)
+    document["findings"] = audit.derive_findings(document)
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in VALIDATOR.iter_errors(json.loads(audit.render(document)))
+    ]
+    assert errors == []
+
+
+@pytest.mark.parametrize("path", real_files("dmidecode", ".txt"), ids=lambda p: p.name)
+def test_schema_takes_every_dmidecode_fixture(path):
+    records = audit.parse_dmidecode(path.read_text(errors="replace"))
+    memory = audit.parse_memory(records)
+    if memory is not None:
+        memory["edac"] = None
+    supplies = audit.parse_psu_dmi(records)
+    psu = (
+        {"source": "dmidecode -t 39", "power_supplies": supplies, **audit.fru_identity([])}
+        if supplies
+        else None
+    )
+    validated(board=audit.parse_board(records), cpu=audit.parse_cpus(records), memory=memory, psu=psu)
+
+
+@pytest.mark.parametrize("path", real_files("ipmitool", ".txt"), ids=lambda p: p.name)
+def test_schema_takes_every_ipmitool_fixture(path):
+    records = audit.parse_fru(path.read_text(errors="replace"))
+    supplies = [audit.psu_from_fru(r) for r in records if audit.is_psu_fru(r) and r["present"]]
+    validated(
+        psu={
+            "source": "ipmitool fru" if supplies else None,
+            "power_supplies": supplies,
+            **audit.fru_identity(records),
+        }
+    )
+
+
+def disk(name: str = "sda") -> dict:
+    return {
+        "name": name,
+        "path": f"/dev/{name}",
+        "size": None,
+        "model": None,
+        "serial": None,
+        "firmware": None,
+        "wwn": None,
+        "transport": None,
+        "rotational": None,
+        "removable": None,
+        "pci_address": None,
+        "health": audit.empty_health(),
+    }
+
+
+@pytest.mark.parametrize("path", real_files("smartctl", ".json"), ids=lambda p: p.name)
+def test_schema_takes_every_smartctl_fixture(path):
+    text = path.read_text()
+    exit_status = (audit.load_json(text).get("smartctl") or {}).get("exit_status", 0)
+    entry = disk()
+    ctx = audit.Collector("storage", audit.Runner())
+    audit.apply_smartctl(
+        ctx, entry, audit.ToolResult(["smartctl", "-j", "-a", "/dev/sda"], exit_status, text, "")
+    )
+    validated(storage=[entry])
+
+
+@pytest.mark.parametrize("path", real_files("nvme", ".json"), ids=lambda p: p.name)
+def test_schema_takes_every_nvme_fixture(path):
+    text = path.read_text()
+    entry = disk("nvme0n1")
+    ctx = audit.Collector("storage", audit.Runner())
+    results = {
+        ("nvme0n1", tool): audit.ToolResult(["nvme", tool, "/dev/nvme0n1"], 0, text, "")
+        for tool in ("id-ctrl", "smart-log")
+    }
+    audit.apply_nvme(ctx, entry, results)
+    listed = audit.parse_nvme_list(text) or {}
+    for path_name, identity in listed.items():
+        other = disk(path_name.rsplit("/", 1)[-1])
+        audit.merge_identity(other, identity, ("model", "serial", "firmware"))
+    validated(storage=[entry])
+
+
+@pytest.mark.parametrize("path", real_files("lsblk", ".json"), ids=lambda p: p.name)
+def test_schema_takes_every_lsblk_fixture(path):
+    disks = audit.parse_lsblk(path.read_text())
+    assert disks is not None  # the inverse (-s) listing has no top-level disk: an empty list
+    for entry in disks:
+        entry["pci_address"], entry["health"] = None, audit.empty_health()
+    validated(storage=disks)
+
+
+@pytest.mark.parametrize("path", real_files("lspci", ".txt"), ids=lambda p: p.name)
+def test_schema_takes_every_lspci_fixture(path):
+    devices = audit.parse_lspci_vmm(path.read_text(errors="replace"))
+    for entry in devices:
+        for key in (
+            "class_id",
+            "prog_if",
+            "vendor_id",
+            "device_id",
+            "subsystem_vendor_id",
+            "subsystem_device_id",
+            "revision",
+            "driver",
+            "numa_node",
+            "link",
+            "upstream",
+            "aer",
+        ):
+            entry.setdefault(key, None)
+    validated(pcie=devices or None)
+
+
+@pytest.mark.parametrize("path", real_files("nvidia-smi", ".xml", ".txt"), ids=lambda p: p.name)
+def test_schema_takes_every_nvidia_smi_fixture(path):
+    validated(nvidia=audit.parse_nvidia_smi_xml(path.read_text(errors="replace")))

@@ -1,0 +1,182 @@
+"""--capture then --replay, end to end through main(): a fake machine (the lab server's tool outputs, a real
+nvidia-smi XML, and a sysfs/procfs/devfs tree with PCIe links, AER, EDAC, a disk and a NIC) where all 8
+collectors find data; the replayed document equals the live one, times aside, with no tool on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from audit import audit
+from tests.audit.frame_fakes import lab_tools, tool_printing
+from tests.paths import REAL_FIXTURES
+
+GPU_XML = REAL_FIXTURES / "nvidia-smi" / "datakit-tesla-v100-pcie-32gb.xml"  # one V100 at 00000000:21:01.0
+
+
+def write(path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def pci_function(sysfs, path: str, class_code: str, link: tuple[str, str, str, str], **files: str):
+    """A PCI function at sysfs/devices/<path> (its address is the last part), listed in bus/pci/devices."""
+    directory = sysfs / "devices" / path
+    address = path.rsplit("/", 1)[-1]
+    values = {"vendor": "0x10de", "device": "0x1db6", "class": class_code, "numa_node": "1"}
+    names = ("current_link_speed", "current_link_width", "max_link_speed", "max_link_width")
+    values.update(zip(names, link, strict=True))
+    for name, value in {**values, **files}.items():
+        write(directory / name, value + "\n")
+    (sysfs / "bus/pci/devices").mkdir(parents=True, exist_ok=True)
+    (sysfs / "bus/pci/devices" / address).symlink_to(f"../../../devices/{path}")
+    (directory / "subsystem").symlink_to(os.path.relpath(sysfs / "bus/pci", directory))
+    return directory
+
+
+def fake_machine(root):
+    """The sysfs, procfs and devfs trees of the fake machine under `root`."""
+    sysfs, procfs, devfs = root / "sys", root / "proc", root / "dev"
+    port = "pci0000:20/0000:20:03.0"
+    pci_function(sysfs, port, "0x060400", ("8.0 GT/s PCIe", "16", "8.0 GT/s PCIe", "16"))
+    gpu = pci_function(
+        sysfs,
+        f"{port}/0000:21:01.0",
+        "0x030200",
+        ("8.0 GT/s PCIe", "8", "8.0 GT/s PCIe", "16"),
+        aer_dev_fatal="Undefined 0\nTOTAL_ERR_FATAL 0",
+        aer_dev_nonfatal="CmpltTO 3\nTOTAL_ERR_NONFATAL 3",
+        aer_dev_correctable="RxErr 1\nTOTAL_ERR_COR 1",
+    )
+    write(sysfs / "bus/pci/drivers/nvidia/new_id", "")
+    (gpu / "driver").symlink_to("../../../../bus/pci/drivers/nvidia")
+    nic = pci_function(
+        sysfs, "pci0000:00/0000:00:1f.6", "0x020000", ("2.5 GT/s PCIe", "1", "2.5 GT/s PCIe", "1")
+    )
+    for name, value in {
+        "address": "3c:ec:ef:01:02:03",
+        "addr_assign_type": "0",
+        "operstate": "up",
+        "speed": "1000",
+    }.items():
+        write(nic / "net/eno1" / name, value + "\n")
+    (nic / "net/eno1/device").symlink_to("../../../0000:00:1f.6")
+    (sysfs / "class/net").mkdir(parents=True)
+    (sysfs / "class/net/eno1").symlink_to("../../devices/pci0000:00/0000:00:1f.6/net/eno1")
+    (sysfs / "devices/pci0000:00/0000:00:1f.6/nvme/nvme0/nvme0n1").mkdir(parents=True)
+    (sysfs / "block").mkdir()
+    (sysfs / "block/nvme0n1").symlink_to("../devices/pci0000:00/0000:00:1f.6/nvme/nvme0/nvme0n1")
+    (sysfs / "devices/pci0000:00/0000:00:1f.6/nvme/nvme0/nvme0n1/device").symlink_to("../../nvme0")
+    edac = sysfs / "devices/system/edac/mc/mc0"
+    for name, value in {
+        "mc_name": "skx_edac",
+        "ce_count": "5",
+        "ue_count": "1",
+        "ce_noinfo_count": "0",
+        "ue_noinfo_count": "0",
+        "dimm0/dimm_label": "CPU0_DIMM_A1",
+        "dimm0/size": "32768",
+        "dimm0/dimm_ce_count": "5",
+        "dimm0/dimm_ue_count": "1",
+    }.items():
+        write(edac / name, value + "\n")
+    write(procfs / "driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  418.67\n")
+    write(devfs / "ipmi0", "")
+    return ["--sysfs", str(sysfs), "--procfs", str(procfs), "--devfs", str(devfs)]
+
+
+def without_times(document: dict) -> dict:
+    document = json.loads(json.dumps(document))
+    for key in ("generated_at", "duration"):
+        document.pop(key)
+    for report in document["collectors"].values():
+        report.pop("duration")
+    return document
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    lab_tools(tmp_path / "bin", tmp_path / "files")
+    tool_printing(tmp_path / "bin", "nvidia-smi", GPU_XML)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    return fake_machine(tmp_path)
+
+
+def test_capture_then_replay_of_all_collectors_gives_the_same_document(tmp_path, machine, monkeypatch):
+    capture, live_file, replay_file = tmp_path / "capture", tmp_path / "live.json", tmp_path / "replay.json"
+    assert audit.main(["--no-qr", "--output", str(live_file), "--capture", str(capture), *machine]) == 0
+    live = json.loads(live_file.read_text())
+    # every collector found something here, so the replay is tested on every collector
+    assert {name: live[name] is not None for name in audit.COLLECTOR_ORDER} == dict.fromkeys(
+        audit.COLLECTOR_ORDER, True
+    )
+    assert live["nvidia"][0]["pcie_address"] == "0000:21:01.0"
+    assert live["memory"]["edac"]["dimms"][0]["uncorrected"] == 1
+    assert live["network"][0]["pci_address"] == "0000:00:1f.6"
+    assert any(disk["pci_address"] == "0000:00:1f.6" for disk in live["storage"])
+    assert sorted((f["severity"], f["message"]) for f in live["findings"]) == [
+        ("critical", "DIMM CPU0_DIMM_A1: 1 uncorrected memory errors (EDAC)"),
+        ("warning", "3 AER non-fatal errors"),
+        ("warning", "PCIe link x8 is narrower than the x16 both the device and its upstream port support"),
+    ]
+
+    shutil.rmtree(tmp_path / "bin")  # nothing can run now
+    shutil.rmtree(tmp_path / "sys")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert audit.main(["--no-qr", "--output", str(replay_file), "--replay", str(capture)]) == 0
+    replayed = json.loads(replay_file.read_text())
+    assert without_times(replayed) == without_times(live)
+    assert replayed["generated_at"] == live["generated_at"]  # the time of the capture, not of the replay
+
+
+def test_capture_layout(tmp_path, machine):
+    capture = tmp_path / "capture"
+    assert (
+        audit.main(["--no-qr", "--output", str(tmp_path / "a.json"), "--capture", str(capture), *machine])
+        == 0
+    )
+    host = json.loads((capture / "host.json").read_text())
+    assert set(host) == {"generated_at", "hostname", "kernel"}
+    key = audit.capture_key(["nvidia-smi", "-q", "-x"])
+    meta = json.loads((capture / "commands" / f"{key}.json").read_text())
+    assert meta["argv"] == ["nvidia-smi", "-q", "-x"] and meta["returncode"] == 0 and not meta["timed_out"]
+    assert (capture / "commands" / f"{key}.stdout").read_bytes() == GPU_XML.read_bytes()
+    assert (capture / "commands" / f"{key}.stderr").read_bytes() == b""
+    assert (capture / "sysfs/bus/pci/devices/0000:21:01.0").is_symlink()
+    assert (
+        (capture / "sysfs/bus/pci/devices/0000:21:01.0/aer_dev_nonfatal").read_text().startswith("CmpltTO 3")
+    )
+    assert (capture / "procfs/driver/nvidia").is_dir()
+    assert (capture / "devfs/ipmi0").exists()
+
+
+def test_a_timed_out_tool_replays_as_timed_out(tmp_path, monkeypatch):
+    """A capture keeps a hang as a hang: the replay records the same timeout error."""
+    tool_printing(tmp_path / "bin", "lspci", tmp_path / "nothing")
+    (tmp_path / "bin" / "lspci").write_text("#!/bin/sh\nexec /bin/sleep 30\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    capture = tmp_path / "capture"
+    runner = audit.Runner(
+        sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d", timeout=0.3, capture=capture
+    )
+    live = audit.build_document(runner, [("pcie", audit.collect_pcie)])
+    replayed = audit.build_document(audit.Runner(replay=capture), [("pcie", audit.collect_pcie)])
+    assert live["errors"] == replayed["errors"]
+    assert live["errors"][0]["message"].startswith("timed out after 0.")
+
+
+def test_a_tool_that_cannot_be_run_is_an_error_live_and_replayed(tmp_path, monkeypatch):
+    """On PATH but not executable by its interpreter line: an error both live and from the capture."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "lspci").write_text("#!/nonexistent/interpreter\n")
+    (tmp_path / "bin" / "lspci").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    capture = tmp_path / "capture"
+    runner = audit.Runner(sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d", capture=capture)
+    live = audit.build_document(runner, [("pcie", audit.collect_pcie)])
+    replayed = audit.build_document(audit.Runner(replay=capture), [("pcie", audit.collect_pcie)])
+    assert live["errors"] == replayed["errors"]
+    assert live["errors"][0]["message"].startswith("exit status 127: cannot run: ")

@@ -26,7 +26,7 @@ def actions(c) -> iso_build.Actions:
 def step(c, function: Callable[..., Any], *args: Any) -> Any:
     """Run one build function; a BuildError ends invoke with its one-line message and exit status 1."""
     try:
-        return function(c.config, actions(c), *args)
+        return iso_build.run_step(function, c.config, actions(c), *args)
     except iso_build.BuildError as err:
         raise Exit(f"error: {err}", code=1) from err
 
@@ -42,6 +42,10 @@ def config(c):
 def render(c):
     """Render every template (profile, generator wrapper, services) into build/rendered/."""
     out_dir = buildconfig.config_path(c.config, "build") / "rendered"
+    if c.config.run.dry:
+        for template in buildconfig.templates():
+            print(f"[dry] render {template} into {out_dir}")
+        return
     for written in buildconfig.render_all(c.config, out_dir):
         print(written)
 

@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import build_nvidia_module as nv  # noqa: E402
-from scripts import buildconfig  # noqa: E402
+from scripts import buildconfig, fileops  # noqa: E402
 
 # Sizes of a 590 build's cached outputs, roughly (MB): what a cache hit re-hashes.
 CACHE_FILES_MB = {
@@ -93,7 +93,7 @@ def bench_download(tmp: Path, megabytes: int, rounds: int) -> None:
         for round_number in range(1, rounds + 1):
             ours_dest = tmp / "ours" / "NVIDIA.run"
             ours, _ = timed(nv.download, url, ours_dest, expected, progress=False)
-            assert nv.file_sha256(ours_dest) == expected
+            assert fileops.sha256_file(ours_dest) == expected
             ours_dest.unlink()
 
             curl_dest = tmp / "curl.run"

@@ -33,10 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import build_nvidia_module, buildconfig  # noqa: E402
+from tests.scripts.iso_build_support import alpine_host, write_executable  # noqa: E402
 from tests.scripts.nvidia_fake.installer import extract_only_header, make_payload  # noqa: E402
 from tests.scripts.nvidia_fake.server import FakeServer  # noqa: E402
 
-BUILDER_TOOLS = ("abuild", "apk", "xorriso", "mksquashfs", "fakeroot")
 STEP_LINE = re.compile(r"^<== (\w+) \(([\d.]+) s\)$", re.MULTILINE)
 
 FAKE_MKIMAGE = """#!/bin/sh -e
@@ -67,12 +67,6 @@ exec /bin/sh "$@"
 """
 
 
-def write_executable(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-
-
 def kernel_headers() -> tuple[str, Path]:
     """The newest prepared kernel headers of this machine and their release."""
     for headers in sorted(Path("/usr/src").glob("linux-headers-*"), reverse=True):
@@ -97,26 +91,22 @@ def make_installer(work: Path, version: str, firmware_mb: int) -> Path:
 
 
 def builder_environment(root: Path, url: str, sha256: str, kver: str, headers: Path) -> dict[str, str]:
-    """INVOKE_BEE_* variables that put every path of the build under `root`, plus the shims on PATH."""
+    """INVOKE_BEE_* variables that put every path of the build under `root`, plus the shims on PATH.
+
+    The host is the tests' Alpine-looking one (tests/scripts/iso_build_support.alpine_host) with mkimage
+    faked by FAKE_MKIMAGE; make, strip and the installer's sh are counting shims.
+    """
     cfg = buildconfig.load_config()
     host, project = root / "host", root / "project"
     env = {f"INVOKE_BEE_PATHS_{name.upper()}": str(project / name) for name in cfg.bee.paths}
-    home = host / "home"
     env.update({
-        "HOME": str(home),
         "INVOKE_BEE_PATHS_DOWNLOAD_CACHE": str(project / "dist" / "downloads"),
         "INVOKE_BEE_PATHS_DIST": str(project / "dist"),
         "INVOKE_BEE_PATHS_BUILD": str(project / "build"),
         "INVOKE_BEE_PATHS_OVERLAY": str(project / "build" / "overlay"),
         "INVOKE_BEE_PATHS_MKIMAGE_OUTDIR": str(project / "dist" / "iso"),
-        "INVOKE_BEE_PATHS_MKIMAGE_HOME": str(home / ".mkimage"),
-        "INVOKE_BEE_PATHS_MKIMAGE_CWD": str(host / "var" / "tmp"),
-        "INVOKE_BEE_PATHS_MKIMAGE_WORKDIR": str(host / "var" / "tmp" / "bee-mkimage"),
-        "INVOKE_BEE_PATHS_APORTS": str(home / "aports"),
-        "INVOKE_BEE_PATHS_AUTHORIZED_KEYS": str(home / ".ssh" / "authorized_keys"),
-        "INVOKE_BEE_PATHS_ABUILD_CONF": str(home / ".abuild" / "abuild.conf"),
-        "INVOKE_BEE_PATHS_ALPINE_RELEASE": str(host / "etc" / "alpine-release"),
-        "INVOKE_BEE_BUILDER_MIN_FREE_GIB": "0",
+        **alpine_host(host, FAKE_MKIMAGE),
+        "HOME": str(host / "home"),
         "INVOKE_BEE_KERNEL_FLAVOR": kver.rsplit("-", 1)[1],
         "INVOKE_BEE_KERNEL_SERIES": ".".join(kver.split(".")[:2]),
         "INVOKE_BEE_NVIDIA_KERNEL_RELEASE": kver,
@@ -125,25 +115,12 @@ def builder_environment(root: Path, url: str, sha256: str, kver: str, headers: P
         "INVOKE_BEE_NVIDIA_SHA256": sha256,
         "BENCH_LOG": str(root / "bench.log"),
     })
-    (host / "var" / "tmp").mkdir(parents=True)
-    (host / "etc").mkdir(parents=True)
-    (host / "etc" / "alpine-release").write_text("3.22.2\n")
-    key = home / ".abuild" / "bench.rsa"
-    key.parent.mkdir(parents=True)
-    key.write_text("KEY\n")
-    (home / ".abuild" / "abuild.conf").write_text(f'PACKAGER_PRIVKEY="{key}"\n')
-    (home / ".ssh").mkdir()
-    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAC3Nza bench@bee\n")
-    write_executable(home / "aports" / "scripts" / "mkimage.sh", FAKE_MKIMAGE)
-
     shims = root / "shims"
-    for tool in BUILDER_TOOLS:
-        if not shutil.which(tool):
-            write_executable(shims / tool, "#!/bin/sh\nexit 0\n")
     for tool in ("make", "strip"):
         write_executable(shims / tool, COUNTING_SHIM.format(name=tool, real=shutil.which(tool)))
     write_executable(shims / "sh", SH_SHIM)
-    env["PATH"] = f"{shims}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env["PATH"] = os.pathsep.join([str(shims), str(host / "bin"), str(Path(sys.executable).parent),
+                                   os.environ["PATH"]])
     return env
 
 

@@ -11,6 +11,9 @@ e. keep all of it in `dist/nvidia-<version>-<kver>/` with a manifest of the inpu
    sha256: when both still match, the whole step is skipped.
 
 `install_into_overlay` then copies the cached files to their live-system paths (`bee.live.*`) in the overlay.
+Every failure is one line saying what to do (a full disk included: OSErrors become NvidiaBuildError), and
+every cache is written under a temp name and renamed. The tools read nothing (stdin is /dev/null) and are
+stopped, with their children, after `bee.nvidia.tool_timeout` seconds (apk: `bee.nvidia.apk_timeout`).
 Every default comes from invoke.yaml; `python scripts/build_nvidia_module.py --help` runs one step alone.
 """
 
@@ -21,11 +24,15 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +40,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import buildconfig  # noqa: E402
+from scripts import buildconfig, fileops  # noqa: E402
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = fileops.CHUNK_SIZE
 # The useful part of a requests error, whose message nests several reprs.
 REASON_PATTERN = r"\[Errno -?\d+\] [^'\")]+|Connection re\w+|Read timed out|IncompleteRead\([^)]*\)"
 MANIFEST_NAME = "manifest.json"
@@ -44,6 +51,7 @@ KERNEL_DIRS = {"proprietary": "kernel", "open": "kernel-open"}
 USERLAND_BINARIES = ("nvidia-smi", "nvidia-modprobe")
 FIRMWARE_PATTERN = "gsp_*.bin"
 STRIP_COMMAND = ("strip", "--strip-debug")
+STOP_GRACE = 5.0  # seconds a timed-out tool gets after SIGTERM before SIGKILL
 # Cache sub-folders, each installed at one live-system path (see install_into_overlay).
 MODULES, FIRMWARE, BIN, LIB = "modules", "firmware", "bin", "lib"
 
@@ -79,10 +87,15 @@ class _TransientError(Exception):
 # ---------------------------------------------------------------------------------------------- a. download
 
 
-def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of the file at `path`."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+@contextmanager
+def os_errors_as_build_errors() -> Iterator[None]:
+    """Turn an OSError (a full disk, a permission) inside the block into a one-line NvidiaBuildError."""
+    try:
+        yield
+    except NvidiaBuildError:
+        raise
+    except OSError as err:
+        raise NvidiaBuildError(fileops.os_error_line(err)) from err
 
 
 def partial_path(dest: Path) -> Path:
@@ -114,6 +127,25 @@ class _Transfer:
         self.offset = 0
         if self.bar is not None:
             self.bar.reset()
+
+    def append(self, out: Any, chunk: bytes) -> None:
+        """Write `chunk` to the open `.part` file, then count and hash it (only once it is written)."""
+        out.write(chunk)
+        self.hasher.update(chunk)
+        self.offset += len(chunk)
+        if self.bar is not None:
+            self.bar.update(len(chunk))
+
+    def keep_what_was_hashed(self) -> None:
+        """After a failed write, cut the `.part` file back to the bytes hashed so far (or delete it).
+
+        A write that fails half-way (ENOSPC) may leave part of a chunk the hash has not seen; cutting it
+        keeps the `.part` file a clean prefix that the next run resumes from.
+        """
+        try:
+            os.truncate(self.part, self.offset)
+        except OSError:
+            self.part.unlink(missing_ok=True)
 
 
 def _open_progress(enabled: bool, name: str, initial: int, total: int | None) -> Any:
@@ -158,15 +190,29 @@ def _fetch_once(session: Any, url: str, transfer: _Transfer, timeout: float, pro
             total = transfer.offset + int(length) if length and length.isdigit() else None
             if progress and transfer.bar is None:
                 transfer.bar = _open_progress(True, Path(url).name, transfer.offset, total)
-            with transfer.part.open("ab") as out:
-                for chunk in response.iter_content(CHUNK_SIZE):
-                    out.write(chunk)
-                    transfer.hasher.update(chunk)
-                    transfer.offset += len(chunk)
-                    if transfer.bar is not None:
-                        transfer.bar.update(len(chunk))
+            _save_body(response, transfer, url)
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise _TransientError(_short_reason(exc)) from exc
+    except requests.RequestException as exc:  # a bad URL or the like: retrying cannot help
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DownloadError(f"cannot download {url}: {reason}; check bee.nvidia.url") from None
+
+
+def _save_body(response: Any, transfer: _Transfer, url: str) -> None:
+    """Append the response body to the `.part` file; a failed write (a full disk) is a DownloadError."""
+    import requests
+
+    try:
+        with transfer.part.open("ab") as out:
+            for chunk in response.iter_content(CHUNK_SIZE):
+                transfer.append(out, chunk)
+    except requests.RequestException:
+        raise
+    except OSError as err:
+        transfer.keep_what_was_hashed()
+        raise DownloadError(
+            f"cannot save {Path(url).name}: {fileops.os_error_line(err)} to resume the download"
+        ) from None
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -197,8 +243,13 @@ def download(
     import requests
 
     expected = sha256.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise DownloadError(
+            f"the pinned sha256 {sha256!r} is not 64 hex digits; fix bee.nvidia.sha256 "
+            "(python scripts/build_nvidia_module.py --print-sha256 shows NVIDIA's published one)"
+        )
     if dest.is_file():
-        if file_sha256(dest) == expected:
+        if fileops.sha256_file(dest) == expected:
             return dest
         dest.unlink()  # never leave a file that fails verification under the final name
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -279,24 +330,46 @@ def published_sha256(url: str, *, timeout: float = 60) -> str:
 # ---------------------------------------------------------------------------------------- external commands
 
 
-def run_command(command: list[str], *, what: str, cwd: Path | None = None) -> None:
-    """Run `command` with its output on our stderr (stdout stays clean); raise CommandError if it fails."""
+def tool_timeout(cfg: Any) -> float:
+    """Return the seconds the installer's extraction, make or strip may run (`bee.nvidia.tool_timeout`)."""
+    return float(cfg.bee.nvidia.tool_timeout)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop `process` and every process it started (it leads its own session): SIGTERM, then SIGKILL."""
+    for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)  # the group outlives its leader while a child still runs
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+
+
+def run_command(command: list[str], *, what: str, timeout: float, cwd: Path | None = None) -> None:
+    """Run `command` with its output on our stderr (stdout stays clean); raise CommandError if it fails.
+
+    The tool reads nothing (stdin is /dev/null, so a question cannot hang the build) and runs in its own
+    session: when it takes longer than `timeout` seconds, or the build is interrupted, it is stopped
+    together with every process it started (make's compilers).
+    """
     try:
-        result = subprocess.run(command, cwd=cwd, stdout=2, stderr=2, check=False)
+        process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=2, stderr=2,
+                                   start_new_session=True)
     except FileNotFoundError:
         raise CommandError(f"{what}: {command[0]} not found; install it on the builder") from None
-    if result.returncode != 0:
+    try:
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process_group(process)
         raise CommandError(
-            f"{what} failed (exit {result.returncode}): {' '.join(command)}; its output is above"
-        )
+            f"{what} did not finish in {timeout:g} s and was stopped: {shlex.join(command)}; its output "
+            "is above (raise bee.nvidia.tool_timeout if the builder is only slow)"
+        ) from None
+    except BaseException:  # an interrupt: the tool is in its own session, so Ctrl-C did not reach it
+        stop_process_group(process)
+        raise
+    if returncode != 0:
+        raise CommandError(f"{what} failed (exit {returncode}): {shlex.join(command)}; its output is above")
 
-
-def remove_tree(path: Path) -> None:
-    """Remove `path` (a folder, a file or a link) if it exists."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
 
 
 # ----------------------------------------------------------------------------------------------- b. extract
@@ -307,15 +380,15 @@ def extract_command(installer: Path, target: Path) -> list[str]:
     return ["sh", str(installer), "--extract-only", "--target", str(target)]
 
 
-def extract(installer: Path, target: Path) -> Path:
+def extract(installer: Path, target: Path, *, timeout: float) -> Path:
     """Extract `installer` into `target` (replaced), through a temp folder renamed when complete."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    remove_tree(tmp)
+    tmp = fileops.temp_name(target)
+    fileops.remove_path(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    run_command(extract_command(installer, tmp), what=f"extracting {installer.name}")
+    run_command(extract_command(installer, tmp), what=f"extracting {installer.name}", timeout=timeout)
     if not tmp.is_dir():
         raise CommandError(f"extracting {installer.name} created no {tmp}; is it NVIDIA's .run installer?")
-    remove_tree(target)
+    fileops.remove_path(target)
     tmp.rename(target)
     return target
 
@@ -400,9 +473,17 @@ def parse_kernel_package(output: str, flavor: str) -> str:
         match = pattern.fullmatch(line.strip())
         if match:
             return f"{match.group(1)}-{match.group(2)}-{flavor}"
+    words = output.split()
+    printed = f"it printed {' '.join(words[:3])[:60]!r}" if words else "it printed nothing"
     raise NvidiaBuildError(
-        f"apk found no linux-{flavor} in the configured repository; check bee.alpine and bee.kernel.flavor"
+        f"apk named no linux-{flavor}-<version>-r<N> in the configured repository ({printed}); "
+        "check bee.alpine (mirror, branch) and bee.kernel.flavor"
     )
+
+
+def apk_cache_dir(cfg: Any) -> Path:
+    """Return the apk cache folder used to ask the repository for its kernel (`paths.build/apk-cache`)."""
+    return buildconfig.config_path(cfg, "build") / "apk-cache"
 
 
 def iso_kernel_release(cfg: Any) -> str:
@@ -415,19 +496,26 @@ def iso_kernel_release(cfg: Any) -> str:
     if configured:
         return configured
     flavor, series = cfg.bee.kernel.flavor, str(cfg.bee.kernel.series)
-    cache_dir = buildconfig.config_path(cfg, "build") / "apk-cache"
+    cache_dir = apk_cache_dir(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
     command = apk_search_command(cfg, cache_dir)
+    timeout = float(cfg.bee.nvidia.apk_timeout)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=timeout, check=False)
     except FileNotFoundError:
         raise NvidiaBuildError(
             "apk not found: cannot ask the repository which kernel the ISO boots; run this on the Alpine "
             "builder or give the release with --iso-kver (bee.nvidia.kernel_release)"
         ) from None
+    except subprocess.TimeoutExpired:
+        raise CommandError(
+            f"{shlex.join(command)} gave no answer in {timeout:g} s and was stopped; check the network and "
+            "bee.alpine.mirror (or set bee.nvidia.kernel_release)"
+        ) from None
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise CommandError(f"{' '.join(command)} failed: {reason}; check the network and bee.alpine")
+        raise CommandError(f"{shlex.join(command)} failed: {reason}; check the network and bee.alpine")
     release = parse_kernel_package(result.stdout, flavor)
     if not release.startswith(series + "."):
         raise KernelMismatchError(
@@ -462,6 +550,18 @@ def headers_for_iso(cfg: Any, iso_kver: str, headers_root: Path | None = None) -
         raise
 
 
+def kernel_for_iso(cfg: Any) -> tuple[str, Path]:
+    """Return `(kver, headers dir)` of the kernel the ISO boots, checked: the one answer for the build.
+
+    The ISO's release comes from iso_kernel_release (configured, or asked of apk); its headers must be
+    installed and report that very release, or a HeadersError / KernelMismatchError names both versions.
+    """
+    iso_kver = iso_kernel_release(cfg)
+    kver, headers = headers_for_iso(cfg, iso_kver)
+    check_headers_match(kver, iso_kver)
+    return kver, headers
+
+
 def kernel_dir_name(flavor: str) -> str:
     """Return the installer's folder of the module sources for `flavor` (proprietary or open)."""
     try:
@@ -488,7 +588,7 @@ def module_names(cfg: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int) -> Path:
+def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int, *, timeout: float) -> Path:
     """Run make in the extracted installer's kernel folder for `flavor`; return that folder."""
     kernel_dir = extracted / kernel_dir_name(flavor)
     if not kernel_dir.is_dir():
@@ -496,11 +596,12 @@ def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int) -> Pat
         raise NvidiaBuildError(
             f"the installer has no {kernel_dir.name}/ for the {flavor} modules; set bee.nvidia.flavor={other}"
         )
-    run_command(make_command(kernel_dir, headers, jobs), what=f"building the NVIDIA modules in {kernel_dir}")
+    run_command(make_command(kernel_dir, headers, jobs), what=f"building the NVIDIA modules in {kernel_dir}",
+                timeout=timeout)
     return kernel_dir
 
 
-def collect_modules(kernel_dir: Path, names: list[str], out_dir: Path) -> list[Path]:
+def collect_modules(kernel_dir: Path, names: list[str], out_dir: Path, *, timeout: float) -> list[Path]:
     """Copy the built `<name>.ko` files to `out_dir` and strip their debug info; return the copies."""
     out_dir.mkdir(parents=True, exist_ok=True)
     copies = []
@@ -511,7 +612,8 @@ def collect_modules(kernel_dir: Path, names: list[str], out_dir: Path) -> list[P
                 f"make produced no {built.name} in {kernel_dir}; remove {name} from bee.nvidia modules lists"
             )
         copies.append(Path(shutil.copy2(built, out_dir / built.name)))
-    run_command([*STRIP_COMMAND, *map(str, copies)], what="stripping the debug info of the modules")
+    run_command([*STRIP_COMMAND, *map(str, copies)], what="stripping the debug info of the modules",
+                timeout=timeout)
     return copies
 
 
@@ -634,15 +736,12 @@ def read_manifest(cache_dir: Path) -> dict[str, Any] | None:
 def write_manifest(cache_dir: Path, inputs: dict[str, Any], needs: dict[str, Any] | None = None) -> Path:
     """Write the manifest of `cache_dir`: inputs, the sha256 of every file in it, what the userland needs."""
     outputs = {
-        path.relative_to(cache_dir).as_posix(): file_sha256(path)
+        path.relative_to(cache_dir).as_posix(): fileops.sha256_file(path)
         for path in sorted(cache_dir.rglob("*")) if path.is_file() and path.name != MANIFEST_NAME
     }
-    target = cache_dir / MANIFEST_NAME
-    tmp = target.with_name(f".{MANIFEST_NAME}.tmp")
     manifest = {"inputs": inputs, "outputs": outputs, "needs": needs or {}}
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(target)
-    return target
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    return fileops.write_atomic(cache_dir / MANIFEST_NAME, text.encode())
 
 
 def cache_is_valid(cache_dir: Path, inputs: dict[str, Any]) -> bool:
@@ -655,7 +754,7 @@ def cache_is_valid(cache_dir: Path, inputs: dict[str, Any]) -> bool:
         return False
     for name, digest in outputs.items():
         path = cache_dir / name
-        if not path.is_file() or file_sha256(path) != digest:
+        if not path.is_file() or fileops.sha256_file(path) != digest:
             return False
     return True
 
@@ -663,11 +762,11 @@ def cache_is_valid(cache_dir: Path, inputs: dict[str, Any]) -> bool:
 def replace_dir(new: Path, final: Path) -> None:
     """Put the complete folder `new` in place of `final` (renames; the old one is then deleted)."""
     old = final.with_name(f".{final.name}.old")
-    remove_tree(old)
+    fileops.remove_path(old)
     if final.exists():
         final.rename(old)
     new.rename(final)
-    remove_tree(old)
+    fileops.remove_path(old)
 
 
 def work_dir_for(cfg: Any, kver: str) -> Path:
@@ -683,8 +782,9 @@ def build(
     A valid cache (same inputs, every file with its recorded sha256) returns at once, without the
     installer, make or anything else. Otherwise: download and verify, extract, make against `headers`,
     strip, take the userland, write the manifest, all in temp folders renamed into place at the end; the
-    scratch folder is deleted after a success and kept after a failure for debugging. Either way, raises
-    NvidiaBuildError when the userland needs a library the live system lacks (check_live_libraries).
+    scratch folder is deleted after a success and kept after a failure for debugging. Every failure,
+    a full disk included, is a one-line NvidiaBuildError and leaves no cache that a later run would
+    trust; so is a userland needing a library the live system lacks (check_live_libraries).
     """
     nv = cfg.bee.nvidia
     cache_dir = cache_dir_for(cfg, kver, cache_root)
@@ -693,19 +793,24 @@ def build(
         check_live_libraries(cfg, (read_manifest(cache_dir) or {}).get("needs", {}))
         return cache_dir
     kernel_dir_name(nv.flavor)  # a bad flavor fails before the download
-    installer = download_installer(cfg, progress=progress)
-    work = work_dir_for(cfg, kver)
-    remove_tree(work)
-    extracted = extract(installer, work / "installer")
-    kernel_dir = build_modules(extracted, nv.flavor, Path(headers), jobs_count(cfg))
-    staging = cache_dir.with_name(f".{cache_dir.name}.tmp")
-    remove_tree(staging)
-    collect_modules(kernel_dir, module_names(cfg), staging / MODULES)
-    collect_userland(extracted, nv.version, staging)
-    needs = userland_needs(staging)
-    write_manifest(staging, inputs, needs)
-    replace_dir(staging, cache_dir)
-    remove_tree(work)
+    timeout = tool_timeout(cfg)
+    staging = fileops.temp_name(cache_dir)
+    with os_errors_as_build_errors():
+        installer = download_installer(cfg, progress=progress)
+        work = work_dir_for(cfg, kver)
+        fileops.remove_path(work)
+        extracted = extract(installer, work / "installer", timeout=timeout)
+        kernel_dir = build_modules(extracted, nv.flavor, Path(headers), jobs_count(cfg), timeout=timeout)
+        fileops.remove_path(staging)
+        try:
+            collect_modules(kernel_dir, module_names(cfg), staging / MODULES, timeout=timeout)
+            collect_userland(extracted, nv.version, staging)
+            needs = userland_needs(staging)
+            write_manifest(staging, inputs, needs)
+            replace_dir(staging, cache_dir)
+        finally:
+            fileops.remove_path(staging)  # nothing after a success; a half-made cache after a failure
+        fileops.remove_path(work)
     check_live_libraries(cfg, needs)
     return cache_dir
 
@@ -729,24 +834,16 @@ def overlay_targets(cfg: Any, kver: str, overlay_root: Path) -> dict[str, Path]:
     }
 
 
-def _copy_file(source: Path, target: Path, mode: int) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.chmod(mode)
-    tmp.replace(target)
-    return target
-
-
 def _symlink(link: Path, points_to: str) -> Path:
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.tmp")
-    remove_tree(tmp)
+    tmp = fileops.temp_name(link)
+    fileops.remove_path(tmp)
     tmp.symlink_to(points_to)
     tmp.replace(link)
     return link
 
 
+@os_errors_as_build_errors()
 def install_into_overlay(cache_dir: Path, overlay_root: Path, cfg: Any, kver: str) -> list[Path]:
     """Copy the cached build into the overlay tree at its live-system paths; return what was written.
 
@@ -774,7 +871,7 @@ def install_into_overlay(cache_dir: Path, overlay_root: Path, cfg: Any, kver: st
         source = cache_dir / name
         if not source.is_file():
             raise NvidiaBuildError(f"{source} is missing; run python scripts/build_nvidia_module.py again")
-        written.append(_copy_file(source, targets[folder] / file_name, modes[folder]))
+        written.append(fileops.copy_atomic(source, targets[folder] / file_name, modes[folder]))
     links = {"libnvidia-ml.so.1": library_name(version), **dict(cfg.bee.nvidia.compat_links or {})}
     lib_dir = str(cfg.bee.live.lib_dir)
     for name, points_to in links.items():  # relative: the overlay's links must stay inside the overlay
@@ -836,13 +933,13 @@ def apply_args(cfg: Any, args: argparse.Namespace) -> None:
 
 def resolve_kernel(cfg: Any, args: argparse.Namespace) -> tuple[str, Path]:
     """Return `(kver, headers)` to build against, checked against the kernel the ISO boots."""
+    if args.headers is None and not args.kver:
+        return kernel_for_iso(cfg)
     iso_kver = iso_kernel_release(cfg)
     if args.headers is not None:
         kver, headers = headers_release(args.headers), args.headers
-    elif args.kver:
-        kver, headers = find_headers(cfg, args.kver)
     else:
-        kver, headers = headers_for_iso(cfg, iso_kver)
+        kver, headers = find_headers(cfg, args.kver)
     check_headers_match(kver, iso_kver)
     return kver, headers
 
@@ -856,7 +953,7 @@ def run(cfg: Any, args: argparse.Namespace) -> list[str]:
     if args.step == "extract":
         installer = download_installer(cfg, progress=args.progress)
         target = buildconfig.config_path(cfg, "build") / f"nvidia-{cfg.bee.nvidia.version}-extracted"
-        return [str(extract(installer, target))]
+        return [str(extract(installer, target, timeout=tool_timeout(cfg)))]
     kver, headers = resolve_kernel(cfg, args)
     if args.step == "headers":
         return [f"{kver}\t{headers}"]
@@ -876,7 +973,8 @@ def main(argv: list[str] | None = None, cfg: Any = None) -> int:
         cfg = cfg if cfg is not None else buildconfig.load_config()
         args = parse_args(cfg, argv)
         apply_args(cfg, args)
-        lines = run(cfg, args)
+        with os_errors_as_build_errors():
+            lines = run(cfg, args)
     except NvidiaBuildError as exc:
         print(f"build_nvidia_module: {exc}", file=sys.stderr)
         return 1

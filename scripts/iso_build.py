@@ -12,15 +12,12 @@ the next run would trust.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import os
-import py_compile
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +27,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `scripts` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import buildconfig
+from scripts import buildconfig, fileops
+from scripts.build_nvidia_module import cache_dir_for  # pure naming, shared with the NVIDIA step
 
 REPO_ROOT = buildconfig.REPO_ROOT
 AUDIT_SOURCE = REPO_ROOT / "audit" / "audit.py"
@@ -96,13 +94,8 @@ class Actions:
         """Write `data` to `path` with `mode` (temp name, then rename); False when it was already so."""
         if _same_file(path, data, mode):
             return False
-        if self._dry(f"write {path} ({len(data)} bytes, mode {mode:04o})"):
-            return True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(mode)
-        tmp.replace(path)
+        if not self._dry(f"write {path} ({len(data)} bytes, mode {mode:04o})"):
+            fileops.write_atomic(path, data, mode)
         return True
 
     def remove(self, path: Path) -> bool:
@@ -111,7 +104,7 @@ class Actions:
             return False
         refuse_dangerous_removal(path)
         if not self._dry(f"rm -rf {path}"):
-            remove_path(path)
+            fileops.remove_path(path)
         return True
 
     def run(self, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -136,14 +129,6 @@ def _same_file(path: Path, data: bytes, mode: int) -> bool:
         return False
 
 
-def remove_path(path: Path) -> None:
-    """Remove a file, symlink or directory tree at `path` (nothing when absent)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def refuse_dangerous_removal(path: Path) -> None:
     """Raise BuildError for a path no build step may delete: a top folder, or home, the repository,
     /tmp or /var/tmp, or a folder holding one of them (a mistyped path in invoke.yaml must not cost them).
@@ -152,15 +137,6 @@ def refuse_dangerous_removal(path: Path) -> None:
     protected = (Path.home().resolve(), REPO_ROOT, Path("/tmp"), Path("/var/tmp"))
     if len(resolved.parts) < 3 or any(p.is_relative_to(resolved) for p in protected):
         raise BuildError(f"refusing to delete {path}: check the paths in invoke.yaml")
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- preflight
@@ -309,8 +285,8 @@ def audit_program(source: Path = AUDIT_SOURCE) -> bytes:
 def place_audit(cfg: Any, act: Actions, overlay: Path | None = None, source: Path = AUDIT_SOURCE) -> Path:
     """Place audit/audit.py at the live system's audit path in the overlay (mode 0755, python3 shebang).
 
-    It is byte-compiled first so a syntax error stops the build here and not at boot. When the placed file
-    is already identical nothing is compiled or written.
+    It is byte-compiled first (in memory: no .pyc is written anywhere) so a syntax error stops the build
+    here and not at boot. When the placed file is already identical nothing is compiled or written.
     """
     overlay = overlay or buildconfig.config_path(cfg, "overlay")
     target = audit_target(cfg, overlay)
@@ -318,11 +294,12 @@ def place_audit(cfg: Any, act: Actions, overlay: Path | None = None, source: Pat
     if _same_file(target, program, 0o755):
         act.say(f"audit: {target} is up to date")
         return target
-    with tempfile.TemporaryDirectory(prefix="bee-audit-") as tmp:
-        try:
-            py_compile.compile(str(source), cfile=str(Path(tmp) / "audit.pyc"), doraise=True)
-        except py_compile.PyCompileError as err:
-            raise BuildError(f"{source} does not compile: {err.msg.strip()}; fix it and build again") from err
+    try:
+        compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as err:
+        where = f"{source}:{err.lineno}" if isinstance(err, SyntaxError) and err.lineno else str(source)
+        reason = err.msg if isinstance(err, SyntaxError) else str(err)
+        raise BuildError(f"{where} does not compile: {reason}; fix it and build again") from err
     if act.write_file(target, program, 0o755) and not act.dry:
         act.say(f"audit: placed {source.name} as {target}")
     return target
@@ -344,13 +321,19 @@ def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
 
     Raises BuildError (one line naming both versions) when the headers are absent or mismatched. The
     answer is remembered in `act.memo`, so preflight and the nvidia step ask apk only once per build.
+    A dry run does not ask apk (it writes its cache): it prints the question and takes the installed
+    headers unchecked, unless bee.nvidia.kernel_release names the ISO's kernel.
     """
     memo = act.memo if act is not None else {}
     if "kernel_headers" not in memo:
         nvidia = nvidia_module()
         try:
-            kver, headers = nvidia.find_headers(cfg)
-            nvidia.check_headers_match(kver, nvidia.iso_kernel_release(cfg))
+            if act is not None and act.dry and not str(cfg.bee.nvidia.kernel_release or "").strip():
+                question = nvidia.apk_search_command(cfg, nvidia.apk_cache_dir(cfg))
+                act.say(f"[dry] ask the repository for the ISO's kernel: {shlex.join(question)}")
+                kver, headers = nvidia.find_headers(cfg)
+            else:
+                kver, headers = nvidia.kernel_for_iso(cfg)
         except nvidia.NvidiaBuildError as err:
             raise BuildError(str(err)) from err
         memo["kernel_headers"] = (kver, Path(headers))
@@ -359,7 +342,7 @@ def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
 
 def nvidia_cache_dir(cfg: Any, kver: str) -> Path:
     """Return the cache folder of the NVIDIA build for `kver`: dist/nvidia-<version>-<kver>/."""
-    return buildconfig.config_path(cfg, "dist") / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
+    return cache_dir_for(cfg, kver, buildconfig.config_path(cfg, "dist"))
 
 
 def build_nvidia(cfg: Any, act: Actions, progress: Any = None) -> NvidiaBuild:
@@ -541,7 +524,7 @@ def clean_all(cfg: Any, act: Actions) -> list[Path]:
         buildconfig.config_path(cfg, "mkimage_workdir"),
         buildconfig.config_path(cfg, "build"),
         buildconfig.config_path(cfg, "mkimage_outdir"),
-        *sorted(dist.glob(f"nvidia-{cfg.bee.nvidia.version}-*") if dist.is_dir() else []),
+        *sorted(dist.glob(nvidia_cache_dir(cfg, "*").name) if dist.is_dir() else []),
         *(buildconfig.config_path(cfg, folder) / name for name in profile_files(cfg)
           for folder in ("mkimage_home", "mkimage_cwd")),
     ]
@@ -581,12 +564,12 @@ def run_mkimage(cfg: Any, act: Actions) -> Path | None:
     if act.dry:
         return None
     iso = iso_path(cfg)
-    if not iso.is_file():
+    if not iso.is_file() or iso.stat().st_size == 0:
         raise BuildError(
             f"mkimage succeeded but wrote no {iso}: was profile {cfg.bee.iso.profile} skipped? its arch"
             f" must include {cfg.bee.alpine.arch} and mkimg.{cfg.bee.iso.profile}.sh be in {cwd}"
         )
-    digest = sha256_of(iso)
+    digest = fileops.sha256_file(iso)
     act.write_file(checksum_path(iso), f"{digest}  {iso.name}\n".encode())
     act.say(f"ISO: {iso}\n  size: {iso.stat().st_size} bytes\n  sha256: {digest}")
     return iso
@@ -663,6 +646,14 @@ STEPS: dict[str, Callable[[Any, Actions], Any]] = {
 }
 
 
+def run_step(step: Callable[..., Any], cfg: Any, act: Actions, *args: Any) -> Any:
+    """Run one build function; an OSError (a full disk, a permission) becomes a one-line BuildError."""
+    try:
+        return step(cfg, act, *args)
+    except OSError as err:
+        raise BuildError(fileops.os_error_line(err)) from err
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one build step without invoke (for debugging); values come from invoke.yaml as for the tasks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -670,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry", action="store_true", help="print commands and file operations only")
     args = parser.parse_args(argv)
     try:
-        STEPS[args.step](buildconfig.load_config(), Actions(dry=args.dry))
+        run_step(STEPS[args.step], buildconfig.load_config(), Actions(dry=args.dry))
     except BuildError as err:
         print(f"{args.step}: {err}", file=sys.stderr)
         return 1

@@ -6,8 +6,11 @@ invoke's c.run is setup-builder, tested with invoke's MockContext.
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from invoke import Context, MockContext, Result
@@ -55,7 +58,8 @@ def test_build_debug_runs_every_step_in_order_then_a_warm_rebuild_only_reruns_mk
     iso = iso_build.iso_path(cfg)
     assert f"ISO: {iso}" in out and iso_build.checksum_path(iso).is_file()
     assert (builder.nvidia.downloads, builder.nvidia.extractions, builder.nvidia.makes) == (1, 1, 1)
-    assert builder.nvidia.calls[:3] == ["find_headers", "iso_kernel_release", "check_headers_match"]
+    assert builder.nvidia.calls[:4] == ["kernel_for_iso", "iso_kernel_release", "find_headers",
+                                        "check_headers_match"]
 
     # Warm rebuild: the same command again, nothing downloaded, extracted or made, cached sections kept.
     cache = builder.path("dist") / f"nvidia-{cfg.bee.nvidia.version}-{KVER}"
@@ -156,3 +160,87 @@ def test_invoke_list_names_every_task_with_a_description():
             listed[name] = description.strip()
     assert set(listed) == set(TASKS)
     assert all(listed.values()), listed
+
+
+# ------------------------------------------------------------------------------ `invoke --dry`, for real
+
+
+def configured_places():
+    """Every place the shipped configuration lets the build write: bee.paths (the profile copies only in
+    mkimage_cwd, which is all of /var/tmp)."""
+    cfg = iso_build.buildconfig.load_config()
+    places = [iso_build.buildconfig.config_path(cfg, name) for name in cfg.bee.paths if name != "mkimage_cwd"]
+    cwd = iso_build.buildconfig.config_path(cfg, "mkimage_cwd")
+    places += [cwd / name for name in iso_build.profile_files(cfg)]
+    return sorted(set(places))
+
+
+def state(places):
+    """What is at each place now: its snapshot when a folder, (mtime, inode) of a file, None when absent."""
+    found = {}
+    for place in places:
+        if place.is_dir():
+            found[place] = snapshot(place)
+        elif place.exists() or place.is_symlink():
+            found[place] = (place.lstat().st_mtime_ns, place.lstat().st_ino)
+        else:
+            found[place] = None
+    return found
+
+
+@pytest.mark.parametrize("task", ["build-debug", "preflight", "audit", "nvidia", "overlay", "profile",
+                                  "mkimage", "clean", "clean --all", "render", "setup-builder"])
+def test_invoke_dry_writes_nothing_anywhere(tmp_path, task):
+    asked = tmp_path / "a-tool-ran"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for tool in ("apk", "abuild-keygen", "git", "make", "strip", "sh"):
+        (shims / tool).write_text(f"#!/bin/sh\necho {tool} >> {asked}\n")
+        (shims / tool).chmod(0o755)
+    places = [REPO_ROOT / "build", REPO_ROOT / "dist", *configured_places()]
+    before = state(places)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
+    env.update(PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHONDONTWRITEBYTECODE="1")
+
+    result = subprocess.run([sys.executable, "-m", "invoke", "--dry", *task.split()], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, check=False, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert state(places) == before
+    assert not asked.exists(), asked.read_text() if asked.exists() else ""
+    if task == "build-debug":
+        assert "[dry] ask the repository for the ISO's kernel: apk" in result.stdout
+        assert f"{iso_build.mkimage_script(iso_build.buildconfig.load_config())} --profile" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_ends_a_task_with_one_line_and_no_half_file(builder, monkeypatch):
+    real_write_bytes = Path.write_bytes
+
+    def full_disk(path, data):
+        if path.name.endswith(".tmp"):
+            real_write_bytes(path, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    cfg = builder.config()
+    with pytest.raises(Exit) as raised:
+        tasks.profile(Context(config=cfg))
+    assert raised.value.code == 1
+    message = raised.value.message
+    home = builder.path("mkimage_home")
+    assert message.startswith(f"error: No space left on device: {home}/.mkimg.bee_debug.sh.tmp; free some")
+    assert "\n" not in message
+    assert not home.exists() or list(home.iterdir()) == [], "neither the file nor its temp name is left"
+
+
+def test_render_honours_dry(builder, capsys):
+    cfg = builder.config()
+    cfg.run.dry = True
+    before = snapshot(builder.root)
+    tasks.render(Context(config=cfg))
+    assert snapshot(builder.root) == before
+    assert "[dry] render iso/mkimg/mkimg.bee_debug.sh.j2 into " in capsys.readouterr().out

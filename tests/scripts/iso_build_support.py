@@ -54,6 +54,21 @@ class FakeNvidia:
         if headers_kver != iso_kver:
             raise FakeNvidiaBuildError(f"headers are {headers_kver} but the ISO kernel is {iso_kver}")
 
+    def kernel_for_iso(self, cfg):
+        """Like the real one: the ISO's release, its headers, and the check that they match."""
+        self.calls.append("kernel_for_iso")
+        iso_kver = self.iso_kernel_release(cfg)
+        kver, headers = self.find_headers(cfg, iso_kver)
+        self.check_headers_match(kver, iso_kver)
+        return kver, headers
+
+    def apk_cache_dir(self, cfg):
+        return buildconfig.config_path(cfg, "build") / "apk-cache"
+
+    def apk_search_command(self, cfg, cache_dir):
+        self.calls.append("apk_search_command")
+        return ["apk", "--cache-dir", str(cache_dir), "search", "--exact", f"linux-{cfg.bee.kernel.flavor}"]
+
     def build(self, cfg, kver, *, headers, cache_root=None, progress=None):
         self.calls.append("build")
         cache = Path(cache_root) / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
@@ -140,6 +155,7 @@ class Builder:
             self.mkimage_runs.append({
                 "cwd": cwd,
                 "TMPDIR": process.kwargs["env"].get("TMPDIR"),
+                "env": dict(process.kwargs["env"]),
                 "sections": sorted(p.name for p in workdir.iterdir()),
                 "profile_in_cwd": sorted(p.name for p in cwd.glob("*.sh")),
                 "iso_before": iso_build.iso_path(cfg).exists(),
@@ -154,14 +170,30 @@ class Builder:
         return command
 
 
-def make_builder(tmp_path: Path, monkeypatch) -> Builder:
-    """Create the fake builder host and install the fakes (see the module docstring)."""
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(REPO_ROOT / "invoke.yaml", project / "invoke.yaml")
-    host = tmp_path / "host"
+NEVER_RUN = "#!/bin/sh\necho never run\nexit 99\n"
+
+
+def alpine_host(host: Path, mkimage_script: str = NEVER_RUN) -> dict[str, str]:
+    """Make an Alpine-looking builder host in `host`; return the INVOKE_BEE_* variables pointing at it.
+
+    alpine-release, /var/tmp, stand-ins for the builder tools in `host/bin` (put it first on PATH), an
+    aports checkout whose scripts/mkimage.sh is `mkimage_script`, an abuild key named by abuild.conf and
+    an authorized_keys file, all in `host/home`.
+    """
     home = host / "home"
-    env = {
+    (host / "var" / "tmp").mkdir(parents=True)
+    (host / "etc").mkdir()
+    (host / "etc" / "alpine-release").write_text("3.22.2\n")
+    for tool in BUILDER_TOOLS:
+        write_executable(host / "bin" / tool, "#!/bin/sh\nexit 0\n")
+    write_executable(home / "aports" / "scripts" / "mkimage.sh", mkimage_script)
+    key = home / ".abuild" / "builder-6543.rsa"
+    key.parent.mkdir(parents=True)
+    key.write_text("PRIVATE KEY\n")
+    (home / ".abuild" / "abuild.conf").write_text(f'PACKAGER_PRIVKEY="{key}"\n')
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAC3Nza test@bee\n")
+    return {
         "INVOKE_BEE_PATHS_MKIMAGE_HOME": str(home / ".mkimage"),
         "INVOKE_BEE_PATHS_MKIMAGE_CWD": str(host / "var" / "tmp"),
         "INVOKE_BEE_PATHS_MKIMAGE_WORKDIR": str(host / "var" / "tmp" / "bee-mkimage"),
@@ -171,26 +203,18 @@ def make_builder(tmp_path: Path, monkeypatch) -> Builder:
         "INVOKE_BEE_PATHS_ALPINE_RELEASE": str(host / "etc" / "alpine-release"),
         "INVOKE_BEE_BUILDER_MIN_FREE_GIB": "0",
     }
+
+
+def make_builder(tmp_path: Path, monkeypatch) -> Builder:
+    """Create the fake builder host and install the fakes (see the module docstring)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO_ROOT / "invoke.yaml", project / "invoke.yaml")
+    host = tmp_path / "host"
+    env = alpine_host(host)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-
-    (host / "var" / "tmp").mkdir(parents=True)
-    (host / "etc").mkdir()
-    (host / "etc" / "alpine-release").write_text("3.22.2\n")
-
-    bin_dir = host / "bin"
-    bin_dir.mkdir()
-    for tool in BUILDER_TOOLS:
-        write_executable(bin_dir / tool, "#!/bin/sh\nexit 0\n")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    write_executable(home / "aports" / "scripts" / "mkimage.sh", "#!/bin/sh\necho never run\nexit 99\n")
-
-    key = home / ".abuild" / "builder-6543.rsa"
-    key.parent.mkdir(parents=True)
-    key.write_text("PRIVATE KEY\n")
-    (home / ".abuild" / "abuild.conf").write_text(f'PACKAGER_PRIVKEY="{key}"\n')
-    (home / ".ssh").mkdir()
-    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAC3Nza test@bee\n")
+    monkeypatch.setenv("PATH", f"{host / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
     nvidia, live = FakeNvidia(host / "usr" / "src"), FakeLive()
     monkeypatch.setattr(iso_build, "nvidia_module", lambda: nvidia)
@@ -206,9 +230,11 @@ def write_executable(path: Path, text: str) -> None:
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Return {relative path: (mtime_ns, inode)} of every file under `root`: what a run changed."""
+    """Return {relative path: (mtime_ns, inode)} of every file, link and folder under `root` (and of `root`
+    itself, as "."): what a run changed, a folder made or emptied included. A missing `root` is {}."""
+    if not root.exists():
+        return {}
     return {
         str(p.relative_to(root)): (p.lstat().st_mtime_ns, p.lstat().st_ino)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() or p.is_symlink()
+        for p in [root, *sorted(root.rglob("*"))]
     }

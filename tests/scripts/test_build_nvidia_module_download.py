@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import sys
 
 import pytest
 
@@ -203,3 +205,106 @@ def test_progress_bar_goes_to_stderr(server, dest, capsys):
 def test_no_progress_bar_off_a_terminal_by_default(server, dest, capsys):
     nv.download(server.url(PATH), dest, SHA, **{**FAST, "progress": None})
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- a full disk, backoff, the TTY
+
+
+class FullDisk:
+    """Stands for a file system with `free` bytes left: writes to `.part` files fail with ENOSPC past that.
+
+    The failing write first stores what still fits, as a real short write does, then raises.
+    """
+
+    def __init__(self, monkeypatch, free):
+        self.free = free
+        real_open = nv.Path.open
+        disk = self
+
+        class File:
+            def __init__(self, handle, name):
+                self.handle, self.name = handle, name
+
+            def write(self, data):
+                room = max(disk.free, 0)
+                self.handle.write(data[:room])
+                disk.free -= min(len(data), room)
+                if len(data) > room:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+                return len(data)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.handle.close()
+
+        def fake_open(path, mode="r", *args, **kwargs):
+            handle = real_open(path, mode, *args, **kwargs)
+            return File(handle, str(path)) if path.name.endswith(".part") and "a" in mode else handle
+
+        monkeypatch.setattr(nv.Path, "open", fake_open)
+
+
+def test_a_full_disk_is_one_clear_line_and_the_part_file_resumes_afterwards(server, dest, monkeypatch):
+    FullDisk(monkeypatch, free=1_500_000)
+    with pytest.raises(nv.DownloadError) as error:
+        nv.download(server.url(PATH), dest, SHA, **FAST)
+    message = str(error.value)
+    part = nv.partial_path(dest)
+    assert "\n" not in message
+    assert f"No space left on device: {part}" in message and "free some space" in message
+    assert message.endswith("run again to resume the download")
+    assert len(server.requests) == 1, "a full disk is not retried"
+    assert not dest.exists(), "nothing under the final name"
+    kept = part.read_bytes()
+    assert kept and len(kept) % nv.CHUNK_SIZE == 0, "only whole, hashed chunks are kept"
+    assert DATA.startswith(kept)
+
+    monkeypatch.undo()  # space was freed
+    nv.download(server.url(PATH), dest, SHA, **FAST)
+    assert server.requests[-1] == (PATH, f"bytes={len(kept)}-")
+    assert dest.read_bytes() == DATA and leftovers(dest.parent) == ["NVIDIA.run"]
+
+
+def test_main_reports_a_full_disk_in_one_line(cfg, monkeypatch, capsys):
+    FullDisk(monkeypatch, free=10)
+    assert nv.main(["--step", "download", "--no-progress"], cfg=cfg) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("build_nvidia_module: cannot save NVIDIA-Linux-x86_64-")
+    assert "No space left on device" in captured.err
+    assert not nv.installer_path(cfg).exists()
+
+
+def test_retries_back_off_doubling(server, dest, monkeypatch):
+    slept = []
+    monkeypatch.setattr(nv.time, "sleep", slept.append)
+    server.faults.extend(["503"] * 3)
+    nv.download(server.url(PATH), dest, SHA, **{**FAST, "backoff": 0.5})
+    assert slept == [0.5, 1.0, 2.0]
+    assert dest.read_bytes() == DATA
+
+
+def test_a_progress_bar_on_a_terminal_by_default(server, dest, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    nv.download(server.url(PATH), dest, SHA, **{**FAST, "progress": None})
+    captured = capsys.readouterr()
+    assert "NVIDIA-Linux-x86_64-590.run" in captured.err and captured.out == ""
+
+
+def test_a_malformed_url_is_one_line_without_retries(dest):
+    with pytest.raises(nv.DownloadError, match=r"^cannot download nowhere/x.run: .*check bee.nvidia.url$"):
+        nv.download("nowhere/x.run", dest, SHA, **FAST)
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("pin", ["", "b9e2f806", SHA + "0", "g" * 64])
+def test_a_malformed_pin_fails_before_any_download(server, dest, pin):
+    dest.parent.mkdir(parents=True)
+    nv.partial_path(dest).write_bytes(DATA[:1000])
+    expected = r"is not 64 hex digits; fix bee.nvidia.sha256 .*--print-sha256"
+    with pytest.raises(nv.DownloadError, match=expected):
+        nv.download(server.url(PATH), dest, pin, **FAST)
+    assert server.requests == [], "nothing is fetched (and then deleted) because of a typo in the pin"
+    assert nv.partial_path(dest).read_bytes() == DATA[:1000]

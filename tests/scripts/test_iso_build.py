@@ -143,6 +143,7 @@ def test_run_mkimage_runs_in_cwd_with_tmpdir_and_checksums_the_iso(builder, act,
     run = builder.mkimage_runs[0]
     cwd = builder.path("mkimage_cwd")
     assert run["cwd"] == cwd and run["TMPDIR"] == str(cwd)
+    assert run["env"] == {**os.environ, "TMPDIR": str(cwd)}, "our environment, only TMPDIR changed"
     assert run["iso_before"] is False
     assert not set(STALE_SECTIONS) & set(run["sections"]) and set(CACHED_SECTIONS) <= set(run["sections"])
     digest = hashlib.sha256(iso.read_bytes()).hexdigest()
@@ -389,7 +390,9 @@ def test_dry_preflight_reports_but_goes_on(builder, monkeypatch):
     break_alpine(builder, monkeypatch)
     lines = []
     iso_build.preflight(builder.config(), iso_build.Actions(dry=True, out=lines.append))
-    assert lines and lines[0].startswith("preflight: not an Alpine system")
+    assert any(line.startswith("preflight: not an Alpine system") for line in lines), lines
+    assert lines[0].startswith("[dry] ask the repository for the ISO's kernel: apk "), "apk is not run dry"
+    assert "iso_kernel_release" not in builder.nvidia.calls
 
 
 # ------------------------------------------------------------------------------------------- setup-builder
@@ -430,3 +433,20 @@ def test_main_reports_a_build_error_in_one_line(builder, monkeypatch, capsys):
     monkeypatch.setattr(buildconfig, "load_config", lambda: cfg)
     assert iso_build.main(["preflight"]) == 1
     assert capsys.readouterr().err.strip() == "preflight: preflight found 1 problem(s); nothing was built"
+
+
+def test_an_empty_iso_is_an_error(builder, act, fp):
+    cfg = builder.config()
+    iso = iso_build.iso_path(cfg)
+    fp.register(iso_build.mkimage_command(cfg), callback=lambda process: iso.write_bytes(b""))
+    with pytest.raises(iso_build.BuildError, match="wrote no .*iso.*skipped"):
+        iso_build.run_mkimage(cfg, act)
+    assert not iso_build.checksum_path(iso).exists()
+
+
+def test_audit_syntax_error_names_the_line(builder, act, tmp_path):
+    broken = tmp_path / "audit.py"
+    broken.write_text("import os\n\ndef broken(:\n")
+    expected = rf"^{broken}:3 does not compile: .*; fix it and build again$"
+    with pytest.raises(iso_build.BuildError, match=expected):
+        iso_build.place_audit(builder.config(), act, source=broken)

@@ -17,7 +17,7 @@ from invoke import Context
 
 import tasks
 from scripts import build_nvidia_module, iso_build, live_system
-from tests.scripts.iso_build_support import make_builder, write_executable
+from tests.scripts.iso_build_support import make_builder, snapshot, write_executable
 from tests.scripts.nvidia_fake.installer import make_installer
 
 # A stand-in for aports' scripts/mkimage.sh: its options, its profile lookup ($HOME/.mkimage), its section
@@ -159,3 +159,33 @@ def test_real_build_then_warm_rebuild(real_builder, processes, capsys):
         keys = overlay.extractfile(live.authorized_keys_file.lstrip("/")).read()
     assert keys == b"ssh-ed25519 AAAAC3Nza second@bee\n", "a changed overlay reaches the new ISO"
     assert "audit: " in capsys.readouterr().out
+
+    # A dry run over the built tree: it deletes, rewrites and starts nothing.
+    processes.clear()
+    dry = builder.config()
+    dry.run.dry = True
+    before = snapshot(builder.root)
+    tasks.build_debug(Context(config=dry))
+    assert snapshot(builder.root) == before
+    assert processes == []
+    assert f"[dry] rm -rf {iso}" in capsys.readouterr().out
+
+
+def test_dry_build_on_a_fresh_builder_writes_nothing_and_runs_nothing(real_builder, processes, monkeypatch,
+                                                                       capsys):
+    builder = real_builder
+    monkeypatch.delenv("INVOKE_BEE_NVIDIA_KERNEL_RELEASE")  # a real build would now ask apk
+    asked = builder.root / "apk-was-run"
+    write_executable(builder.root / "host" / "bin" / "apk", f"#!/bin/sh\necho \"$@\" >> {asked}\n")
+    cfg = builder.config()
+    cfg.run.dry = True
+    before = snapshot(builder.root)
+
+    tasks.build_debug(Context(config=cfg))
+
+    assert snapshot(builder.root) == before, "not even build/ or dist/ may appear"
+    assert processes == [] and not asked.exists()
+    out = capsys.readouterr().out
+    assert "[dry] ask the repository for the ISO's kernel: apk --update-cache" in out
+    assert f"[dry] build NVIDIA {cfg.bee.nvidia.version} for {builder.kver}" in out
+    assert f"TMPDIR={builder.path('mkimage_cwd')} {iso_build.mkimage_script(cfg)} --profile" in out

@@ -164,3 +164,16 @@ def test_the_session_script_runs_in_busybox_sh_as_on_alpine(tmp_path):
     lines = builder.log.read_text().splitlines()
     assert lines[1:] == ["its built", "run_builder: finished with exit status 4"]
     assert result.stdout == builder.log.read_text(), "the screen window shows what the log gets"
+
+
+@pytest.mark.parametrize("action", ["start", "status", "attach"])
+def test_without_screen_each_action_says_how_to_install_it(stage, tmp_path, action):
+    empty = tmp_path / "no-screen-here"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, str(SCRIPT), action], capture_output=True, text=True,
+                            check=False, timeout=60, env={**os.environ, "PATH": str(empty)})
+    assert result.returncode == 1
+    assert result.stderr == (
+        "run_builder: screen is not installed: apk add screen (Alpine), apt install screen (Debian)\n"
+    )
+    assert not stage.log.exists() and not stage.status.exists(), "nothing started, nothing written"

@@ -89,7 +89,9 @@ def check_link(overlay: Path, name: str, target: str) -> None:
             "make it relative"
         )
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    if resolved == ".." or resolved.startswith("../"):
+    # The second test follows the links on the way (d/x -> b/../y with d/b -> .. leaves the overlay).
+    real = Path(os.path.realpath(overlay / name))
+    if resolved == ".." or resolved.startswith("../") or not real.is_relative_to(overlay.resolve()):
         raise ApkovlError(f"overlay symlink {name} -> {target} leads outside the overlay {overlay}")
 
 

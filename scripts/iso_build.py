@@ -589,7 +589,7 @@ def report_password(cfg: Any, act: Actions) -> None:
     password_file = buildconfig.config_path(cfg, "live_password")
     if not cfg.bee.live.password_hash and password_file.is_file():
         password = password_file.read_text().strip()
-        act.say(f"live password of {cfg.bee.live.user}: {password} (in {password_file})")
+        act.say(f"live password of {cfg.bee.live.user} and root: {password} (in {password_file})")
 
 
 def build_debug(cfg: Any, act: Actions, progress: Any = None) -> Path | None:

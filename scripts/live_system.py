@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Stage the live system's own files into the overlay folder that becomes the apkovl.
 
-`stage_live_system()` writes the OpenRC services (rendered from openrc/), /etc/conf.d/dropbear, the static
-files of iso/overlay-debug/, /etc/network/interfaces, /etc/hostname, /etc/apk/world, the live user's SSH
-keys and password hash, then the JSON config scripts/genapkovl.py reads when mkimage runs it. Every value
-comes from invoke.yaml (`bee.live`, `bee.iso`, `bee.paths`).
+`stage_live_system()` writes the OpenRC services (rendered from openrc/), /etc/conf.d/dropbear, the files
+of iso/overlay-debug/ (its `*.j2` rendered, such as /etc/doas.d/bee.conf), /etc/network/interfaces,
+/etc/hostname, /etc/apk/world, the live user's SSH keys and password hash, then the JSON config
+scripts/genapkovl.py reads when mkimage runs it. Every value comes from invoke.yaml (`bee.live`,
+`bee.iso`, `bee.paths`).
 
 The password fallback: `bee.live.password_hash` (a crypt hash) is used as it is; when it is empty, a random
 password is made, hashed with `openssl passwd -6` (or busybox `mkpasswd`), written to `password_file`
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -37,6 +39,9 @@ IGNORED_STATIC = {".gitkeep"}
 INTERFACES = "auto lo\niface lo inet loopback\n"
 PASSWORD_BYTES = 15  # 20 URL-safe characters
 RUNLEVEL_ORDER = ("sysinit", "boot", "default", "shutdown")
+NOT_WRITABLE_BY_OTHERS = 0o022  # group and other write bits, dropped from every staged static file
+# What busybox adduser accepts and what the services and /etc/doas.d take unquoted.
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 class StagingError(Exception):
@@ -134,15 +139,16 @@ def password_hash(cfg: Any, password_file: Path) -> str | None:
     if not live.password_fallback:
         return None
     if live.password_hash:
-        if not live.password_hash.startswith("$"):
-            raise StagingError("bee.live.password_hash must be a crypt(3) hash such as $6$...; make one "
-                               "with `openssl passwd -6`")
-        return live.password_hash
+        hashed = str(live.password_hash)
+        if not hashed.startswith("$") or ":" in hashed or len(hashed.split()) != 1:
+            raise StagingError("bee.live.password_hash must be one crypt(3) hash such as $6$... (no spaces "
+                               "or colons); make one with `openssl passwd -6`")
+        return hashed
     password = secrets.token_urlsafe(PASSWORD_BYTES)
     hashed = hash_password(password)
     write_file(password_file, password + "\n", 0o600)
-    print(f"live_system: the {live.user} user's password is {password} (also in {password_file}; the ISO "
-          "holds only its hash)")
+    print(f"live_system: the password of {live.user} and root is {password} (also in {password_file}; the "
+          "ISO holds only its hash)")
     return hashed
 
 
@@ -166,13 +172,21 @@ def stage_services(cfg: Any, overlay_dir: Path) -> None:
         write_file(overlay_dir / "etc" / "conf.d" / name, render_source(cfg, source), 0o644)
 
 
-def stage_static(overlay_dir: Path) -> None:
-    """Copy iso/overlay-debug/ into the overlay as it is (modes kept)."""
+def stage_static(cfg: Any, overlay_dir: Path) -> None:
+    """Copy iso/overlay-debug/ into the overlay; `*.j2` files are rendered and lose the suffix.
+
+    Modes are kept, less any group or other write bit: doas, for one, refuses a config others can write.
+    """
     for path in sorted(STATIC_OVERLAY.rglob("*")):
         if path.name in IGNORED_STATIC or not path.is_file():
             continue
-        target = overlay_dir / path.relative_to(STATIC_OVERLAY)
-        write_file(target, path.read_bytes(), path.stat().st_mode & 0o777)
+        rel = path.relative_to(STATIC_OVERLAY)
+        mode = path.stat().st_mode & 0o777 & ~NOT_WRITABLE_BY_OTHERS
+        if path.name.endswith(buildconfig.TEMPLATE_SUFFIX):
+            target = overlay_dir / str(rel).removesuffix(buildconfig.TEMPLATE_SUFFIX)
+            write_file(target, render_source(cfg, path.relative_to(buildconfig.REPO_ROOT)), mode)
+        else:
+            write_file(overlay_dir / rel, path.read_bytes(), mode)
 
 
 def stage_system_files(cfg: Any, overlay_dir: Path) -> None:
@@ -228,10 +242,13 @@ def stage_live_system(cfg: Any, overlay_dir: Path, *, password_file: Path) -> Pa
     Raises StagingError (one clear line) on bad input.
     """
     overlay_dir = Path(overlay_dir)
+    if not USER_NAME.fullmatch(str(cfg.bee.live.user)):
+        raise StagingError(f"bee.live.user {cfg.bee.live.user!r} is not a valid user name; use lower-case "
+                           "letters, digits, _ and -, starting with a letter or _")
     missing = [svc for svc in runlevels(cfg)["default"] if svc not in service_sources() and svc != "dropbear"]
     if missing:
         raise StagingError(f"bee.live.runlevels.default names {missing}, which openrc/ does not have")
-    stage_static(overlay_dir)
+    stage_static(cfg, overlay_dir)
     stage_services(cfg, overlay_dir)
     stage_system_files(cfg, overlay_dir)
     stage_credentials(cfg, overlay_dir, Path(password_file))
@@ -245,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: `live_system.py [--overlay DIR] [--password-file FILE]`, defaults from bee.paths."""
     cfg = buildconfig.load_config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--overlay", type=Path, default=buildconfig.config_path(cfg, "overlay"))
-    parser.add_argument("--password-file", type=Path, default=buildconfig.config_path(cfg, "live_password"))
+    parser.add_argument("--overlay", type=Path, default=buildconfig.config_path(cfg, "overlay"),
+                        help="the overlay folder to stage into (default: bee.paths.overlay, %(default)s)")
+    parser.add_argument("--password-file", type=Path, default=buildconfig.config_path(cfg, "live_password"),
+                        help="where a generated fallback password goes, mode 0600 (default: "
+                             "bee.paths.live_password, %(default)s)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:

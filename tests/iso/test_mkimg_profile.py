@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
 from scripts import buildconfig, live_system
 
-# What mkimage's profile_standard leaves behind (multi-arch list, its own apks and cmdline), so the test
-# sees which values profile_bee_debug replaces and which it extends.
-PROFILE_STANDARD = """
-profile_standard() {
-	standard_called=yes
-	arch="aarch64 armv7 x86 x86_64 ppc64le riscv64"
-	kernel_flavors="virt lts"
-	kernel_cmdline="standard-cmdline"
-	apks="alpine-base busybox openssh"
+# mkimage.sh as it meets the profile, reduced to that: `set -e`, profiles found with its sed over
+# `^profile_NAME() {$` lines and sourced, `$ARCH` set, then build_profile: `profile_$PROFILE`, and a silent
+# `return 0` unless $ARCH is in the profile's `arch`. The stand-ins for aports' profile_base and
+# profile_standard set what those set (lts kernel, initfs_cmdline, multi-arch list, their own apks).
+MKIMAGE = r"""
+set -e
+profile_base() {
+	kernel_flavors="lts"
+	initfs_cmdline="modules=loop,squashfs,sd-mod,usb-storage quiet"
+	apks="alpine-base busybox chrony doas openssh"
 	apkovl=
 	hostname="alpine"
 }
+profile_standard() {
+	standard_called=yes
+	profile_base
+	arch="aarch64 armv7 x86 x86_64 ppc64le s390x"
+	image_ext="iso"
+	apks="$apks iw wpa_supplicant"
+}
+list_has() {
+	needle="$1"; shift
+	for i in "$@"; do [ "$needle" != "$i" ] || return 0; done
+	return 1
+}
+all_profiles="$(sed -n -e 's/^profile_\(.*\)() {$/\1/p' "$PLUGIN")"
+. "$PLUGIN"
+build_profile() {
+	profile_$PROFILE
+	list_has "$ARCH" $arch || { echo "skipped=yes"; return 0; }
+	printf "%s=%s\n" all_profiles "$all_profiles" standard_called "$standard_called" arch "$arch" \
+		kernel_flavors "$kernel_flavors" kernel_cmdline "$kernel_cmdline" apks "$apks" apkovl "$apkovl" \
+		hostname "$hostname" image_ext "$image_ext"
+	# What syslinux.cfg and grub.cfg put on the kernel's command line.
+	echo "append=$initfs_cmdline $kernel_cmdline"
+}
+(build_profile)
 """
-SHOW = 'printf "%s=%s\\n" standard_called "$standard_called" arch "$arch" kernel_flavors "$kernel_flavors" ' \
-       'kernel_cmdline "$kernel_cmdline" apks "$apks" apkovl "$apkovl" hostname "$hostname"'
 
 
 def rendered(cfg, tmp_path, name):
@@ -31,16 +55,44 @@ def rendered(cfg, tmp_path, name):
     return target
 
 
+def run_mkimage(cfg, tmp_path, arch):
+    """The profile values mkimage sees for `--arch arch --profile <bee.iso.profile>` (one per line)."""
+    plugin = rendered(cfg, tmp_path, f"mkimg.{cfg.bee.iso.profile}.sh")
+    result = subprocess.run(["busybox", "sh", "-c", MKIMAGE],
+                            env={"PATH": os.environ["PATH"], "PLUGIN": str(plugin), "ARCH": arch,
+                                 "PROFILE": cfg.bee.iso.profile},
+                            capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
 @pytest.fixture
 def profile(tmp_path):
     cfg = buildconfig.load_config()
-    path = rendered(cfg, tmp_path, f"mkimg.{cfg.bee.iso.profile}.sh")
-    result = subprocess.run(
-        ["busybox", "sh", "-c", f'{PROFILE_STANDARD}\n. "{path}"\nprofile_{cfg.bee.iso.profile}\n{SHOW}'],
-        capture_output=True, text=True, check=True,
-    )
-    values = dict(line.split("=", 1) for line in result.stdout.splitlines())
-    return cfg, values
+    return cfg, run_mkimage(cfg, tmp_path, cfg.bee.alpine.arch)
+
+
+def test_mkimage_finds_the_profile_by_its_sed(profile):
+    cfg, values = profile
+    assert values["all_profiles"].split() == [cfg.bee.iso.profile]
+
+
+def test_profile_is_skipped_for_another_arch(tmp_path):
+    """Why arch matters: mkimage returns 0 without an ISO when --arch is not in the profile's list."""
+    cfg = buildconfig.load_config()
+    assert run_mkimage(cfg, tmp_path, "aarch64") == {"skipped": "yes"}
+
+
+def test_boot_command_line_keeps_initfs_and_adds_ours(profile):
+    cfg, values = profile
+    append = values["append"].split()
+    assert append[:2] == ["modules=loop,squashfs,sd-mod,usb-storage", "quiet"], "initfs_cmdline kept"
+    firmware = f"firmware_class.path={cfg.bee.live.firmware_dir}"
+    assert append[2:] == [*cfg.bee.iso.kernel_cmdline.split(), firmware]
+
+
+def test_profile_keeps_the_iso_image_type(profile):
+    _, values = profile
+    assert values["image_ext"] == "iso"
 
 
 def test_profile_builds_on_profile_standard(profile):
@@ -61,7 +113,6 @@ def test_profile_kernel_flavor(profile):
 def test_profile_cmdline_has_firmware_path_and_blacklist(profile):
     cfg, values = profile
     cmdline = values["kernel_cmdline"].split()
-    assert "standard-cmdline" not in cmdline
     assert cfg.bee.iso.kernel_cmdline.split() == cmdline[: len(cfg.bee.iso.kernel_cmdline.split())]
     assert f"firmware_class.path={cfg.bee.live.firmware_dir}" in cmdline
     assert "modprobe.blacklist=nouveau" in cmdline
@@ -70,7 +121,7 @@ def test_profile_cmdline_has_firmware_path_and_blacklist(profile):
 def test_profile_apks_hold_every_live_package(profile):
     cfg, values = profile
     apks = values["apks"].split()
-    assert apks[:3] == ["alpine-base", "busybox", "openssh"]
+    assert apks[:5] == ["alpine-base", "busybox", "chrony", "doas", "openssh"], "profile_base's apks kept"
     assert set(cfg.bee.live.packages) <= set(apks)
 
 

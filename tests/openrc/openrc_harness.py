@@ -21,11 +21,12 @@ eerror() { echo "eerror $*" >>"$OPENRC_LOG"; }
 eend() { echo "eend $*" >>"$OPENRC_LOG"; return "${1:-0}"; }
 """
 
-# A stand-in command: records its name and arguments (and stdin, when told to) in $CALLS_LOG.
+# A stand-in command: records its name and arguments in $CALLS_LOG, as one write (stand-ins run in the
+# background at the same time, as udhcpc does, must not interleave their lines).
 RECORDER = """#!/bin/sh
-printf '%s' "${0##*/}" >>"$CALLS_LOG"
-for arg in "$@"; do printf ' %s' "$arg" >>"$CALLS_LOG"; done
-echo >>"$CALLS_LOG"
+_call="${0##*/}"
+for arg in "$@"; do _call="$_call $arg"; done
+printf '%s\\n' "$_call" >>"$CALLS_LOG"
 """
 
 

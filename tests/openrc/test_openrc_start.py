@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +69,22 @@ def test_network_starts_udhcpc_once_per_physical_interface(box, services, tmp_pa
     for call in calls:
         assert " -b " in f"{call} "
     assert "eend 0" in box.openrc()
+
+
+def test_network_start_again_leaves_a_running_udhcpc_alone(box, services, tmp_path):
+    sysfs = tmp_path / "sys"
+    fake_net(sysfs)
+    box.stand_in("udhcpc")
+    box.stand_in("ip")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "udhcpc.eth0.pid").write_text(f"{os.getpid()}\n")  # a live process: udhcpc still running on eth0
+    (run / "udhcpc.enp3s0f1.pid").write_text("999999999\n")  # a stale pid file: no such process
+    env = {"BEE_SYSFS": str(sysfs), "BEE_RUNDIR": str(run)}
+    result = box.run_function(services["bee-network"], "start", env)
+    assert result.returncode == 0
+    calls = wait_for_calls(box, "udhcpc", 1)
+    assert [call.split(" -i ")[1].split()[0] for call in calls] == ["enp3s0f1"]
 
 
 def test_network_with_no_interface_still_succeeds(box, services, tmp_path):
@@ -246,21 +264,33 @@ def test_nvidia_reports_a_failed_modprobe(box, services, tmp_path):
 
 
 # --- bee-sshsetup ------------------------------------------------------------------------------------------
+# A temp root with Alpine's accounts (root's password blank, as on the live system), the real chpasswd of
+# shadow-utils applied to it (`-R`), and a stand-in for busybox adduser -D: passwd line, locked shadow line.
 
 HASH = "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./0123456789abcdefgh"
+ALPINE_PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
+                 "daemon:x:2:2:daemon:/sbin:/sbin/nologin\n"
+                 "operator:x:11:0:operator:/root:/sbin/nologin\n")
+# ghost: a stale shadow line without an account; chpasswd refuses a batch that names it.
+ALPINE_SHADOW = "root:::0:::::\ndaemon:!::0:::::\noperator:::0:::::\nghost:::0:::::\n"
+CHPASSWD = "/usr/sbin/chpasswd"
 
 
 def sshsetup_box(box, tmp_path, keys="ssh-ed25519 AAAAC3Nza bee@test\n", hash_=HASH):
-    passwd = tmp_path / "passwd"
-    passwd.write_text("root:x:0:0:root:/root:/bin/sh\n")
-    home = tmp_path / "home/bee"
-    box.stand_in("id", f'grep -q "^$1:" "{passwd}"\n')
+    """The live root's files under tmp_path/root; returns the service's environment and the user's home."""
+    root = tmp_path / "root"
+    write_tree(root, {"etc/passwd": ALPINE_PASSWD, "etc/shadow": ALPINE_SHADOW, "etc/group": "root:x:0:\n"})
+    home = root / "home/bee"
+    assert Path(CHPASSWD).is_file(), "chpasswd is required (apt install passwd)"
+    box.stand_in("chpasswd", f'exec {CHPASSWD} -R "{root}" "$@"\n')
     box.stand_in("adduser", f'for a in "$@"; do user="$a"; done\n'
-                            f'echo "$user:x:1000:1000::{home}:/bin/sh" >>"{passwd}"\n'
+                            f'echo "$user:x:1000:1000:bee live user:{home}:/bin/sh" >>"{root}/etc/passwd"\n'
+                            f'echo "$user:!:20000:0:99999:7:::" >>"{root}/etc/shadow"\n'
+                            f'echo "$user:x:1000:" >>"{root}/etc/group"\n'
                             f'busybox mkdir -p "{home}"\n')
-    box.stand_in("chpasswd", f'cat >>"{tmp_path}/chpasswd.stdin"\n')
     box.stand_in("chown")
-    env = {"BEE_PASSWD": str(passwd), "BEE_KEYS": str(tmp_path / "etc/bee/authorized_keys"),
+    env = {"BEE_PASSWD": str(root / "etc/passwd"), "BEE_SHADOW": str(root / "etc/shadow"),
+           "BEE_KEYS": str(tmp_path / "etc/bee/authorized_keys"),
            "BEE_HASH": str(tmp_path / "etc/bee/password.hash")}
     files = {}
     if keys is not None:
@@ -269,6 +299,16 @@ def sshsetup_box(box, tmp_path, keys="ssh-ed25519 AAAAC3Nza bee@test\n", hash_=H
         files["etc/bee/password.hash"] = hash_ + "\n"
     write_tree(tmp_path, files)
     return env, home
+
+
+def password_fields(env) -> dict[str, str]:
+    """account -> its password as the system sees it (shadow's field when passwd says x)."""
+    shadow = dict(line.split(":")[:2] for line in Path(env["BEE_SHADOW"]).read_text().splitlines())
+    fields = {}  # accounts are the passwd lines; a shadow line without one is nobody
+    for line in Path(env["BEE_PASSWD"]).read_text().splitlines():
+        name, field = line.split(":")[:2]
+        fields[name] = shadow.get(name, "") if field == "x" else field
+    return fields
 
 
 def test_sshsetup_creates_the_user_with_keys_and_modes(box, services, tmp_path, cfg):
@@ -281,38 +321,69 @@ def test_sshsetup_creates_the_user_with_keys_and_modes(box, services, tmp_path, 
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
     assert keys.read_text() == "ssh-ed25519 AAAAC3Nza bee@test\n"
     assert box.calls("chown") == [f"chown -R {cfg.bee.live.user}:{cfg.bee.live.user} {home}/.ssh"]
+    assert box.openrc()[-1] == "eend 0"
 
 
-def test_sshsetup_sets_only_the_hash(box, services, tmp_path, cfg):
+def test_sshsetup_gives_root_and_the_user_the_hash_and_leaves_no_blank_password(box, services, tmp_path, cfg):
     env, home = sshsetup_box(box, tmp_path)
-    box.run_function(services["bee-sshsetup"], "start", env)
+    assert password_fields(env)["root"] == "", "the stand-in live system starts with root's password blank"
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 0, (result.stderr, box.openrc())
+    fields = password_fields(env)
+    assert fields["root"] == fields[cfg.bee.live.user] == HASH
+    assert fields["operator"] == "*" and fields["daemon"] == "!"
+    assert "" not in fields.values()
     assert box.calls("chpasswd") == ["chpasswd -e"]
-    assert (tmp_path / "chpasswd.stdin").read_text() == f"{cfg.bee.live.user}:{HASH}\n"
-    written = [p for p in home.rglob("*") if p.is_file()]
-    assert [p.name for p in written] == ["authorized_keys"]
-    assert HASH not in (home / ".ssh/authorized_keys").read_text()
+    assert [p.name for p in home.rglob("*") if p.is_file()] == ["authorized_keys"]
+
+
+def test_sshsetup_keys_only_locks_root_and_the_user(box, services, tmp_path, cfg):
+    env, home = sshsetup_box(box, tmp_path, hash_=None)
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 0, (result.stderr, box.openrc())
+    fields = password_fields(env)
+    # "*" matches no password and is not "!" (which dropbear treats as a locked account, keys included).
+    assert fields["root"] == fields[cfg.bee.live.user] == fields["operator"] == "*"
+    assert "" not in fields.values()
+    assert any(line.startswith("ewarn no password hash") for line in box.openrc())
+    assert (home / ".ssh/authorized_keys").is_file()
 
 
 def test_sshsetup_is_idempotent_for_an_existing_user(box, services, tmp_path):
     env, home = sshsetup_box(box, tmp_path)
     box.run_function(services["bee-sshsetup"], "start", env)
+    first = password_fields(env)
     result = box.run_function(services["bee-sshsetup"], "start", env)
     assert result.returncode == 0
     assert len(box.calls("adduser")) == 1
+    assert password_fields(env) == first
 
 
-def test_sshsetup_without_keys_warns_and_keeps_the_password(box, services, tmp_path):
+def test_sshsetup_without_keys_warns_and_keeps_the_password(box, services, tmp_path, cfg):
     env, home = sshsetup_box(box, tmp_path, keys=None)
     result = box.run_function(services["bee-sshsetup"], "start", env)
     assert result.returncode == 0
     assert not (home / ".ssh/authorized_keys").exists()
     assert any(line.startswith("ewarn no SSH keys") for line in box.openrc())
-    assert box.calls("chpasswd") == ["chpasswd -e"]
+    assert password_fields(env)[cfg.bee.live.user] == HASH
 
 
-def test_sshsetup_without_hash_unlocks_the_account_for_keys_only(box, services, tmp_path, cfg):
-    env, home = sshsetup_box(box, tmp_path, hash_=None)
+def test_sshsetup_fails_when_a_blank_password_remains(box, services, tmp_path):
+    """chpasswd failing must not pass silently: with -B, root's blank password would open SSH to anyone."""
+    env, _ = sshsetup_box(box, tmp_path)
+    box.stand_in("chpasswd", "cat >/dev/null\nexit 1\n")
     result = box.run_function(services["bee-sshsetup"], "start", env)
-    assert result.returncode == 0
-    assert box.calls("chpasswd") == ["chpasswd -e"]
-    assert (tmp_path / "chpasswd.stdin").read_text() == f"{cfg.bee.live.user}:*\n"
+    assert result.returncode == 1
+    assert "eerror chpasswd failed" in box.openrc()
+    assert box.openrc()[-1] == ("eend 1 accounts with a blank password remain, open to anyone over SSH "
+                                "(dropbear -B): root operator")
+
+
+def test_sshsetup_still_locks_root_when_adduser_fails(box, services, tmp_path):
+    env, home = sshsetup_box(box, tmp_path)
+    box.stand_in("adduser", "exit 1\n")
+    result = box.run_function(services["bee-sshsetup"], "start", env)
+    assert result.returncode == 1
+    fields = password_fields(env)
+    assert fields["root"] == HASH and "" not in fields.values()
+    assert box.openrc()[-1] == "eend 1"

@@ -44,6 +44,9 @@ def make_overlay(root, reverse=False):
         path.chmod(mode)
         os.utime(path, (12345 if reverse else 99999,) * 2)
     (root / "usr/lib/libnvidia-ml.so.1").symlink_to("libnvidia-ml.so.590.48.01")
+    if reverse:  # another builder user owns the files: the archive still says root
+        for path in root.rglob("*"):
+            os.lchown(path, 1000, 1000)
     return root
 
 
@@ -147,6 +150,37 @@ def test_refuses_symlinks_leading_outside(tmp_path, target, message):
     (overlay / "etc/bad").symlink_to(target)
     with pytest.raises(genapkovl.ApkovlError, match=message):
         genapkovl.build_apkovl(write_config(tmp_path, overlay), "bee", tmp_path)
+
+
+def test_refuses_a_link_that_leaves_through_another_link(tmp_path):
+    overlay = make_overlay(tmp_path / "overlay")
+    (overlay / "etc/up").symlink_to("..")  # the overlay root: fine by itself
+    (overlay / "etc/escape").symlink_to("up/../outside")  # lexically etc/outside, really ../outside
+    with pytest.raises(genapkovl.ApkovlError, match="escape -> up/../outside leads outside"):
+        genapkovl.build_apkovl(write_config(tmp_path, overlay), "bee", tmp_path)
+
+
+def test_accepts_a_link_to_what_a_live_package_provides(tmp_path):
+    """bee.nvidia.compat_links: usr/lib/libdl.so.2 -> ../../lib/libgcompat.so.0, dangling on the builder."""
+    overlay = make_overlay(tmp_path / "overlay")
+    (overlay / "usr/lib/libdl.so.2").symlink_to("../../lib/libgcompat.so.0")
+    out = genapkovl.build_apkovl(write_config(tmp_path, overlay), "bee", tmp_path)
+    root = busybox_extract(out, tmp_path / "r")
+    assert os.readlink(root / "usr/lib/libdl.so.2") == "../../lib/libgcompat.so.0"
+
+
+def test_long_paths_survive_busybox_tar(tmp_path):
+    """Names over tar's 100 bytes take GNU long-name entries, which busybox tar must understand."""
+    overlay = make_overlay(tmp_path / "overlay")
+    deep = "usr/lib/bee/firmware/nvidia/590.48.01/" + "a-very-long-folder-name-for-testing/" * 3
+    (overlay / deep).mkdir(parents=True)
+    (overlay / deep / "gsp_ga10x.bin").write_bytes(b"\x00firmware")
+    (overlay / deep / "link-with-a-long-name").symlink_to("gsp_ga10x.bin")
+    assert len(deep + "gsp_ga10x.bin") > 100
+    out = genapkovl.build_apkovl(write_config(tmp_path, overlay), "bee", tmp_path)
+    root = busybox_extract(out, tmp_path / "r")
+    assert (root / deep / "gsp_ga10x.bin").read_bytes() == b"\x00firmware"
+    assert os.readlink(root / deep / "link-with-a-long-name") == "gsp_ga10x.bin"
 
 
 def test_accepts_a_relative_link_staying_inside(tmp_path):

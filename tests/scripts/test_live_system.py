@@ -116,8 +116,10 @@ def test_configured_hash_is_used_as_it_is_and_no_password_file_is_left(env, tmp_
     assert not (tmp_path / "dist/password.txt").exists()
 
 
-def test_refuses_a_hash_that_is_not_a_crypt_hash(env, tmp_path):
-    cfg = load(env, **{'password_hash: ""': 'password_hash: "hunter2"'})
+@pytest.mark.parametrize("value", ["hunter2", "$6$salt$hash:root:", "$6$salt$hash other", "$6$a\\nroot"])
+def test_refuses_a_hash_that_is_not_a_crypt_hash(env, tmp_path, value):
+    """bee-sshsetup feeds `user:hash` lines to chpasswd: a colon or a line break would reach other fields."""
+    cfg = load(env, **{'password_hash: ""': f'password_hash: "{value}"'})
     with pytest.raises(live_system.StagingError, match="crypt"):
         stage(cfg, tmp_path)
 
@@ -215,3 +217,54 @@ def test_cli_runs_alone(env, tmp_path, monkeypatch):
     assert (tmp_path / "o/etc/init.d/bee-nvidia").exists()
     assert (tmp_path / "build/apkovl.json").exists()
     assert mode(tmp_path / "pw") == 0o600
+
+
+def test_cli_help_names_the_configured_defaults():
+    cfg = buildconfig.load_config()
+    result = subprocess.run([sys.executable, "scripts/live_system.py", "--help"], cwd=buildconfig.REPO_ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "bee.paths.live_password" in text and "bee.paths.overlay" in text
+    assert str(buildconfig.config_path(cfg, "live_password")) in text.replace(" ", "")
+
+
+def test_cli_default_password_file_is_paths_live_password(env, tmp_path, monkeypatch):
+    """One source: without --password-file the generated password goes where bee.paths.live_password says."""
+    monkeypatch.setenv("INVOKE_BEE_PATHS_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("INVOKE_BEE_PATHS_LIVE_PASSWORD", str(tmp_path / "elsewhere/pw.txt"))
+    result = subprocess.run([sys.executable, "scripts/live_system.py", "--overlay", str(tmp_path / "o")],
+                            cwd=buildconfig.REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    password = (tmp_path / "elsewhere/pw.txt").read_text().strip()
+    assert mode(tmp_path / "elsewhere/pw.txt") == 0o600
+    assert password in result.stdout
+    assert verify(password, (tmp_path / "o/etc/bee/password.hash").read_text().strip())
+
+
+def test_cli_reports_a_staging_error_in_one_line(env, tmp_path, monkeypatch):
+    (tmp_path / "home/.ssh/authorized_keys").unlink()
+    monkeypatch.setenv("INVOKE_BEE_PATHS_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "0")  # invoke reads "false" as true
+    result = subprocess.run([sys.executable, "scripts/live_system.py", "--overlay", str(tmp_path / "o"),
+                             "--password-file", str(tmp_path / "pw")],
+                            cwd=buildconfig.REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "nobody could log in" in result.stderr
+
+
+@pytest.mark.parametrize("user", ["Bee", "bee user", "bee;rm", "1bee", "-bee", ""])
+def test_refuses_a_user_name_the_live_system_cannot_take(env, tmp_path, user):
+    cfg = load(env, **{"    user: bee\n": f"    user: '{user}'\n"})
+    with pytest.raises(live_system.StagingError, match="not a valid user name"):
+        stage(cfg, tmp_path)
+    assert not (tmp_path / "overlay").exists()
+
+
+def test_doas_rule_is_staged_from_the_template(env, tmp_path):
+    cfg = load(env, **{"    user: bee\n": "    user: inspector\n"})
+    stage(cfg, tmp_path)
+    conf = tmp_path / "overlay/etc/doas.d/bee.conf"
+    assert conf.read_text().splitlines()[-1] == "permit nopass inspector"
+    assert mode(conf) & 0o022 == 0
+    assert not (tmp_path / "overlay/etc/doas.d/bee.conf.j2").exists()

@@ -1,0 +1,111 @@
+#!/bin/sh
+# Scenario 1 (the hardware audit): run as PID 1 by /sbin/lab-stub from the LABIN disk (mounted at /lab).
+# Starts udev (without it lsblk loses serials and WWNs), loads the IPMI drivers, records what the real
+# tools print, runs the audit, then writes everything as a tar archive onto the LABOUT disk and powers off.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+out=/results
+raw=$out/raw
+
+mark() {
+    echo "lab: $* (uptime $(cut -d' ' -f1 /proc/uptime))"
+    echo "$(cut -d' ' -f1 /proc/uptime) $*" >> "$out/timeline.txt"
+}
+
+# A tool's stdout, stderr and exit status under $raw/<name>.{out,err,rc}.
+record() {
+    tool_name=$1
+    shift
+    "$@" > "$raw/$tool_name.out" 2> "$raw/$tool_name.err"
+    echo $? > "$raw/$tool_name.rc"
+}
+
+disk_with_serial() {
+    for block in /sys/block/vd*; do
+        [ "$(cat "$block/serial" 2>/dev/null)" = "$1" ] && echo "/dev/${block##*/}"
+    done
+}
+
+finish() {
+    mark "writing results"
+    dmesg > "$out/dmesg.txt" 2>&1
+    labout=$(disk_with_serial LABOUT)
+    tar -cf "$labout" -C "$out" .
+    sync
+    echo "lab: done"
+    echo o > /proc/sysrq-trigger
+    sleep 30
+}
+
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mkdir -p "$out" "$raw"
+mount -t tmpfs tmpfs "$out"
+mkdir -p "$raw"
+mark "init started"
+hostname lab
+
+udevd=/lib/systemd/systemd-udevd
+[ -x "$udevd" ] || udevd=/usr/lib/systemd/systemd-udevd
+"$udevd" --daemon
+udevadm trigger --action=add --type=subsystems
+udevadm trigger --action=add --type=devices
+udevadm settle --timeout=60
+mark "udev settled"
+modprobe ipmi_si
+modprobe ipmi_devintf
+udevadm settle --timeout=30
+i=0
+while [ ! -e /dev/ipmi0 ] && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+mark "ipmi ready: $(ls /dev/ipmi* 2>/dev/null)"
+# USB and SCSI disks appear asynchronously: wait (bounded) until udev has named every expected serial.
+expected_serials=$(cat /lab/expect-serials)
+i=0
+while [ $i -lt 120 ]; do
+    serials=" $(lsblk -dn -o SERIAL | tr '\n' ' ')"
+    missing=""
+    for serial in $expected_serials; do
+        case $serials in *" $serial "*) ;; *) missing="$missing $serial" ;; esac
+    done
+    [ -z "$missing" ] && break
+    sleep 0.5
+    udevadm settle --timeout=10
+    i=$((i + 1))
+done
+mark "disks ready (missing:${missing:- none})"
+
+record dmidecode dmidecode
+record dmidecode-types dmidecode -t 0,1,2,3,4,16,17
+record lsblk lsblk -J -b -O
+record lspci-vmm lspci -vmm -D
+record lspci-vvv lspci -vvv -D
+record nvme-list nvme list -o json
+record nvme-id-ctrl nvme id-ctrl -o json /dev/nvme0
+record nvme-smart-log nvme smart-log -o json /dev/nvme0
+for block in /sys/block/*; do
+    name=${block##*/}
+    case $name in loop*|ram*|vd*) continue ;; esac
+    case $name in nvme*n*) name=${name%n*} ;; esac   # SMART of an NVMe disk is its controller's
+    record "smartctl-$name" smartctl -j -a "/dev/$name"
+done
+record ipmitool-fru ipmitool fru
+record ipmitool-fru-print0 ipmitool fru print 0
+record ipmitool-fru-print1 ipmitool fru print 1
+record ipmitool-mc-info ipmitool mc info
+for dev in /sys/bus/pci/devices/*; do
+    printf '%s class=%s cur=%s/x%s max=%s/x%s\n' "${dev##*/}" "$(cat "$dev/class")" \
+        "$(cat "$dev/current_link_speed" 2>/dev/null)" "$(cat "$dev/current_link_width" 2>/dev/null)" \
+        "$(cat "$dev/max_link_speed" 2>/dev/null)" "$(cat "$dev/max_link_width" 2>/dev/null)"
+done > "$raw/pci-link.out"
+mark "raw tools recorded"
+
+cp /lab/audit.py /tmp/audit.py
+mkdir -p "$out/capture"
+# shellcheck disable=SC2046  # the options file holds one argument per word
+python3 /tmp/audit.py --output "$out/audit.json" $(cat /lab/audit-options) --capture "$out/capture" \
+    > "$out/audit.stdout" 2> "$out/audit.stderr"
+echo $? > "$out/audit.rc"
+mark "audit finished (exit $(cat "$out/audit.rc"))"
+finish

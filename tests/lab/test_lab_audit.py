@@ -1,0 +1,252 @@
+"""Scenario 1: the emulated server, audited end to end by the real tools and the repository's audit.
+
+The guest boots once for this module (a module-scoped fixture). First the real tools' own output is
+compared with tests/lab/expected.py — proving the lab's hardware is what the table says, whatever state the
+audit is in — then the audit's document, its --usb copy, its QR summary and its --replay.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab import checks, expected, fat, qr, scenarios
+
+# Errors the lab itself explains (none today: the virtio disks and the USB bridge have no SMART, which the
+# audit reports as health, not as an error). Each entry: (collector, substring of the message).
+EXPLAINED_ERRORS: list[tuple[str, str]] = []
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """One boot of the emulated server with the current audit; its results folder and boot record."""
+    boot = scenarios.audit_boot(scenarios.run_dir("audit"))
+    print(f"lab: scenario 1 booted under {boot.accel} in {boot.seconds:.0f} s; work folder {boot.workdir}")
+    return boot
+
+
+@pytest.fixture(scope="module")
+def raw(lab):
+    """The real tools' recorded output in the guest: name -> stdout (exit status checked by the tests)."""
+    folder = lab.results / "raw"
+    return {p.stem: p.read_text(errors="replace") for p in folder.glob("*.out")}
+
+
+def raw_rc(lab, name: str) -> int:
+    return int((lab.results / "raw" / f"{name}.rc").read_text())
+
+
+@pytest.fixture(scope="module")
+def document(lab):
+    """The audit's JSON document written in the guest (fails with the audit's stderr when there is none)."""
+    path = lab.results / "audit.json"
+    stderr = (lab.results / "audit.stderr").read_text(errors="replace")
+    assert path.is_file(), f"the audit wrote no document; its stderr:\n{stderr[-3000:]}"
+    return json.loads(path.read_text())
+
+
+def by_serial(disks: list[dict]) -> dict[str, dict]:
+    return {d.get("serial"): d for d in disks or []}
+
+
+# -- the real tools: the hardware is what the table says --------------------------------------------------
+
+
+def test_real_dmidecode_shows_the_platform_and_every_dimm(lab, raw):
+    assert raw_rc(lab, "dmidecode") == 0
+    blocks = checks.dmidecode_blocks(raw["dmidecode"])
+    assert checks.check_platform(blocks) == []
+    assert checks.check_memory(blocks) == []
+
+
+def test_real_lsblk_shows_the_disks_with_serials_and_wwns(lab, raw):
+    assert raw_rc(lab, "lsblk") == 0
+    assert checks.check_lsblk(raw["lsblk"]) == []
+
+
+def test_real_smartctl_and_nvme_cli_identify_the_disks(lab, raw):
+    names = {d.serial: checks.lsblk_by_serial(raw["lsblk"])[d.serial]["name"]
+             for d in (expected.SATA, expected.NVME)}
+    sata = json.loads(raw[f"smartctl-{names[expected.SATA.serial]}"])
+    nvme_controller = names[expected.NVME.serial].rsplit("n", 1)[0]
+    nvme = json.loads(raw[f"smartctl-{nvme_controller}"])
+    assert checks.check_smart(sata, expected.SATA) + checks.check_smart(nvme, expected.NVME) == []
+    id_ctrl = json.loads(raw["nvme-id-ctrl"])
+    assert (id_ctrl["sn"].strip(), id_ctrl["mn"].strip(), id_ctrl["fr"].strip()) == (
+        expected.NVME.serial, expected.NVME.model, expected.NVME.extra["firmware"])
+
+
+def test_real_sysfs_shows_the_nvme_link_and_its_root_port(raw):
+    assert checks.check_pci_links(raw["pci-link"]) == []
+
+
+def test_real_ipmitool_reads_both_frus(lab, raw):
+    assert raw_rc(lab, "ipmitool-fru-print0") == 0 and raw_rc(lab, "ipmitool-fru-print1") == 0
+    assert checks.check_fru(raw["ipmitool-fru-print0"], raw["ipmitool-fru-print1"]) == []
+    assert f"{expected.PSU['name']} (ID {expected.PSU['fru_id']})" in raw["ipmitool-fru"]
+
+
+# -- the audit's document -----------------------------------------------------------------------------------
+
+
+def test_audit_ran_and_exited_zero(lab, document):
+    assert (lab.results / "audit.rc").read_text().strip() == "0", (lab.results / "audit.stderr").read_text()
+    assert document["schema_version"] >= 1
+
+
+def test_audit_document_matches_its_json_schema(document):
+    assert checks.schema_problems(document) == []
+
+
+def test_audit_board_system_and_bios(document):
+    board = document["board"]
+    assert board["bios"]["vendor"] == expected.BIOS["vendor"]
+    assert board["bios"]["version"] == expected.BIOS["version"]
+    assert board["bios"]["release_date"] == expected.BIOS["date"]
+    system = board["system"]
+    assert (system["manufacturer"], system["product"], system["serial"], system["uuid"]) == (
+        expected.SYSTEM["manufacturer"], expected.SYSTEM["product"], expected.SYSTEM["serial"],
+        expected.SYSTEM["uuid"])
+    assert (board["baseboard"]["product"], board["baseboard"]["serial"]) == (
+        expected.BOARD["product"], expected.BOARD["serial"])
+
+
+def test_audit_chassis_serial(document):
+    # SMBIOS type 3 (board.chassis, when the audit reads it) and the FRU's chassis area must both agree.
+    found = [section["serial"] for section in (
+        (document.get("board") or {}).get("chassis"), (document.get("psu") or {}).get("chassis"),
+    ) if section]
+    assert found and set(found) == {expected.CHASSIS["serial"]}, found
+
+
+def test_audit_both_cpu_sockets(document):
+    cpu = document["cpu"]
+    assert cpu["socket_count"] == expected.CPU["sockets"]
+    assert cpu["populated_sockets"] == expected.CPU["sockets"]
+    for index, socket in enumerate(cpu["sockets"]):
+        assert socket["designation"] == f"{expected.CPU['socket_prefix']} {index}"
+        assert socket["model"] == expected.CPU["model"]
+        assert socket["populated"] is True
+        assert socket["max_speed_mhz"] == expected.CPU["max_speed_mhz"]
+        assert socket["current_speed_mhz"] == expected.CPU["current_speed_mhz"]
+
+
+def test_audit_every_dimm_slot(document):
+    memory = document["memory"]
+    slots = memory["slots"]
+    assert [s["locator"] for s in slots] == [d.locator for d in expected.DIMMS]
+    for slot, dimm in zip(slots, expected.DIMMS, strict=True):
+        assert slot["bank"] == dimm.bank
+        assert slot["populated"] is dimm.populated, dimm.locator
+        if dimm.populated:
+            assert (slot["size_bytes"], slot["speed_mts"], slot["configured_speed_mts"], slot["manufacturer"],
+                    slot["serial"], slot["part_number"], slot["rank"]) == (
+                dimm.size_bytes, dimm.speed_mts, dimm.configured_speed_mts, dimm.manufacturer, dimm.serial,
+                dimm.part, dimm.rank), dimm.locator
+        else:
+            empty = (slot["size_bytes"], slot["serial"], slot["part_number"])
+            assert empty == (None, None, None), dimm.locator
+    populated = [d for d in expected.DIMMS if d.populated]
+    assert memory["total_slots"] == len(expected.DIMMS)
+    assert memory["populated_slots"] == len(populated)
+    assert memory["total_bytes"] == sum(d.size_bytes for d in populated)
+
+
+@pytest.mark.parametrize("disk", [expected.NVME, expected.SATA], ids=["nvme", "sata"])
+def test_audit_disk_identity_and_smart(document, disk):
+    found = by_serial(document["storage"]).get(disk.serial)
+    assert found is not None, f"no disk with serial {disk.serial} in {list(by_serial(document['storage']))}"
+    assert (found["model"], found["wwn"], found["size"], found["transport"]) == (
+        disk.model, disk.wwn, disk.size_bytes, disk.transport)
+    assert found["health"]["smart_passed"] is disk.smart_passed
+
+
+def test_audit_usb_stick_is_a_removable_usb_disk(document):
+    stick = by_serial(document["storage"]).get(expected.USB_STICK.serial)
+    assert stick is not None
+    assert (stick["transport"], stick["removable"], stick["size"]) == (
+        "usb", True, expected.USB_STICK.size_bytes)
+
+
+def test_audit_usb_copy_was_written_onto_the_stick(lab, document):
+    files = fat.root_files(lab.disks["usb"])
+    copies = {name: data for name, data in files.items()
+              if name.startswith(f"bee-audit-{expected.SYSTEM['serial']}-") and name.endswith(".json")}
+    assert len(copies) == 1, f"files on the stick: {sorted(files)}"
+    assert json.loads(next(iter(copies.values()))) == document
+
+
+def test_audit_nvme_pcie_link_and_its_root_port(document):
+    devices = {d["address"]: d for d in document["pcie"]}
+    nvme, port = devices[expected.NVME_PCI["bdf"]], devices[expected.NVME_ROOT_PORT["bdf"]]
+    speed = float(expected.NVME_PCI["max_speed"].split()[0])
+    assert nvme["link"] == {"current_speed": speed, "current_width": expected.NVME_PCI["current_width"],
+                            "max_speed": speed, "max_width": expected.NVME_PCI["max_width"]}
+    port_speed = float(expected.NVME_ROOT_PORT["max_speed"].split()[0])
+    assert nvme["upstream"] == {"address": expected.NVME_ROOT_PORT["bdf"], "max_speed": port_speed,
+                                "max_width": expected.NVME_ROOT_PORT["max_width"]}
+    assert (port["link"]["max_speed"], port["link"]["max_width"]) == (
+        port_speed, expected.NVME_ROOT_PORT["max_width"])
+
+
+def test_audit_psu_from_the_fru(document):
+    psu = document["psu"]
+    assert psu["source"] == "ipmitool fru"
+    supplies = [(p["manufacturer"], p["product"], p["part_number"], p["serial"])
+                for p in psu["power_supplies"]]
+    assert supplies == [
+        (expected.PSU["manufacturer"], expected.PSU["model"], expected.PSU["part"], expected.PSU["serial"])]
+    assert psu["board"]["serial"] == expected.BOARD["serial"]
+    assert psu["product"]["serial"] == expected.SYSTEM["serial"]
+
+
+def test_audit_has_no_false_findings(document):
+    # Nothing on this machine is wrong: in particular the NVMe's x1 link is its own maximum, not degraded.
+    assert document["findings"] == []
+
+
+def test_audit_errors_only_those_the_lab_explains(document):
+    unexplained = [e for e in document["errors"] if not any(
+        e.get("collector") == collector and text in (e.get("message") or "")
+        for collector, text in EXPLAINED_ERRORS)]
+    assert unexplained == []
+
+
+def test_audit_qr_summary_decodes_to_the_expected_text(lab, document, tmp_path):
+    audit = scenarios.audit_module()  # here: a broken audit fails this test, not the module's collection
+    text = qr.decode_drawing((lab.results / "audit.stdout").read_text(), tmp_path)
+    assert text == audit.qr_summary_text(document)   # the code carries the whole summary, uncut
+    populated = [d for d in expected.DIMMS if d.populated]
+    total_gib = sum(d.size_bytes for d in populated) // expected.GiB
+    model_number = expected.CPU["model"].split(" CPU")[0].split()[-1]   # "6338"
+    assert re.search(rf"(^|\s){re.escape(expected.SYSTEM['serial'])}(\s|$)", text), text
+    assert re.search(rf"\b{total_gib} ?GiB\b", text), text
+    assert f"{len(populated)}/{len(expected.DIMMS)}" in text, text
+    assert f"{expected.CPU['sockets']}x" in text and model_number in text, text
+    assert f"FINDINGS {len(document['findings'])}" in text, text
+    # The audit shortens the longest line only when the summary exceeds what the QR code holds.
+    if len(text.encode()) < audit.QR_MAX_BYTES:
+        assert expected.SYSTEM["product"] in text, text
+
+
+def test_replaying_the_capture_gives_the_same_document(lab, document, tmp_path):
+    replayed_path = tmp_path / "replayed.json"
+    result = subprocess.run(
+        [sys.executable, str(scenarios.AUDIT), "--replay", str(lab.results / "capture"),
+         "--output", str(replayed_path), "--no-qr"], capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert without_times(json.loads(replayed_path.read_text())) == without_times(document)
+
+
+def without_times(document: dict) -> dict:
+    """The document without what depends on when and how fast it ran (durations)."""
+    copy = json.loads(json.dumps(document))
+    copy.pop("duration", None)
+    for report in (copy.get("collectors") or {}).values():
+        report.pop("duration", None)
+    return copy

@@ -500,10 +500,15 @@ def load_json(text: str | None) -> Any:
 
 DMI_HANDLE = re.compile(r"^Handle (0x[0-9A-Fa-f]+), DMI type (\d+), (\d+) bytes")
 # Strings vendors put in DMI/FRU fields instead of a value (on top of PLACEHOLDERS): "NO DIMM",
-# "Dimm0_AssetTag", "SerNum1", "PartNum0", "Array1_PartNumber0", "Fill By OEM", "9876543210" ...
+# "Dimm0_AssetTag", "SerNum1", "PartNum0", "Array1_PartNumber0", "Fill By OEM", "9876543210", a field's
+# own name ("Chassis Version", "OEM Chassis Serial Number", "Chassis Manufacture"), and digit runs counting
+# up ("01234567", "123456789", "01234567890123456789AB"; "12345678" alone may be a real serial) ...
 DMI_PLACEHOLDER = re.compile(
     r"(?i)^(?:no dimm|no module installed|not available|fill by oem|no enclosure|empty|9876543210|"
-    r"(?:\w*_)?(?:asset ?tag|ser(?:ial)? ?num(?:ber)?|part ?num(?:ber)?|manufacturer)\s*\d*)$"
+    r"(?:\w*_)?(?:asset ?tag|ser(?:ial)? ?num(?:ber)?|part ?num(?:ber)?|manufacturer)\s*\d*|"
+    r"(?:oem )?(?:chassis|system|base ?board|board) (?:manufacturer|manufacture|version|"
+    r"serial(?: number)?|asset ?tag|product(?: name)?|sku(?: number)?)|"
+    r"(?:0123456|123456789)\w*)$"
 )
 IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
 
@@ -660,15 +665,32 @@ def dmidecode_records(ctx: Collector, types: str) -> list[DmiRecord] | None:
     return records
 
 
-# -- board: BIOS, system and baseboard (dmidecode -t 0,1,2) ------------------------------------------------
+# -- board: BIOS, system, baseboard and chassis (dmidecode -t 0,1,2,3) -------------------------------------
+
+
+def parse_chassis(chassis: DmiRecord | None) -> dict[str, Any] | None:
+    """The chassis (SMBIOS type 3): manufacturer, type ("Rack Mount Chassis"), version, serial, asset tag and
+    SKU, placeholders as null; None when the table has no type 3 structure."""
+    if chassis is None:
+        return None
+    return {
+        "manufacturer": chassis.get("Manufacturer"),
+        "type": chassis.get("Type"),
+        "version": chassis.get("Version"),
+        "serial": chassis.get("Serial Number"),
+        "asset_tag": chassis.get("Asset Tag"),
+        "sku": chassis.get("SKU Number"),
+    }
 
 
 def parse_board(records: list[DmiRecord]) -> dict[str, Any] | None:
-    """BIOS (type 0), system (type 1) and baseboard (type 2) identity; None when none is present."""
+    """BIOS (type 0), system (type 1), baseboard (type 2) and chassis (type 3) identity; each part is None
+    when its structure is absent, the whole None when none of them is present."""
     bios = next(iter(dmi_of_type(records, 0)), None)
     system = next(iter(dmi_of_type(records, 1)), None)
     board = next(iter(dmi_of_type(records, 2)), None)
-    if bios is None and system is None and board is None:
+    chassis = next(iter(dmi_of_type(records, 3)), None)
+    if bios is None and system is None and board is None and chassis is None:
         return None
     return {
         "bios": None if bios is None else {
@@ -693,13 +715,14 @@ def parse_board(records: list[DmiRecord]) -> dict[str, Any] | None:
             "serial": board.get("Serial Number"),
             "asset_tag": board.get("Asset Tag"),
         },
+        "chassis": parse_chassis(chassis),
     }
 
 
 @collector("board")
 def collect_board(ctx: Collector) -> dict[str, Any] | None:
-    """BIOS, system and baseboard identity from `dmidecode -t 0,1,2`."""
-    records = dmidecode_records(ctx, "0,1,2")
+    """BIOS, system, baseboard and chassis identity from one `dmidecode -t 0,1,2,3`."""
+    records = dmidecode_records(ctx, "0,1,2,3")
     return None if records is None else parse_board(records)
 
 
@@ -2322,10 +2345,22 @@ def short_cpu_model(model: str | None) -> str:
     return " ".join(text.split()) or "?"
 
 
+def machine_serial(document: dict[str, Any]) -> str | None:
+    """The serial that names the machine: the system's (SMBIOS type 1), else the chassis' (type 3), else
+    the baseboard's (type 2); None when all are unknown or placeholders."""
+    board = document.get("board") or {}
+    for part in ("system", "chassis", "baseboard"):
+        serial = (board.get(part) or {}).get("serial")
+        if serial:
+            return serial
+    return None
+
+
 def qr_summary_text(document: dict[str, Any]) -> str:
-    """The compact summary the QR code carries: system serial, product, CPU and memory totals, disk and
-    GPU counts, number of findings. ASCII only and at most QR_MAX_BYTES long: when it is longer, the CPU
-    line is cut first, then the product, the serial last; a cut line ends with "~"."""
+    """The compact summary the QR code carries: machine serial (system, else chassis, else baseboard),
+    product, CPU and memory totals, disk and GPU counts, number of findings. ASCII only and at most
+    QR_MAX_BYTES long: when it is longer, the CPU line is cut first, then the product, the serial last; a
+    cut line ends with "~"."""
     board = document.get("board") or {}
     system = board.get("system") or {}
     baseboard = board.get("baseboard") or {}
@@ -2341,7 +2376,7 @@ def qr_summary_text(document: dict[str, Any]) -> str:
     gpus = count_of(document.get("nvidia"), "gpus")
     lines = [
         f"bee {AUDIT_VERSION}",
-        f"SN {system.get('serial') or baseboard.get('serial') or '?'}",
+        f"SN {machine_serial(document) or '?'}",
         f"PN {system.get('product') or baseboard.get('product') or '?'}",
         f"CPU {len(sockets)}x {' / '.join(models) or '?'}" + (f" {cores}c" if cores else ""),
         f"MEM {f'{total / (1 << 30):g}GiB' if total else '?'} {memory.get('populated_slots', '?')}/"
@@ -2384,8 +2419,7 @@ def print_qr(document: dict[str, Any], stream) -> None:
     if drawing is None:
         log("no QR summary (qrencode is not installed or failed)")
         return
-    system = ((document.get("board") or {}).get("system")) or {}
-    stream.write(f"bee audit summary, system serial {system.get('serial') or 'unknown'}:\n{drawing}")
+    stream.write(f"bee audit summary, system serial {machine_serial(document) or 'unknown'}:\n{drawing}")
     stream.flush()
 
 
@@ -2435,10 +2469,9 @@ def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
 
 
 def usb_file_name(document: dict[str, Any], now: dt.datetime | None = None) -> str:
-    """bee-audit-<system serial>-<UTC time>.json; characters other than letters, digits, ".-_" become "_"."""
-    board = document.get("board") or {}
-    serial = ((board.get("system") or {}).get("serial") or (board.get("baseboard") or {}).get("serial")
-              or "unknown")
+    """bee-audit-<machine serial>-<UTC time>.json (the serial of machine_serial, else "unknown");
+    characters other than letters, digits, ".-_" become "_"."""
+    serial = machine_serial(document) or "unknown"
     serial = re.sub(r"[^A-Za-z0-9._-]+", "_", serial).strip("._") or "unknown"
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"bee-audit-{serial}-{stamp}.json"

@@ -46,7 +46,7 @@ def dmidecode_from_dump(bin_dir: Path, dump: Path) -> Path:
 
 def dmidecode_from_text(bin_dir: Path, text_file: Path) -> Path:
     """A `dmidecode` that prints a captured text output whatever types it is asked for (the parsers filter
-    by type, as they must: `-t 0,1,2` output holds three types)."""
+    by type, as they must: `-t 0,1,2,3` output holds four types)."""
     return tool_printing(bin_dir, "dmidecode", text_file)
 
 

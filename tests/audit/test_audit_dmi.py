@@ -143,11 +143,79 @@ BIN_FILES = {
 }
 
 
+RACK = "Rack Mount Chassis"
+MAIN = "Main Server Chassis"
+NO_TYPE_3 = "no type 3"  # the file holds no Chassis Information structure: board.chassis is null
+
+# SMBIOS type 3 (Chassis Information) of each file as a person reads it: (Type, Serial Number). linuxhw's
+# "--", "None", "Not Specified", "Default string", "To Be Filled By O.E.M.", "0123456789", blanks and
+# "OEM Chassis Serial Number" are placeholders (null); "Other" is what the firmware says, not a placeholder.
+CHASSIS = {
+    "glpi-freebsd62-via-cn700-blank-strings.txt": ("Desktop", None),
+    "glpi-hyperv-2019-vm-windows-dmidecode3.3.txt": ("Desktop", "3135-4298-3414-7021-8716-7514-85"),
+    "glpi-intel-s5000vsa-server-board.txt": (RACK, None),
+    "glpi-microsoft-surface-go-2-partial.txt": ("Laptop", "bb4b0be3-56a6"),
+    "glpi-oracle-server-x5-2.txt": (MAIN, "1634NM1107"),
+    "glpi-rhel62-vmware-vm-2vcpu-many-empty-slots.txt": ("Other", None),
+    "glpi-type39-psu-hpe-dl380-gen10.txt": NO_TYPE_3,
+    "glpi-type39-psu-supermicro-x11dpu.txt": NO_TYPE_3,
+    "glpi-vmware-esx-vm-dmidecode2.10.txt": ("Other", None),
+    "glpi-windows2008-two-different-cpus.txt": NO_TYPE_3,
+    "linuxhw-asrock-880gm-le-fx-desktop-to-be-filled.txt": ("Desktop", None),
+    "linuxhw-asrock-b650-livemixer-am5-desktop.txt": ("Desktop", None),
+    "linuxhw-dell-poweredge-r720-cpu2-populated-idle.txt": (RACK, None),
+    "linuxhw-dell-poweredge-r740-2s.txt": (RACK, None),
+    "linuxhw-dell-poweredge-r7525-2s-epyc.txt": (RACK, None),
+    "linuxhw-fujitsu-primergy-rx2540-m4.txt": (RACK, None),
+    "linuxhw-gigabyte-g482-z54-gpu-server-2s-epyc.txt": (RACK, None),
+    "linuxhw-hpe-proliant-dl380-gen10-1of2-sockets.txt": (RACK, None),
+    "linuxhw-huawei-taishan-2280-v2-arm64-2s.txt": (MAIN, None),
+    "linuxhw-ibm-system-x3850-x5-4s.txt": (RACK, None),
+    "linuxhw-inspur-nf5280m6-2s.txt": (RACK, None),
+    "linuxhw-lenovo-thinkpad-x1-carbon-gen9-laptop.txt": ("Notebook", None),
+    "linuxhw-lenovo-thinksystem-sr650-v2.txt": (RACK, None),
+    "linuxhw-lenovo-thinksystem-sr950-v3-8s.txt": (RACK, None),
+    "linuxhw-phytium-ft2000-4-arm64.txt": (MAIN, None),
+    "linuxhw-supermicro-sys-2049u-tr4-4s.txt": ("Other", None),
+    "netboxagent-dell-dss7500.txt": (RACK, "4242"),
+    "netboxagent-dell-poweredge-m630-blade.txt": ("Multi-system", "4242"),
+    "netboxagent-hp-sl4540-gen8-trailing-space.txt": ("Multi-system", "4242"),
+    "netboxagent-hpe-bl460c-gen10-graphics-exp-smbios3.2-warning.txt": ("Blade", "4343"),
+    "netboxagent-qct-quantamicro-x10e-9n.txt": (RACK, "QTFCQ571402FD"),
+    "uroot-gigabyte-x399-threadripper-desktop.txt": ("Desktop", None),
+    "uroot-lenovo-thinkpad-t480-laptop.txt": ("Notebook", "PC131TBF"),
+    "uroot-supermicro-x9dbl-server.txt": (MAIN, None),
+    "uroot-synology-rs3614xsplus-nas.txt": (RACK, None),
+    "uroot-vmware-vm-128-cpu-sockets.txt": ("Other", None),
+    # the binary dumps, read from `dmidecode --from-dump FILE -t 3` (3.4): the same as their text twins
+    "uroot-gigabyte-x399-threadripper-desktop.bin": ("Desktop", None),
+    "uroot-lenovo-thinkpad-t480-laptop.bin": ("Notebook", "PC131TBF"),
+    "uroot-lenovo-thinkpad-t490-smbios3.1.1.bin": ("Notebook", "PF1NKFHN"),
+    "uroot-supermicro-x9dbl-server.bin": (MAIN, None),
+    "uroot-synology-rs3614xsplus-nas.bin": (RACK, None),
+    "uroot-toshiba-satellite-pro-l70-laptop.bin": ("Notebook", None),  # "OEM Chassis Serial Number"
+    "uroot-vmware-vm-128-cpu-sockets.bin": ("Other", None),
+}
+
+
 def test_every_dmidecode_fixture_has_an_expectation():
     assert sorted(p.name for p in DMI.iterdir() if p.suffix in {".txt", ".bin"}) == sorted(
         [*TEXT_FILES, *BIN_FILES]
     )
     assert len(TEXT_FILES) + len(BIN_FILES) == 43
+    assert sorted(CHASSIS) == sorted([*TEXT_FILES, *BIN_FILES])
+
+
+def check_chassis(name, board):
+    """The file's chassis type and serial; null chassis (not an all-null object) when it has no type 3."""
+    chassis = (board or {}).get("chassis")
+    if CHASSIS[name] == NO_TYPE_3:
+        assert chassis is None
+        return
+    assert chassis is not None and list(chassis) == [
+        "manufacturer", "type", "version", "serial", "asset_tag", "sku"
+    ]
+    assert (chassis["type"], chassis["serial"]) == CHASSIS[name]
 
 
 def check(expected, board, cpu, memory):
@@ -177,9 +245,9 @@ def check(expected, board, cpu, memory):
 def test_text_fixture(name):
     records = audit.parse_dmidecode((DMI / name).read_bytes().decode("utf-8", "replace"))
     assert records, name
-    check(
-        TEXT_FILES[name], audit.parse_board(records), audit.parse_cpus(records), audit.parse_memory(records)
-    )
+    board = audit.parse_board(records)
+    check(TEXT_FILES[name], board, audit.parse_cpus(records), audit.parse_memory(records))
+    check_chassis(name, board)
 
 
 @pytest.mark.parametrize("name", sorted(BIN_FILES))
@@ -198,6 +266,7 @@ def test_binary_dump_through_the_real_dmidecode(name, tmp_path, monkeypatch):
         assert report["errors"] == [], report
         results[collector_name] = data
     check(BIN_FILES[name], results["board"], results["cpu"], results["memory"])
+    check_chassis(name, results["board"])
 
 
 def test_x9dbl_dump_details(tmp_path, monkeypatch):
@@ -251,6 +320,7 @@ def test_qemu_lab_dmidecode_values(tmp_path, monkeypatch):
         "serial": "BRD-SN-123456",
         "asset_tag": "BOARD-ASSET",
     }
+    assert board["chassis"] is None  # this capture asked for types 0,1,2,4,17: no type 3 in it
     cpu = audit.parse_cpus(records)
     assert cpu["socket_count"] == 2 and cpu["populated_sockets"] == 2
     for socket, name in zip(cpu["sockets"], ["CPU 0", "CPU 1"], strict=True):
@@ -292,7 +362,19 @@ def test_qemu_lab_dmidecode_values(tmp_path, monkeypatch):
     assert empty == [f"CPU{c}_DIMM_{x}1" for c in "01" for x in "BDFH"]
     # the same values from the full `dmidecode` capture
     full, _ = lab_output("dmidecode-all.txt")
-    assert audit.parse_board(audit.parse_dmidecode(full)) == board
+    full_board = audit.parse_board(audit.parse_dmidecode(full))
+    # README: "SMBIOS 3: chassis serial CHS-SN-77001"; QEMU's type 3 is always of type "Other" (0x01)
+    assert full_board == {
+        **board,
+        "chassis": {
+            "manufacturer": "Acme Servers",
+            "type": "Other",
+            "version": "2U",
+            "serial": "CHS-SN-77001",
+            "asset_tag": "CHS-ASSET",
+            "sku": None,  # "SKU Number: Not Specified"
+        },
+    }
     assert audit.parse_memory(audit.parse_dmidecode(full)) == memory
 
 
@@ -310,10 +392,80 @@ def test_qemu_lab_dmidecode_through_the_collectors(tmp_path, monkeypatch):
     ]
     document = audit.build_document(runner, collectors)
     assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    assert document["board"]["chassis"]["serial"] == "CHS-SN-77001"
     assert document["cpu"]["total_cores"] == 2
     assert document["memory"]["edac"] is None  # no EDAC in this sysfs
     assert document["psu"] is None and document["collectors"]["psu"]["status"] == "skipped"
     assert [f for f in document["findings"] if f["component"] in {"cpu", "memory"}] == []
+
+
+def chassis_of(name: str) -> dict | None:
+    return audit.parse_board(audit.parse_dmidecode((DMI / name).read_text()))["chassis"]
+
+
+def C(manufacturer, kind, version, serial, asset_tag, sku):  # noqa: N802
+    return {"manufacturer": manufacturer, "type": kind, "version": version, "serial": serial,
+            "asset_tag": asset_tag, "sku": sku}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # every field real; "SKU Number:" followed by blanks only
+        ("glpi-oracle-server-x5-2.txt",
+         C("Oracle Corporation", MAIN, "ORACLE SERVER X5-2", "1634NM1107", "7092459", None)),
+        ("glpi-hyperv-2019-vm-windows-dmidecode3.3.txt",  # 8-space indentation (Windows port)
+         C("Microsoft Corporation", "Desktop", "Hyper-V UEFI Release v4.0",
+           "3135-4298-3414-7021-8716-7514-85", "3135-4298-3414-7021-8716-7514-85", "Virtual Machine")),
+        # "Version: Chassis Version", "Asset Tag: <BAD INDEX>", no SKU Number line at all
+        ("glpi-microsoft-surface-go-2-partial.txt",
+         C("Microsoft Corporation", "Laptop", None, "bb4b0be3-56a6", None, None)),
+        # "Asset Tag: N/A", "SKU Number: Default string"
+        ("netboxagent-qct-quantamicro-x10e-9n.txt",
+         C("Quanta Cloud Technology Inc.", RACK, "32S3ECAST00", "QTFCQ571402FD", None, None)),
+        # linuxhw's "--" for serial and asset tag, "Version: none", a real SKU
+        ("linuxhw-lenovo-thinksystem-sr650-v2.txt", C("Lenovo", RACK, None, None, None, "7Z73CTO1WW")),
+        # "Version: 01234567", "SKU Number: 01234567890123456789AB"
+        ("linuxhw-gigabyte-g482-z54-gpu-server-2s-epyc.txt", C("GIGABYTE", RACK, None, None, None, None)),
+        # "Version: 123456789"; Type "Other" is what the firmware says
+        ("linuxhw-supermicro-sys-2049u-tr4-4s.txt", C("Supermicro", "Other", None, None, None, None)),
+        # "Version: 0123456789", "Serial Number: 0123456789", "To Be Filled By O.E.M."
+        ("uroot-supermicro-x9dbl-server.txt", C("Supermicro", MAIN, None, None, None, None)),
+        ("uroot-gigabyte-x399-threadripper-desktop.txt", C(None, "Desktop", None, None, None, None)),
+        ("glpi-freebsd62-via-cn700-blank-strings.txt", C(None, "Desktop", None, None, None, None)),
+        # "No Enclosure", "N/A", "None", "No Asset Tag"; no SKU line (SMBIOS 2.4)
+        ("glpi-vmware-esx-vm-dmidecode2.10.txt", C(None, "Other", None, None, None, None)),
+        # a line without a key where "Boot-up State" was (linuxhw's anonymisation) is skipped
+        ("linuxhw-hpe-proliant-dl380-gen10-1of2-sockets.txt", C("HPE", RACK, None, None, None, None)),
+        # "Contained Elements: 3" with an indented list below it; "Asset Tag:" of blanks
+        ("netboxagent-hp-sl4540-gen8-trailing-space.txt", C("HP", "Multi-system", None, "4242", None, None)),
+    ],
+)
+def test_chassis_fields(name, expected):
+    assert chassis_of(name) == expected
+
+
+def test_chassis_of_a_dump_without_a_text_twin(tmp_path, monkeypatch):
+    """Toshiba's Insyde firmware names its fields instead of filling them ("OEM Chassis Serial Number")."""
+    dmidecode_from_dump(tmp_path / "bin", DMI / "uroot-toshiba-satellite-pro-l70-laptop.bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
+    board, report = audit.run_collector("board", audit.collect_board, runner)
+    assert report["errors"] == []
+    assert board["chassis"] == C(None, "Notebook", None, None, None, None)
+    assert board["system"]["serial"] == "XD198915C"
+
+
+def test_no_type_3_gives_a_null_chassis_beside_the_other_parts():
+    """A table without a chassis structure: chassis null, the other parts as they are (not all-null)."""
+    text = (DMI / "glpi-intel-s5000vsa-server-board.txt").read_text()
+    records = [r for r in audit.parse_dmidecode(text) if r.type != 3]
+    board = audit.parse_board(records)
+    assert board["chassis"] is None and board["baseboard"]["serial"] == "QSSA64700622"
+    only_chassis = audit.parse_board([r for r in audit.parse_dmidecode(text) if r.type == 3])
+    assert only_chassis == {"bios": None, "system": None, "baseboard": None,
+                            "chassis": C(None, RACK, None, None, None, None)}
+    assert audit.parse_board([r for r in audit.parse_dmidecode(text) if r.type == 4]) is None
 
 
 def test_odd_formats():
@@ -605,6 +757,14 @@ def test_placeholders_become_null():
         "Array1_PartNumber0",
         "0123456789ABCDEF",
         "Fill By OEM",
+        "Chassis Version",  # the chassis' own field names (Surface Go 2, Toshiba Satellite Pro L70)
+        "OEM Chassis Manufacturer",
+        "OEM Chassis Serial Number",
+        "Chassis Manufacture",
+        "Chassis Asset Tag",
+        "01234567",  # digit runs counting up (Gigabyte G482, Supermicro SYS-2049U)
+        "123456789",
+        "01234567890123456789AB",
         "03000200-0400-0500-0006-000700080009",
         "03000200-0400-0500-0006-000700080009".lower(),
     ],
@@ -633,6 +793,11 @@ def test_placeholder_is_null(value):
         "DIMM_F1",
         "FFFE1234",
         "VM147S018307",
+        "QTFCQ571402FD",
+        "RX2540M4R5",
+        "7Z73CTO1WW",
+        "Rack Mount Chassis",
+        "Other",
         "4C4C4544-0048-5110-804A-C6C04F594A32",
         "03000200-0400-0500-0006-00070008000A",
     ],

@@ -33,7 +33,7 @@ TOP_KEYS = [
     "duration",
 ]
 DMI_COMMANDS = [
-    ["dmidecode", "-t", "0,1,2"],
+    ["dmidecode", "-t", "0,1,2,3"],
     ["dmidecode", "-t", "4"],
     ["dmidecode", "-t", "17"],
     ["dmidecode", "-t", "39"],
@@ -108,7 +108,7 @@ def test_non_zero_exit_is_an_error_entry(isolated, fp):
         "errors": [
             {
                 "collector": "board",
-                "command": "dmidecode -t 0,1,2",
+                "command": "dmidecode -t 0,1,2,3",
                 "message": "exit status 1: dmidecode: invalid option -- 'j'",
             }
         ],
@@ -157,13 +157,13 @@ def test_no_smbios_table_is_one_clear_error_per_dmi_collector_and_no_data(
     document = audit.build_document(runner)
     assert_complete(document)
     message = NO_SMBIOS_MESSAGE.format(said)
-    for name, types in [("board", "0,1,2"), ("cpu", "4"), ("memory", "17"), ("psu", "39")]:
+    for name, types in [("board", "0,1,2,3"), ("cpu", "4"), ("memory", "17"), ("psu", "39")]:
         assert document[name] is None
         assert document["collectors"][name]["status"] == "error"
         assert document["collectors"][name]["errors"] == [
             {"collector": name, "command": f"dmidecode -t {types}", "message": message}
         ]
-    assert f"audit: board: dmidecode -t 0,1,2: {message}\n" in capsys.readouterr().err
+    assert f"audit: board: dmidecode -t 0,1,2,3: {message}\n" in capsys.readouterr().err
 
 
 def test_dmidecode_denied_says_run_as_root(isolated, fp):
@@ -210,13 +210,15 @@ def test_hung_tool_is_recorded_and_the_rest_completes(isolated, fp, capsys):
         raise subprocess.TimeoutExpired(process.args, 2)
 
     fp.register(["dmidecode", "-t", "4"], callback=hang)
-    fp.register(["dmidecode", "-t", "0,1,2"], stdout=text)
+    fp.register(["dmidecode", "-t", "0,1,2,3"], stdout=text)
     fp.register(["dmidecode", "-t", "17"], stdout=text)
     document = audit.build_document(runner)
     assert_complete(document)
     assert document["cpu"] is None and document["collectors"]["cpu"]["status"] == "error"
     assert document["collectors"]["cpu"]["errors"][0]["message"].startswith("timed out after")
     assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    assert document["board"]["chassis"]["serial"] == "CHS-SN-77001"  # type 3 from the same one run
+    assert fp.call_count(["dmidecode", "-t", "0,1,2,3"]) == 1
     assert document["memory"]["populated_slots"] == 8
     assert "cpu: dmidecode -t 4: timed out" in capsys.readouterr().err
 
@@ -254,11 +256,12 @@ def test_non_utf8_bytes_are_replaced(isolated, fp):
     on_path(bin_dir, "dmidecode")
     text, _ = lab_output("dmidecode-all.txt")
     raw = text.replace("Acme Boards Inc.", "Acme Cart\xe9s").encode("latin-1")
-    fp.register(["dmidecode", "-t", "0,1,2"], stdout=raw)
+    fp.register(["dmidecode", "-t", "0,1,2,3"], stdout=raw)
     document = audit.build_document(runner)
     assert_complete(document)
     assert document["board"]["baseboard"]["manufacturer"] == "Acme Cart\ufffds"
     assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    assert document["board"]["chassis"]["manufacturer"] == "Acme Servers"
 
 
 def test_a_real_hung_tool_is_killed_with_its_process_group(tmp_path, monkeypatch):
@@ -338,7 +341,7 @@ def test_stdout_is_pure_json_and_exit_zero_with_errors(tmp_path):
     document = json.loads(done.stdout)
     assert_complete(document)
     assert document["collectors"]["board"]["status"] == "error"
-    assert "board: dmidecode -t 0,1,2: exit status 1: /dev/mem: Permission denied" in done.stderr
+    assert "board: dmidecode -t 0,1,2,3: exit status 1: /dev/mem: Permission denied" in done.stderr
 
 
 def test_unwritable_output_exits_1_with_one_line(tmp_path):
@@ -461,7 +464,7 @@ def test_timeout_option_kills_a_hung_tool_and_the_audit_completes(tmp_path):
     for name in ("board", "cpu", "memory", "psu"):
         [error] = document["collectors"][name]["errors"]
         assert re.fullmatch(r"timed out after 1\.\d s and was killed", error["message"])
-    assert "board: dmidecode -t 0,1,2: timed out after 1." in done.stderr
+    assert "board: dmidecode -t 0,1,2,3: timed out after 1." in done.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "inf", "nan"])

@@ -230,6 +230,24 @@ def test_usb_file_name():
     assert audit.usb_file_name({}, when) == "bee-audit-unknown-20261125T224305Z.json"
 
 
+def test_machine_serial_falls_back_from_system_to_chassis_to_baseboard():
+    document = lab_document()
+    board = document["board"]
+    assert audit.machine_serial(document) == "SYS-SN-ABC123"
+    board["system"]["serial"] = None  # e.g. "0123456789" on a Supermicro board
+    assert audit.machine_serial(document) == "CHS-SN-77001"
+    assert "SN CHS-SN-77001" in audit.qr_summary_text(document).split("\n")
+    import datetime as dt
+
+    when = dt.datetime(2026, 11, 25, 22, 43, 5, tzinfo=dt.UTC)
+    assert audit.usb_file_name(document, when) == "bee-audit-CHS-SN-77001-20261125T224305Z.json"
+    board["chassis"] = None  # no type 3 in the table
+    assert audit.machine_serial(document) == "BRD-SN-123456"
+    board["baseboard"]["serial"] = None
+    assert audit.machine_serial(document) is None
+    assert "SN ?" in audit.qr_summary_text(document).split("\n")
+
+
 def test_usb_mounts_writes_syncs_and_unmounts(tmp_path, monkeypatch):
     log = fake_usb_tools(tmp_path, with_partition(lab_lsblk()))
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))

@@ -45,6 +45,7 @@ def test_lab_server_document(lab_machine):
     assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
     assert document["psu"]["power_supplies"][0]["serial"] == "PSU-SN-000777"
     assert document["psu"]["chassis"]["serial"] == "CHS-SN-77001"
+    assert document["board"]["chassis"]["serial"] == "CHS-SN-77001"  # SMBIOS type 3 agrees with the FRU
     assert {
         report["status"]
         for name, report in document["collectors"].items()
@@ -92,11 +93,16 @@ def test_the_schema_rejects_wrong_documents(lab_machine):
         lambda d: d["findings"].append({"severity": "bad", "component": "x", "message": "y"}),
         lambda d: d["psu"]["power_supplies"][0].pop("serial"),
         lambda d: d.update(schema_version=2),
+        lambda d: d["board"].pop("chassis"),  # the chassis is always there (null without type 3)
+        lambda d: d["board"]["chassis"].update(serial=77001),
+        lambda d: d["board"]["chassis"].update(height="2 U"),  # a chassis key the schema does not know
     ]:
         document = copy.deepcopy(good)
         change(document)
         wrong.append(VALIDATOR.is_valid(document))
-    assert wrong == [False] * 8
+    assert wrong == [False] * 11
+    good["board"]["chassis"] = None
+    assert VALIDATOR.is_valid(good)
 
 
 # -- every fixture family through its parser, validated as part of a whole document ---------------------

@@ -116,11 +116,17 @@ def test_audit_board_system_and_bios(document):
 
 
 def test_audit_chassis_serial(document):
-    # SMBIOS type 3 (board.chassis, when the audit reads it) and the FRU's chassis area must both agree.
-    found = [section["serial"] for section in (
-        (document.get("board") or {}).get("chassis"), (document.get("psu") or {}).get("chassis"),
-    ) if section]
-    assert found and set(found) == {expected.CHASSIS["serial"]}, found
+    # Both sources must carry the chassis serial: SMBIOS type 3 (board.chassis, from dmidecode -t 0,1,2,3)
+    # and the IPMI FRU's chassis area (psu.chassis, from ipmitool fru).
+    smbios = document["board"]["chassis"]
+    assert smbios is not None, "no SMBIOS type 3 in the audit's board data"
+    assert (smbios["serial"], smbios["manufacturer"], smbios["version"], smbios["asset_tag"]) == (
+        expected.CHASSIS["serial"], expected.CHASSIS["manufacturer"], expected.CHASSIS["version"],
+        expected.CHASSIS["asset"])
+    fru = document["psu"]["chassis"]
+    assert (fru["serial"], fru["part_number"], fru["type"]) == (
+        expected.FRU_CHASSIS["serial"], expected.FRU_CHASSIS["part"], expected.FRU_CHASSIS["type_name"])
+    assert smbios["serial"] == fru["serial"] == expected.CHASSIS["serial"]
 
 
 def test_audit_both_cpu_sockets(document):

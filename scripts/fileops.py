@@ -55,8 +55,17 @@ def replace_atomic(path: Path, fill: Callable[[Path], object], mode: int) -> Pat
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    """Write `data` to `path` with `mode` through a temporary name (see replace_atomic); return `path`."""
-    return replace_atomic(path, lambda tmp: tmp.write_bytes(data), mode)
+    """Write `data` to `path` with `mode` through a temporary name (see replace_atomic); return `path`.
+
+    The temporary file has `mode` from its creation: a secret written 0600 is never readable by others.
+    """
+
+    def fill(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        tmp.touch(mode=mode, exist_ok=False)
+        tmp.write_bytes(data)
+
+    return replace_atomic(path, fill, mode)
 
 
 def copy_atomic(source: Path, target: Path, mode: int) -> Path:

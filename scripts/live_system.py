@@ -30,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/live_system.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import buildconfig  # noqa: E402
+from scripts import buildconfig, fileops  # noqa: E402
 
 SERVICES_DIR = "openrc"
 CONF_D_DIR = "conf.d"
@@ -90,16 +90,7 @@ def render_source(cfg: Any, source: Path) -> str:
 
 def write_file(path: Path, content: str | bytes, mode: int) -> Path:
     """Write `content` to `path` with `mode`, through a temporary name created with that mode; return path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    data = content.encode() if isinstance(content, str) else content
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, mode)  # the umask may have narrowed it
-    tmp.replace(path)
-    return path
+    return fileops.write_atomic(path, content.encode() if isinstance(content, str) else content, mode)
 
 
 def live_path(overlay_dir: Path, absolute: str) -> Path:

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,17 @@ def test_sha256_file(tmp_path):
 def test_os_error_line_says_what_and_what_to_do(err, expected):
     line = fileops.os_error_line(err)
     assert line.startswith(expected) and line.endswith("run again") and "\n" not in line
+
+
+def test_a_secret_is_never_readable_by_others_even_before_its_rename(tmp_path, monkeypatch):
+    modes = []
+    real = Path.write_bytes
+
+    def recording(path, data):
+        modes.append(stat.S_IMODE(path.stat().st_mode))
+        return real(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", recording)
+    fileops.write_atomic(tmp_path / "password.txt", b"secret\n", 0o600)
+    assert modes == [0o600]
+    assert stat.S_IMODE((tmp_path / "password.txt").stat().st_mode) == 0o600

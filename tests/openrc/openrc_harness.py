@@ -30,26 +30,25 @@ printf '%s\\n' "$_call" >>"$CALLS_LOG"
 """
 
 
-def rendered_services(cfg, out_dir: Path) -> dict[str, Path]:
-    """Render (or copy) every service of openrc/ into out_dir; return name -> file."""
+def render_sources(cfg, sources: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    """Render (or copy) each source into out_dir under its name; return name -> file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, source in live_system.service_sources().items():
+    for name, source in sources.items():
         target = out_dir / name
         target.write_text(live_system.render_source(cfg, source))
         written[name] = target
     return written
+
+
+def rendered_services(cfg, out_dir: Path) -> dict[str, Path]:
+    """Every service of openrc/, rendered into out_dir; name -> file."""
+    return render_sources(cfg, live_system.service_sources(), out_dir)
 
 
 def rendered_conf_d(cfg, out_dir: Path) -> dict[str, Path]:
-    """Render every conf.d file of openrc/conf.d into out_dir; return name -> file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, source in live_system.conf_d_sources().items():
-        target = out_dir / name
-        target.write_text(live_system.render_source(cfg, source))
-        written[name] = target
-    return written
+    """Every conf.d file of openrc/conf.d, rendered into out_dir; name -> file."""
+    return render_sources(cfg, live_system.conf_d_sources(), out_dir)
 
 
 class Sandbox:

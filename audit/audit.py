@@ -2,13 +2,14 @@
 """bee audit: one JSON hardware inventory of the machine it runs on.
 
 Standard library only (the live system has python3 and nothing from PyPI). Each collector is a plain
-function registered with `@collector(name)` in the order the document lists them; it gets a `Collector`
-context to run tools and read sysfs, and returns plain data (or None when its tools are absent). Nothing a
-collector meets is fatal: a missing tool contributes nothing, a failing, hung or garbage-printing tool is
-an entry in `errors`, and the document is always complete.
+function registered with `@collector(name)` in the order the document lists them (the sections below
+follow that order); it gets a `Context` to run tools and read sysfs, and returns plain data (or None when
+its tools are absent). Nothing a collector meets is fatal: a missing tool contributes nothing, a failing,
+hung or garbage-printing tool is an entry in `errors`, and the document is always complete.
 
-Units in the document: sizes in bytes, CPU speeds in MHz, memory speeds in MT/s, temperatures in degrees
-Celsius, durations in seconds, PCIe link speeds in GT/s.
+Units in the document, named in the key where a key carries one (`size_bytes`, `speed_mbps`, `max_power_w`):
+sizes in bytes, CPU speeds in MHz, memory speeds in MT/s, network speeds in Mb/s, power in watts,
+temperatures in degrees Celsius, durations in seconds, PCIe link speeds in GT/s.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 AUDIT_VERSION = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # bumped when a key is renamed or removed or changes its meaning (see README)
 DEFAULT_TIMEOUT = 30.0  # seconds per tool run; a hung tool is killed with its process group
 TOOL_ENV = {"LC_ALL": "C", "LANG": "C"}
 
@@ -46,9 +47,7 @@ def log(message: str) -> None:
     print(f"audit: {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------------------------------------
-# Running tools: timeouts, process groups, capture and replay
-# --------------------------------------------------------------------------------------------------------
+# -- running tools: timeouts, process groups, capture and replay ---------------------------------------------
 
 
 @dataclass
@@ -110,7 +109,7 @@ class Runner:
         self.roots = {"sysfs": sysfs, "procfs": procfs, "devfs": devfs}
         self._capture_lock = threading.Lock()
 
-    # -- commands ------------------------------------------------------------------------------------
+    # Commands
 
     def run(self, argv: list[str], timeout: float | None = None) -> ToolResult | None:
         """Run `argv` under a timeout; None when the tool is not installed (not an error).
@@ -191,7 +190,7 @@ class Runner:
             float(meta.get("duration") or 0.0),
         )
 
-    # -- files ---------------------------------------------------------------------------------------
+    # Files
 
     def path(self, root: str, relative: str) -> Path:
         """The path of `relative` (like "class/net/eth0/address") under the sysfs, procfs or devfs root."""
@@ -245,7 +244,7 @@ class Runner:
                 self._mirror_entry(root, str(rel))  # the target too, so the link resolves in the capture
         return str(rel)
 
-    # -- capture: the files read, with the tree's symlinks kept as symlinks ---------------------------
+    # Capture: the files read, with the tree's symlinks kept as symlinks
 
     @contextlib.contextmanager
     def _capturing(self, root: str, relative: str):
@@ -311,13 +310,11 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-# --------------------------------------------------------------------------------------------------------
-# Collectors: the registry and the context each one gets
-# --------------------------------------------------------------------------------------------------------
+# -- registry: collectors, the context each one gets, linkers and finding rules ------------------------------
 
 
 @dataclass
-class Collector:
+class Context:
     """What a collector works with: the runner, and its own list of errors."""
 
     name: str
@@ -375,7 +372,7 @@ class Collector:
         return self.runner.realpath(root, relative)
 
 
-CollectorFunction = Callable[[Collector], Any]
+CollectorFunction = Callable[[Context], Any]
 COLLECTORS: list[tuple[str, CollectorFunction]] = []
 
 
@@ -413,9 +410,7 @@ def finding(severity: str, component: str, message: str) -> dict[str, str]:
     return {"severity": severity, "component": component, "message": message}
 
 
-# --------------------------------------------------------------------------------------------------------
-# Shared parsing helpers
-# --------------------------------------------------------------------------------------------------------
+# -- shared parsing helpers ----------------------------------------------------------------------------------
 
 PLACEHOLDERS = {
     "", "not specified", "not available", "not applicable", "not present", "to be filled by o.e.m.",
@@ -474,6 +469,41 @@ def to_int(value: Any) -> int | None:
     return None
 
 
+def to_bool(value: Any) -> bool | None:
+    """A boolean from JSON true/false, 1/0 or the strings lsblk prints ("1", "0", "true"); else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0 if value in (0, 1) else None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes"):
+            return True
+        if text in ("0", "false", "no"):
+            return False
+    return None
+
+
+def leading_int(text: Any) -> int | None:
+    """The integer at the start of a string ("31 (Min/Max 31/31)" -> 31); ints pass through."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"\s*(-?\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+def leading_float(text: Any) -> float | None:
+    """The number at the start of a string ("250.00 W" -> 250.0, "8.0 GT/s PCIe" -> 8.0); else None."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
+    return float(match.group(1)) if match else None
+
+
 def as_dict(value: Any) -> dict[str, Any]:
     """`value` when it is a JSON object, else an empty one (tool JSON of an unexpected shape never raises)."""
     return value if isinstance(value, dict) else {}
@@ -494,9 +524,47 @@ def load_json(text: str | None) -> Any:
         return None
 
 
-# ===== DMI, memory, PSU collectors (board, cpu, memory, psu) =====
+def sum_known(values) -> int | None:
+    """The sum of the values, or None when any of them is unknown (a partial sum would be a wrong value)."""
+    values = list(values)
+    if not values or any(value is None for value in values):
+        return None
+    return sum(values)
 
-# -- dmidecode's text output -------------------------------------------------------------------------------
+
+def gib(size: int | None) -> str:
+    """Bytes as a short GiB figure for messages."""
+    return "?" if size is None else f"{size / (1 << 30):g} GiB"
+
+
+PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+PCI_SYSFS_NAME = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")  # as in /sys/bus/pci/devices
+
+
+def normalize_pci_address(text: Any) -> str | None:
+    """A PCI address as lspci -D prints it (`0000:17:00.0`, lower case) from `17:00.0`, `0000:17:00.0` or
+    nvidia-smi's 8-digit domain `00000000:17:00.0`; None when it is not an address."""
+    if not isinstance(text, str):
+        return None
+    match = PCI_ADDRESS.match(text.strip())
+    if not match:
+        return None
+    domain, bus, slot, function = match.groups()
+    domain_number = int(domain, 16) if domain else 0
+    return f"{domain_number:04x}:{bus}:{slot}.{function}".lower()
+
+
+def pci_address_in_path(path: str | None) -> str | None:
+    """The last PCI address in a sysfs device path (a disk's or NIC's controller), or None."""
+    if not path:
+        return None
+    for part in reversed(path.split("/")):
+        if PCI_SYSFS_NAME.match(part):
+            return normalize_pci_address(part)
+    return None
+
+
+# -- dmidecode: its text output, shared by board, cpu, memory and psu ----------------------------------------
 
 DMI_HANDLE = re.compile(r"^Handle (0x[0-9A-Fa-f]+), DMI type (\d+), (\d+) bytes")
 # Strings vendors put in DMI/FRU fields instead of a value (on top of PLACEHOLDERS): "NO DIMM",
@@ -510,7 +578,6 @@ DMI_PLACEHOLDER = re.compile(
     r"serial(?: number)?|asset ?tag|product(?: name)?|sku(?: number)?)|"
     r"(?:0123456|123456789)\w*)$"
 )
-IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
 
 
 @dataclass
@@ -631,7 +698,7 @@ def no_smbios_message(result: ToolResult) -> str | None:
     return f"no SMBIOS/DMI table found ({said}); the VM or firmware provides none: DMI data unknown"
 
 
-def dmidecode_text(ctx: Collector, types: str) -> str | None:
+def dmidecode_text(ctx: Context, types: str) -> str | None:
     """The output of `dmidecode -t TYPES`; None when dmidecode is absent (silently), found no SMBIOS table
     or failed (an error recorded, with a hint to run as root when access was denied)."""
     argv = ["dmidecode", "-t", types]
@@ -649,7 +716,7 @@ def dmidecode_text(ctx: Collector, types: str) -> str | None:
     return result.stdout if ctx.check(result) else None
 
 
-def dmidecode_records(ctx: Collector, types: str) -> list[DmiRecord] | None:
+def dmidecode_records(ctx: Context, types: str) -> list[DmiRecord] | None:
     """Run `dmidecode -t TYPES`; its records, None when dmidecode is absent or failed (error recorded)."""
     text = dmidecode_text(ctx, types)
     if text is None:
@@ -665,7 +732,27 @@ def dmidecode_records(ctx: Collector, types: str) -> list[DmiRecord] | None:
     return records
 
 
-# -- board: BIOS, system, baseboard and chassis (dmidecode -t 0,1,2,3) -------------------------------------
+# -- ipmitool: one command at a time, shared by every collector that asks the BMC ----------------------------
+
+IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
+IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
+
+
+def run_ipmitool(ctx: Context, argv: list[str]) -> str | None:
+    """An ipmitool command's output, holding the process-wide ipmitool lock while it runs.
+
+    `ipmitool fru` exits with the status of the LAST FRU it read: 1 when that one is absent ("Device not
+    present", an empty PSU bay), so output holding FRU records is used whatever the exit status."""
+    with IPMITOOL_LOCK:
+        result = ctx.run(argv)
+    if result is None:
+        return None
+    if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
+        return result.stdout
+    return result.stdout if ctx.check(result) else None
+
+
+# -- board: BIOS, system, baseboard and chassis (dmidecode -t 0,1,2,3) ---------------------------------------
 
 
 def parse_chassis(chassis: DmiRecord | None) -> dict[str, Any] | None:
@@ -720,13 +807,13 @@ def parse_board(records: list[DmiRecord]) -> dict[str, Any] | None:
 
 
 @collector("board")
-def collect_board(ctx: Collector) -> dict[str, Any] | None:
+def collect_board(ctx: Context) -> dict[str, Any] | None:
     """BIOS, system, baseboard and chassis identity from one `dmidecode -t 0,1,2,3`."""
     records = dmidecode_records(ctx, "0,1,2,3")
     return None if records is None else parse_board(records)
 
 
-# -- cpu: one entry per socket (dmidecode -t 4) -------------------------------------------------------------
+# -- cpu: one entry per socket (dmidecode -t 4) --------------------------------------------------------------
 
 
 def parse_cpu_socket(record: DmiRecord) -> dict[str, Any]:
@@ -766,22 +853,42 @@ def parse_cpus(records: list[DmiRecord]) -> dict[str, Any] | None:
     }
 
 
-def sum_known(values) -> int | None:
-    """The sum of the values, or None when any of them is unknown (a partial sum would be a wrong value)."""
-    values = list(values)
-    if not values or any(value is None for value in values):
-        return None
-    return sum(values)
-
-
 @collector("cpu")
-def collect_cpu(ctx: Collector) -> dict[str, Any] | None:
+def collect_cpu(ctx: Context) -> dict[str, Any] | None:
     """Every processor socket from `dmidecode -t 4`."""
     records = dmidecode_records(ctx, "4")
     return None if records is None else parse_cpus(records)
 
 
-# -- memory: one entry per slot (dmidecode -t 17) and EDAC error counts -------------------------------------
+VIRTUAL_MACHINE = re.compile(r"(?i)vmware|qemu|\bkvm\b|virtualbox|virtual machine|\bxen\b|\bhvm\b|bochs|"
+                             r"parallels|bhyve|openstack nova|cloud hypervisor")
+
+
+def is_virtual_machine(document: dict[str, Any]) -> bool:
+    """Whether DMI names a hypervisor's virtual machine (VMware, QEMU/KVM, Hyper-V, Xen, VirtualBox ...),
+    whose empty "sockets" are how the hypervisor describes its vCPUs, not hardware to look at."""
+    system = (document.get("board") or {}).get("system") or {}
+    names = " ".join(str(system.get(key) or "") for key in ("manufacturer", "product"))
+    return bool(VIRTUAL_MACHINE.search(names))
+
+
+@finding_rule
+def empty_cpu_sockets(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """An empty CPU socket beside a populated one (not on a virtual machine)."""
+    if is_virtual_machine(document):
+        return []
+    cpu = document.get("cpu") or {}
+    sockets = cpu.get("sockets") or []
+    empty = [socket for socket in sockets if socket["populated"] is False]
+    if not empty or not any(socket["populated"] for socket in sockets):
+        return []
+    names = ", ".join(socket["designation"] or "?" for socket in empty[:8])
+    names += " ..." if len(empty) > 8 else ""
+    return [finding("warning", "cpu",
+                    f"{len(empty)} of {len(sockets)} CPU sockets empty ({names}) beside populated ones")]
+
+
+# -- memory: one entry per slot (dmidecode -t 17) and EDAC error counts --------------------------------------
 
 EMPTY_SLOT_SIZES = {"no module installed", "not installed", "0 mb", "0 gb", "0 bytes", "none"}
 
@@ -835,7 +942,7 @@ def parse_memory(records: list[DmiRecord]) -> dict[str, Any] | None:
 EDAC_ROOT = "devices/system/edac/mc"
 
 
-def read_edac(ctx: Collector) -> dict[str, Any] | None:
+def read_edac(ctx: Context) -> dict[str, Any] | None:
     """EDAC memory controllers and their DIMMs (or ranks, or csrows on old kernels) with error counts."""
     controllers = [name for name in ctx.listdir("sysfs", EDAC_ROOT) if re.fullmatch(r"mc\d+", name)]
     if not controllers:
@@ -902,7 +1009,7 @@ def attach_edac(slots: list[dict[str, Any]], edac: dict[str, Any]) -> None:
 
 
 @collector("memory")
-def collect_memory(ctx: Collector) -> dict[str, Any] | None:
+def collect_memory(ctx: Context) -> dict[str, Any] | None:
     """Every memory slot from `dmidecode -t 17`, with EDAC error counts where the kernel has EDAC."""
     records = dmidecode_records(ctx, "17")
     memory = None if records is None else parse_memory(records)
@@ -917,10 +1024,735 @@ def collect_memory(ctx: Collector) -> dict[str, Any] | None:
     return memory
 
 
-# -- psu: ipmitool fru, falling back to dmidecode -t 39 ----------------------------------------------------
+SOCKET_PATTERNS = (
+    re.compile(r"(?i)\b(?:cpu|proc|processor|socket)\s*[_#-]?\s*(\d+)"),
+    re.compile(r"(?i)(?:^|[^a-z0-9])p(\d+)(?![0-9])"),
+)
+
+
+def dimm_sockets(slots: list[dict[str, Any]]) -> list[int] | None:
+    """The CPU socket number of every slot, from its locator or else its bank locator ("CPU1_DIMM_A1",
+    "PROC 2 DIMM 3", "P1-DIMMA1", "SOCKET 0 CHANNEL 1"); None unless one rule names the socket of all."""
+    for key in ("locator", "bank"):
+        for pattern in SOCKET_PATTERNS:
+            numbers = []
+            for slot in slots:
+                match = pattern.search(slot[key] or "")
+                if not match:
+                    break
+                numbers.append(int(match[1]))
+            else:
+                if slots:
+                    return numbers
+    return None
+
+
+@finding_rule
+def uneven_dimm_population(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """DIMM population (count or capacity of modules) that differs between CPU sockets."""
+    slots = (document.get("memory") or {}).get("slots") or []
+    sockets = dimm_sockets(slots)
+    if sockets is None or len(set(sockets)) < 2:
+        return []
+    groups: dict[int, list[dict[str, Any]]] = {number: [] for number in sorted(set(sockets))}
+    for number, slot in zip(sockets, slots, strict=True):
+        if slot["populated"]:
+            groups[number].append(slot)
+    populated_cpus = (document.get("cpu") or {}).get("populated_sockets")
+    if isinstance(populated_cpus, int) and populated_cpus < len(groups):
+        groups = {number: dimms for number, dimms in groups.items() if dimms}  # an empty socket's slots
+    if len(groups) < 2:
+        return []
+    shapes = {number: (len(dimms), sum(slot["size_bytes"] or 0 for slot in dimms))
+              for number, dimms in groups.items()}
+    if len(set(shapes.values())) == 1:
+        return []
+    detail = ", ".join(
+        f"socket {number}: {count} DIMMs, {gib(size)}" for number, (count, size) in shapes.items()
+    )
+    return [finding("warning", "memory", f"DIMM population differs between CPU sockets ({detail})")]
+
+
+@finding_rule
+def edac_uncorrected_errors(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """EDAC uncorrected memory errors, per DIMM and for errors the controller could not place."""
+    edac = (document.get("memory") or {}).get("edac") or {}
+    found = []
+    for dimm in edac.get("dimms") or []:
+        if (dimm.get("uncorrected") or 0) > 0:
+            where = dimm.get("label") or f"{dimm['controller']}/{dimm['name']}"
+            found.append(finding("critical", "memory",
+                                 f"DIMM {where}: {dimm['uncorrected']} uncorrected memory errors (EDAC)"))
+    for controller in edac.get("controllers") or []:
+        if (controller.get("uncorrected_noinfo") or 0) > 0:
+            count = controller["uncorrected_noinfo"]
+            found.append(finding("critical", "memory", f"memory controller {controller['name']}: "
+                                 f"{count} uncorrected errors on no known DIMM (EDAC)"))
+    return found
+
+
+# -- storage: whole disks from lsblk, identity and health from smartctl and nvme-cli -------------------------
+
+VIRTUAL_DISK_PREFIXES = ("loop", "zram", "ram", "nbd", "md", "dm-", "sr", "fd")
+DISK_TOOL_WORKERS = 8  # per-disk smartctl/nvme runs at once: fast on 24 disks, bounded on 200
+SMARTCTL_FLAG_BITS = {
+    2: "smart_command_failed",
+    3: "disk_failing",
+    4: "prefail_attributes_at_or_below_threshold",
+    5: "attributes_were_at_or_below_threshold",
+    6: "error_log_has_errors",
+    7: "self_test_log_has_errors",
+}
+NVME_CRITICAL_WARNING_BITS = {
+    0: "available spare below threshold",
+    1: "temperature outside threshold",
+    2: "reliability degraded",
+    3: "read-only mode",
+    4: "volatile memory backup failed",
+    5: "persistent memory region read-only",
+}
+LSBLK_COLUMNS = "NAME,KNAME,PATH,TYPE,SIZE,MODEL,SERIAL,REV,WWN,TRAN,ROTA,RM,HOTPLUG"
+
+
+def is_whole_disk(device: dict[str, Any]) -> bool:
+    """Whether an lsblk entry is a physical whole disk (type "disk", not a loop/zram/ram/nbd/md/dm)."""
+    name = str(device.get("kname") or device.get("name") or "")
+    if device.get("type") != "disk" or not name:
+        return False
+    if re.fullmatch(r"mmcblk\d+(?:boot\d+|rpmb)", name):  # an eMMC's boot and RPMB areas, not disks
+        return False
+    return not name.startswith(VIRTUAL_DISK_PREFIXES)
+
+
+def removable(device: dict[str, Any]) -> bool | None:
+    """lsblk RM or HOTPLUG; None when lsblk printed neither."""
+    flags = [to_bool(device.get(key)) for key in ("rm", "hotplug")]
+    return True if True in flags else False if False in flags else None
+
+
+def parse_lsblk(text: str | None) -> list[dict[str, Any]] | None:
+    """Whole disks from `lsblk -J -b` output (children, partitions and virtual devices dropped).
+
+    Each: name, path, size_bytes (None when lsblk printed a human size like "30G"), model, serial,
+    firmware (REV), wwn, transport, rotational, removable (a removable medium, or a disk on a hot-plug
+    bus such as USB: many USB sticks do not set RM). None when the text is not lsblk JSON.
+    """
+    data = load_json(text)
+    if not isinstance(data, dict) or not isinstance(data.get("blockdevices"), list):
+        return None
+    disks = []
+    for device in data["blockdevices"]:
+        if not isinstance(device, dict) or not is_whole_disk(device):
+            continue
+        name = str(device.get("name"))
+        disks.append({
+            "name": name,
+            "path": clean(device.get("path")) or f"/dev/{name}",
+            "size_bytes": to_int(device.get("size")),
+            "model": clean(device.get("model")),
+            "serial": clean(device.get("serial")),
+            "firmware": clean(device.get("rev")),
+            "wwn": clean(device.get("wwn")),
+            "transport": clean(device.get("tran")),
+            "rotational": to_bool(device.get("rota")),
+            "removable": removable(device),
+        })
+    return disks
+
+
+def smartctl_wwn(wwn: Any) -> str | None:
+    """smartctl's {"naa", "oui", "id"} WWN as lsblk prints it: 0x5000c500a1b2c3d4."""
+    if not isinstance(wwn, dict):
+        return None
+    naa, oui, ident = (to_int(wwn.get(key)) for key in ("naa", "oui", "id"))
+    if naa is None or oui is None or ident is None:
+        return None
+    return f"0x{naa:x}{oui:06x}{ident:09x}"
+
+
+def ata_attribute_raw(data: dict[str, Any], attribute_id: int) -> int | None:
+    """The raw count of an ATA SMART attribute (smartctl's interpreted raw string, else raw value)."""
+    table = as_list(as_dict(data.get("ata_smart_attributes")).get("table"))
+    for attribute in table:
+        if isinstance(attribute, dict) and attribute.get("id") == attribute_id:
+            raw = as_dict(attribute.get("raw"))
+            value = leading_int(raw.get("string"))
+            return value if value is not None else to_int(raw.get("value"))
+    return None
+
+
+def smartctl_flags(exit_status: int | None) -> list[str]:
+    """The names of the set bits 2-7 of smartctl's exit status (bits 0-1 are run failures)."""
+    if not exit_status:
+        return []
+    return [name for bit, name in SMARTCTL_FLAG_BITS.items() if exit_status & (1 << bit)]
+
+
+def smartctl_message(data: dict[str, Any]) -> str | None:
+    """The first error message smartctl put in its JSON (why a device could not be read)."""
+    messages = as_list(as_dict(data.get("smartctl")).get("messages"))
+    for message in messages:
+        if isinstance(message, dict) and message.get("severity") == "error":
+            return first_line(str(message.get("string") or "")) or None
+    return None
+
+
+def nvme_critical_warning(value: Any) -> int | None:
+    """The NVMe critical warning bit field: an int, or nvme-cli 2.11's {"value": N, ...} object."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    return to_int(value)
+
+
+def smart_available(data: dict[str, Any], failed_to_run: bool) -> bool | None:
+    """Whether the device answers SMART: False when smartctl could not run on it."""
+    if failed_to_run:
+        return False
+    available = as_dict(data.get("smart_support")).get("available")
+    if isinstance(available, bool):
+        return available
+    return True if "smart_status" in data else None
+
+
+def parse_smartctl(text: str | None, exit_status: int | None = None) -> dict[str, Any] | None:
+    """Identity and health from `smartctl -j -a` (or -x / --info) JSON; None when it is not smartctl JSON.
+
+    The exit status is a bit mask: bits 0-1 mean the command or the open failed (smart_available is then
+    False and smartctl_message says why); with other bits the JSON is complete; bit 3 means failing.
+    """
+    data = load_json(text)
+    if not isinstance(data, dict) or not isinstance(data.get("smartctl"), dict):
+        return None
+    if exit_status is None:
+        exit_status = to_int(data["smartctl"].get("exit_status"))
+    failed_to_run = bool(exit_status and exit_status & 0b11)
+    nvme_log = as_dict(data.get("nvme_smart_health_information_log"))
+    passed = as_dict(data.get("smart_status")).get("passed")
+    if not isinstance(passed, bool):
+        passed = False if exit_status and exit_status & 0b1000 else None
+    temperature = to_int(as_dict(data.get("temperature")).get("current"))
+    reallocated = ata_attribute_raw(data, 5)
+    if reallocated is None:
+        reallocated = to_int(data.get("scsi_grown_defect_list"))
+    capacity = to_int(as_dict(data.get("user_capacity")).get("bytes"))
+    if capacity is None:
+        capacity = to_int(data.get("nvme_total_capacity"))
+    return {
+        "device_type": clean(as_dict(data.get("device")).get("type")),
+        "model": clean(data.get("model_name") or data.get("scsi_model_name")),
+        "serial": clean(data.get("serial_number")),
+        "firmware": clean(data.get("firmware_version") or data.get("scsi_revision") or data.get("revision")),
+        "wwn": smartctl_wwn(data.get("wwn")) or clean(data.get("logical_unit_id")),  # SAS: the LU id
+        "size_bytes": capacity,
+        "health": {
+            "smart_available": smart_available(data, failed_to_run),
+            "smart_passed": passed,
+            "power_on_hours": to_int(as_dict(data.get("power_on_time")).get("hours")),
+            "temperature": temperature if temperature and temperature > 0 else None,
+            "reallocated_sectors": reallocated,
+            "pending_sectors": ata_attribute_raw(data, 197),
+            "critical_warning": nvme_critical_warning(nvme_log.get("critical_warning")),
+            "percentage_used": to_int(
+                nvme_log.get("percentage_used", data.get("scsi_percentage_used_endurance_indicator"))
+            ),
+            "media_errors": to_int(nvme_log.get("media_errors")),
+            "unsafe_shutdowns": to_int(nvme_log.get("unsafe_shutdowns")),
+            "smartctl_exit_status": exit_status,
+            "smartctl_flags": smartctl_flags(exit_status),
+            "smartctl_message": smartctl_message(data),
+        },
+    }
+
+
+def parse_nvme_id_ctrl(text: str | None) -> dict[str, Any] | None:
+    """Model, serial, firmware and PCI vendor from `nvme id-ctrl -o json`; None when it is not that."""
+    data = load_json(text)
+    if not isinstance(data, dict) or not any(key in data for key in ("sn", "mn", "fr")):
+        return None
+    vendor = to_int(data.get("vid"))
+    return {
+        "model": clean(data.get("mn")),
+        "serial": clean(data.get("sn")),
+        "firmware": clean(data.get("fr")),
+        "pci_vendor_id": f"{vendor:04x}" if vendor else None,
+        "subsystem_nqn": clean(data.get("subnqn")),
+    }
+
+
+def parse_nvme_smart_log(text: str | None) -> dict[str, Any] | None:
+    """Health from `nvme smart-log -o json` (nvme-cli 1.x-2.11: numbers may be strings, temperature in
+    kelvin, critical_warning an int or an object); None when it is not a smart log."""
+    data = load_json(text)
+    if not isinstance(data, dict) or "critical_warning" not in data:
+        return None
+    kelvin = to_int(data.get("temperature"))
+    return {
+        "critical_warning": nvme_critical_warning(data.get("critical_warning")),
+        "temperature": kelvin - 273 if kelvin and kelvin > 273 else None,
+        "percentage_used": to_int(data.get("percent_used", data.get("percentage_used"))),
+        "power_on_hours": to_int(data.get("power_on_hours")),
+        "media_errors": to_int(data.get("media_errors")),
+        "unsafe_shutdowns": to_int(data.get("unsafe_shutdowns")),
+    }
+
+
+def parse_nvme_list(text: str | None) -> dict[str, dict[str, Any]] | None:
+    """Namespace device path -> {model, serial, firmware, controller, pci_address} from `nvme list -o json`
+    in all its shapes (1.x flat, 1.16 -v tree, 2.x flat, 2.11 subsystem tree); None when not that JSON."""
+    data = load_json(text)
+    if not isinstance(data, dict) or not isinstance(data.get("Devices"), list):
+        return None
+    found: dict[str, dict[str, Any]] = {}
+
+    def add(namespace: Any, controller: dict[str, Any]) -> None:
+        name = namespace.get("NameSpace") if isinstance(namespace, dict) else None
+        path = namespace.get("DevicePath") if isinstance(namespace, dict) else None
+        if not path and isinstance(name, str):
+            path = f"/dev/{name}"
+        if not isinstance(path, str):
+            return
+        found[path] = {
+            "model": clean(controller.get("ModelNumber")),
+            "serial": clean(controller.get("SerialNumber")),
+            "firmware": clean(controller.get("Firmware")),
+            "controller": clean(controller.get("Controller")),
+            "pci_address": normalize_pci_address(controller.get("Address")),
+        }
+
+    def walk_subsystem(subsystem: dict[str, Any]) -> None:
+        for controller in as_list(subsystem.get("Controllers")):
+            if isinstance(controller, dict):
+                for namespace in as_list(controller.get("Namespaces")):
+                    add(namespace, controller)
+
+    for device in data["Devices"]:
+        if not isinstance(device, dict):
+            continue
+        if "DevicePath" in device:  # flat list (1.x, 2.0-2.10)
+            add(device, device)
+        elif "Controllers" in device:  # 1.16 `list -v`: one subsystem per entry
+            walk_subsystem(device)
+        for subsystem in as_list(device.get("Subsystems")):  # 2.11: host -> subsystems -> controllers
+            if isinstance(subsystem, dict):
+                walk_subsystem(subsystem)
+    return found
+
+
+def is_nvme_disk(disk: dict[str, Any]) -> bool:
+    return disk.get("transport") == "nvme" or str(disk.get("name", "")).startswith("nvme")
+
+
+def disk_commands(disk: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The per-disk tool runs: smartctl for every disk, and nvme-cli's id-ctrl and smart-log for NVMe."""
+    path = disk["path"]
+    commands = [("smartctl", ["smartctl", "-j", "-a", path])]
+    if is_nvme_disk(disk):
+        commands += [
+            ("id-ctrl", ["nvme", "id-ctrl", "-o", "json", path]),
+            ("smart-log", ["nvme", "smart-log", "-o", "json", path]),
+        ]
+    return commands
+
+
+def run_disk_tools(ctx: Context, disks: list[dict[str, Any]]) -> dict[tuple[str, str], ToolResult]:
+    """Run every per-disk tool, a bounded number at once; results keyed by (disk name, tool)."""
+    jobs = [(disk["name"], tool, argv) for disk in disks for tool, argv in disk_commands(disk)]
+    results: dict[tuple[str, str], ToolResult] = {}
+    if not jobs:
+        return results
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(DISK_TOOL_WORKERS, len(jobs))) as pool:
+        futures = {pool.submit(ctx.run, argv): (name, tool) for name, tool, argv in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            result = future.result()
+            if result is not None:
+                results[futures[future]] = result
+    return results
+
+
+def empty_health() -> dict[str, Any]:
+    return {
+        "smart_available": None, "smart_passed": None, "power_on_hours": None, "temperature": None,
+        "reallocated_sectors": None, "pending_sectors": None, "critical_warning": None,
+        "percentage_used": None, "media_errors": None, "unsafe_shutdowns": None,
+        "smartctl_exit_status": None, "smartctl_flags": [], "smartctl_message": None,
+    }
+
+
+def merge_identity(disk: dict[str, Any], source: dict[str, Any] | None, keys: tuple[str, ...]) -> None:
+    """Fill the disk's identity fields that are still unknown from another source."""
+    for key in keys:
+        if source and disk.get(key) is None and source.get(key) is not None:
+            disk[key] = source[key]
+
+
+def apply_smartctl(ctx: Context, disk: dict[str, Any], result: ToolResult | None) -> None:
+    """Put smartctl's identity and health into the disk; record a real failure as an error."""
+    if result is None:
+        return
+    if result.timed_out:
+        ctx.check(result)
+        return
+    parsed = parse_smartctl(result.stdout, result.returncode)
+    if parsed is None:
+        detail = "printed no smartctl JSON" if result.stdout.strip() else "printed nothing"
+        ctx.error(result.argv, f"exit status {result.returncode}: {detail}")
+        return
+    health = parsed["health"]
+    if result.returncode is not None and result.returncode & 0b10:
+        # bit 1: the device could not be opened (dead disk, permissions): a failure worth reporting
+        reason = health["smartctl_message"] or "device open failed"
+        ctx.error(result.argv, f"exit status {result.returncode}: {reason}")
+    # bit 0 alone: smartctl cannot talk to this kind of device (virtio, unknown USB bridge): no SMART
+    # there, which the disk's health says (smart_available false, smartctl_message), not a tool error.
+    if not (result.returncode or 0) & 0b11:
+        for key in ("model", "serial", "firmware", "wwn"):
+            if parsed[key] is not None:
+                disk[key] = parsed[key]
+        merge_identity(disk, parsed, ("size_bytes",))
+    disk["health"].update(health)
+
+
+def apply_nvme(ctx: Context, disk: dict[str, Any], results: dict[tuple[str, str], ToolResult]) -> None:
+    """Fill NVMe identity from id-ctrl and health from smart-log (smart-log wins for NVMe counters)."""
+    id_ctrl = results.get((disk["name"], "id-ctrl"))
+    if id_ctrl is not None and ctx.check(id_ctrl):
+        parsed = parse_nvme_id_ctrl(id_ctrl.stdout)
+        if parsed is None:
+            ctx.error(id_ctrl.argv, "printed no nvme id-ctrl JSON")
+        merge_identity(disk, parsed, ("model", "serial", "firmware"))
+    smart_log = results.get((disk["name"], "smart-log"))
+    if smart_log is not None and ctx.check(smart_log):
+        parsed = parse_nvme_smart_log(smart_log.stdout)
+        if parsed is None:
+            ctx.error(smart_log.argv, "printed no nvme smart-log JSON")
+            return
+        health = disk["health"]
+        for key, value in parsed.items():
+            if value is not None and (key != "temperature" or health.get("temperature") is None):
+                health[key] = value
+
+
+def fill_from_nvme_list(ctx: Context, disks: list[dict[str, Any]]) -> None:
+    """Last resort for NVMe disks still without model or serial: one `nvme list -o json`."""
+    missing = [d for d in disks if is_nvme_disk(d) and (d.get("model") is None or d.get("serial") is None)]
+    if not missing:
+        return
+    text = ctx.output(["nvme", "list", "-o", "json"])
+    listed = parse_nvme_list(text) if text is not None else None
+    for disk in missing:
+        merge_identity(disk, (listed or {}).get(disk["path"]), ("model", "serial", "firmware"))
+
+
+@collector("storage")
+def collect_storage(ctx: Context) -> list[dict[str, Any]] | None:
+    """Whole disks from lsblk, with smartctl (and nvme-cli for NVMe) identity and health per disk."""
+    argv = ["lsblk", "-J", "-b", "-d", "-o", LSBLK_COLUMNS]
+    text = ctx.output(argv)
+    if text is None:
+        return None
+    disks = parse_lsblk(text)
+    if disks is None:
+        ctx.error(argv, "printed no lsblk JSON")
+        return None
+    for disk in disks:
+        disk["pci_address"] = pci_address_in_path(ctx.realpath("sysfs", f"block/{disk['name']}/device"))
+        disk["health"] = empty_health()
+    results = run_disk_tools(ctx, disks)
+    for disk in disks:
+        try:
+            apply_smartctl(ctx, disk, results.get((disk["name"], "smartctl")))
+            if is_nvme_disk(disk):
+                apply_nvme(ctx, disk, results)
+        except Exception as exc:  # one disk's odd output must not lose the other disks
+            ctx.error(None, f"{disk['path']}: cannot read its health: {type(exc).__name__}: {exc}")
+    fill_from_nvme_list(ctx, disks)
+    return disks
+
+
+def disk_label(disk: dict[str, Any]) -> str:
+    parts = [str(disk.get("path"))] + [str(disk[k]) for k in ("model", "serial") if disk.get(k)]
+    return f"disk {parts[0]}" + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+@finding_rule
+def storage_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """SMART failed, NVMe critical warning, wear at or over 90 %, reallocated or pending sectors."""
+    found = []
+    for disk in document.get("storage") or []:
+        health = disk.get("health") or {}
+        label = disk_label(disk)
+        if health.get("smart_passed") is False:
+            found.append(finding("critical", label, "SMART overall health self-assessment FAILED"))
+        warning = health.get("critical_warning")
+        if warning:
+            names = [name for bit, name in NVME_CRITICAL_WARNING_BITS.items() if warning & (1 << bit)]
+            found.append(finding("critical", label, f"NVMe critical warning {warning:#x}: "
+                                 + (", ".join(names) or "unknown bit")))
+        used = health.get("percentage_used")
+        if used is not None and used >= 90:
+            found.append(finding("warning", label, f"{used} % of the rated endurance used"))
+        for key, what in (("reallocated_sectors", "reallocated"), ("pending_sectors", "pending")):
+            count = health.get(key)
+            if count:
+                found.append(finding("warning", label, f"{count} {what} sectors"))
+    return found
+
+
+# -- pcie: every PCI function from lspci and sysfs -----------------------------------------------------------
+
+NAME_WITH_ID = re.compile(r"^(.*?)\s*\[([0-9a-fA-F]{4})\]$")
+UNNAMED = re.compile(r"^(?:Device|Vendor|Class) [0-9a-fA-F]{4}$")
+VMM_FIELDS = {
+    "Class": ("class", "class_id"),
+    "Vendor": ("vendor", "vendor_id"),
+    "Device": ("device", "device_id"),
+    "SVendor": ("subsystem_vendor", "subsystem_vendor_id"),
+    "SDevice": ("subsystem_device", "subsystem_device_id"),
+}
+
+
+def split_name_and_id(value: str, numeric: bool) -> tuple[str | None, str | None]:
+    """("Intel Corporation", "8086") from "Intel Corporation [8086]" (-nn), "8086" (-n) or a bare name."""
+    value = value.strip()
+    if numeric:
+        return None, value.lower() if re.fullmatch(r"[0-9a-fA-F]{4}", value) else None
+    match = NAME_WITH_ID.match(value)
+    name, ident = (match.group(1), match.group(2).lower()) if match else (value, None)
+    if UNNAMED.match(name):  # lspci's stand-in when pci.ids has no name: an id, not a name
+        return None, ident or name.split()[-1].lower()
+    return clean(name), ident
+
+
+def parse_lspci_vmm(text: str | None) -> list[dict[str, Any]]:
+    """PCI functions from `lspci -vmm [-D]`, `-vmmn` or `-vmmnn`; records without a Slot are dropped."""
+    if not text:
+        return []
+    records: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if not line.strip():
+            records.append({})
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            records[-1].setdefault(key.strip(), value.strip())
+    numeric = all(
+        re.fullmatch(r"[0-9a-fA-F]{4}", r.get("Class", "")) for r in records if r.get("Class")
+    ) and any(r.get("Class") for r in records)
+    devices = []
+    for record in records:
+        address = normalize_pci_address(record.get("Slot"))
+        if address is None:
+            continue
+        entry: dict[str, Any] = {"address": address}
+        for key, (name_key, id_key) in VMM_FIELDS.items():
+            name, ident = split_name_and_id(record.get(key, ""), numeric) if key in record else (None, None)
+            entry[name_key], entry[id_key] = name, ident
+        entry["revision"] = (record.get("Rev") or "").lower() or None
+        entry["prog_if"] = (record.get("ProgIf") or "").lower() or None
+        entry["physical_slot"] = record.get("PhySlot") or None
+        entry["driver"] = record.get("Driver") or None
+        entry["numa_node"] = numa_node(record.get("NUMANode"))
+        devices.append(entry)
+    return devices
+
+
+def numa_node(value: Any) -> int | None:
+    number = to_int(value)
+    return number if number is not None and number >= 0 else None
+
+
+def link_speed(value: str | None) -> float | None:
+    """GT/s from sysfs `8.0 GT/s PCIe` / `2.5 GT/s` / lspci `8GT/s`; None for "Unknown" or absent."""
+    if not value:
+        return None
+    match = re.search(r"(\d+(?:\.\d+)?)\s*GT/s", value)
+    return float(match.group(1)) if match else None
+
+
+def link_width(value: str | None) -> int | None:
+    """Lanes from sysfs `4` (or `x4`); None when absent, unreadable or 0 (no link)."""
+    number = to_int((value or "").strip().lstrip("x"))
+    return number if number else None
+
+
+def parse_aer(text: str | None) -> tuple[int | None, dict[str, int]]:
+    """(total, counters) from a sysfs aer_dev_* file: "NAME COUNT" lines and a TOTAL_ERR_* line."""
+    if text is None:
+        return None, {}
+    counters: dict[str, int] = {}
+    total = None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2 or to_int(parts[1]) is None:
+            continue
+        if parts[0].startswith("TOTAL_"):
+            total = to_int(parts[1])
+        else:
+            counters[parts[0]] = to_int(parts[1])
+    if total is None and counters:
+        total = sum(counters.values())
+    return total, counters
+
+
+def read_pci_sysfs(ctx: Context, address: str) -> dict[str, Any]:
+    """What sysfs says of one PCI function: ids, class, driver, NUMA node, link, upstream port, AER."""
+    base = f"bus/pci/devices/{address}"
+
+    def hex_id(name: str, digits: int = 4) -> str | None:
+        value = to_int(ctx.read("sysfs", f"{base}/{name}"))
+        return f"{value:0{digits}x}" if value is not None else None
+
+    subsystem_vendor = hex_id("subsystem_vendor")
+    has_subsystem = subsystem_vendor not in (None, "0000")  # 0000: the function names no subsystem
+    info: dict[str, Any] = {
+        "vendor_id": hex_id("vendor"), "device_id": hex_id("device"),
+        "subsystem_vendor_id": subsystem_vendor if has_subsystem else None,
+        "subsystem_device_id": hex_id("subsystem_device") if has_subsystem else None,
+        "revision": hex_id("revision", 2),
+    }
+    class_code = hex_id("class", 6)
+    info["class_id"], info["prog_if"] = (class_code[:4], class_code[4:]) if class_code else (None, None)
+    driver = ctx.realpath("sysfs", f"{base}/driver")
+    info["driver"] = driver.rsplit("/", 1)[-1] if driver else None
+    info["numa_node"] = numa_node(ctx.read("sysfs", f"{base}/numa_node"))
+    info["link"] = read_link(ctx, base)
+    parent = pci_address_in_path(os.path.dirname(ctx.realpath("sysfs", base) or ""))
+    info["upstream"] = None
+    if parent is not None:
+        upstream_link = read_link(ctx, f"bus/pci/devices/{parent}") or {}
+        info["upstream"] = {
+            "address": parent,
+            "max_speed": upstream_link.get("max_speed"),
+            "max_width": upstream_link.get("max_width"),
+        }
+    info["aer"] = read_aer(ctx, base)
+    return info
+
+
+def read_link(ctx: Context, base: str) -> dict[str, Any] | None:
+    """The sysfs link speed and width of a PCI function; None when it has no PCIe link files."""
+    values = {
+        "current_speed": link_speed(ctx.read("sysfs", f"{base}/current_link_speed")),
+        "current_width": link_width(ctx.read("sysfs", f"{base}/current_link_width")),
+        "max_speed": link_speed(ctx.read("sysfs", f"{base}/max_link_speed")),
+        "max_width": link_width(ctx.read("sysfs", f"{base}/max_link_width")),
+    }
+    return values if any(v is not None for v in values.values()) else None
+
+
+def read_aer(ctx: Context, base: str) -> dict[str, Any] | None:
+    """AER error counters of a PCI function, None when the kernel exposes none."""
+    aer: dict[str, Any] = {"counters": {}}
+    for kind in ("correctable", "nonfatal", "fatal"):
+        total, counters = parse_aer(ctx.read("sysfs", f"{base}/aer_dev_{kind}"))
+        aer[kind] = total
+        if counters:
+            aer["counters"][kind] = counters
+    return aer if any(aer[k] is not None for k in ("correctable", "nonfatal", "fatal")) else None
+
+
+@collector("pcie")
+def collect_pcie(ctx: Context) -> list[dict[str, Any]] | None:
+    """Every PCI function: names from `lspci -vmm -D`, ids, driver, NUMA node, link and AER from sysfs."""
+    text = ctx.output(["lspci", "-vmm", "-D"])
+    listed = {entry["address"]: entry for entry in parse_lspci_vmm(text)}
+    if text is not None and not listed:
+        ctx.error(["lspci", "-vmm", "-D"], "printed no PCI device records")
+    in_sysfs = [a for a in ctx.listdir("sysfs", "bus/pci/devices") if normalize_pci_address(a) == a.lower()]
+    addresses = sorted(set(listed) | {a.lower() for a in in_sysfs})
+    if not addresses:
+        return None
+    devices = []
+    for address in addresses:
+        entry = listed.get(address) or {"address": address, **dict.fromkeys(
+            ("class", "vendor", "device", "subsystem_vendor", "subsystem_device", "physical_slot"))}
+        sysfs = read_pci_sysfs(ctx, address) if address in in_sysfs else {}
+        for key, value in sysfs.items():
+            if value is not None or key not in entry:
+                entry[key] = value
+        for key in ("class_id", "prog_if", "vendor_id", "device_id", "subsystem_vendor_id",
+                    "subsystem_device_id", "revision", "driver", "numa_node", "link", "upstream", "aer"):
+            entry.setdefault(key, None)
+        devices.append(entry)
+    return devices
+
+
+def pcie_label(entry: dict[str, Any]) -> str:
+    name = " ".join(str(entry[k]) for k in ("vendor", "device") if entry.get(k))
+    return f"pcie {entry.get('address')}" + (f" ({name})" if name else "")
+
+
+def idles_link_speed(entry: dict[str, Any]) -> bool:
+    """GPUs (class 03) and NICs (class 02) lower their link speed when idle."""
+    return str(entry.get("class_id") or "")[:2] in ("02", "03")
+
+
+def is_bridge(entry: dict[str, Any]) -> bool:
+    return str(entry.get("class_id") or "").startswith("0604")
+
+
+def switch_upstream_ports(entries: list[dict[str, Any]]) -> set[str]:
+    """The addresses of the PCIe switch upstream ports: bridges with an odd number of PCI bridges above them
+    (root port -> upstream port -> downstream ports -> upstream port of a chained switch ...). Their own
+    link is the one above them; a root or downstream port's link is the one to the device below."""
+    by_address = {entry.get("address"): entry for entry in entries}
+    found = set()
+    for entry in entries:
+        if not is_bridge(entry):
+            continue
+        above, parent, seen = 0, (entry.get("upstream") or {}).get("address"), set()
+        while parent in by_address and parent not in seen:
+            seen.add(parent)
+            above += is_bridge(by_address[parent])  # not a VMD controller above Intel VMD root ports
+            parent = (by_address[parent].get("upstream") or {}).get("address")
+        if above % 2 == 1:
+            found.add(entry["address"])
+    return found
+
+
+def link_findings(entry: dict[str, Any], upstream_port: bool = False) -> list[dict[str, Any]]:
+    """A link narrower (or slower) than both the device and its upstream port support.
+
+    Endpoints are judged, and bridges only when they are a switch's upstream port (`upstream_port`): a root
+    or downstream port's "current" is the link to the device below, already judged from that device's
+    side. Only when the upstream port is known.
+    """
+    link, upstream = entry.get("link") or {}, entry.get("upstream") or {}
+    if (is_bridge(entry) and not upstream_port) or not upstream:
+        return []
+    current_width, current_speed = link.get("current_width"), link.get("current_speed")
+    found = []
+    widths = [w for w in (link.get("max_width"), upstream.get("max_width")) if w]
+    if current_width and len(widths) == 2 and current_width < min(widths):
+        found.append(finding("warning", pcie_label(entry), f"PCIe link x{current_width} is narrower than "
+                             f"the x{min(widths)} both the device and its upstream port support"))
+    speeds = [s for s in (link.get("max_speed"), upstream.get("max_speed")) if s]
+    if current_speed and len(speeds) == 2 and current_speed < min(speeds):
+        severity = "info" if idles_link_speed(entry) else "warning"
+        found.append(finding(severity, pcie_label(entry), f"PCIe link at {current_speed:g} GT/s, below the "
+                             f"{min(speeds):g} GT/s both the device and its upstream port support"))
+    return found
+
+
+@finding_rule
+def pcie_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Degraded links and AER fatal or non-fatal errors."""
+    found = []
+    entries = document.get("pcie") or []
+    upstream_ports = switch_upstream_ports(entries)
+    for entry in entries:
+        found.extend(link_findings(entry, entry.get("address") in upstream_ports))
+        aer = entry.get("aer") or {}
+        if aer.get("fatal"):
+            found.append(finding("critical", pcie_label(entry), f"{aer['fatal']} AER fatal errors"))
+        if aer.get("nonfatal"):
+            found.append(finding("warning", pcie_label(entry), f"{aer['nonfatal']} AER non-fatal errors"))
+    return found
+
+
+# -- psu: ipmitool fru, falling back to dmidecode -t 39 ------------------------------------------------------
 
 PSU_NAME = re.compile(r"(?i)\b(psu|ps\s?\d+|pwr\s?supply|power\s?supply|pwr\s?sply|power\s?module)\b")
-IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
 
 
 def parse_fru(text: str | None) -> list[dict[str, Any]]:
@@ -1042,22 +1874,8 @@ def parse_psu_dmi(records: list[DmiRecord]) -> list[dict[str, Any]]:
     return supplies
 
 
-def run_ipmitool(ctx: Collector, argv: list[str]) -> str | None:
-    """An ipmitool command's output, holding the process-wide ipmitool lock while it runs.
-
-    `ipmitool fru` exits with the status of the LAST FRU it read: 1 when that one is absent ("Device not
-    present", an empty PSU bay), so output holding FRU records is used whatever the exit status."""
-    with IPMITOOL_LOCK:
-        result = ctx.run(argv)
-    if result is None:
-        return None
-    if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
-        return result.stdout
-    return result.stdout if ctx.check(result) else None
-
-
 @collector("psu")
-def collect_psu(ctx: Collector) -> dict[str, Any] | None:
+def collect_psu(ctx: Context) -> dict[str, Any] | None:
     """Power supplies and the chassis/board FRU serials from `ipmitool fru` (only when /dev/ipmi0 exists),
     else (or when FRU lists no PSU) power supplies from `dmidecode -t 39`."""
     fru_records: list[dict[str, Any]] = []
@@ -1084,851 +1902,7 @@ def collect_psu(ctx: Collector) -> dict[str, Any] | None:
     return {"source": source, "power_supplies": supplies, **fru_identity(fru_records)}
 
 
-# -- findings from the DMI data -----------------------------------------------------------------------------
-
-
-VIRTUAL_MACHINE = re.compile(r"(?i)vmware|qemu|\bkvm\b|virtualbox|virtual machine|\bxen\b|\bhvm\b|bochs|"
-                             r"parallels|bhyve|openstack nova|cloud hypervisor")
-
-
-def is_virtual_machine(document: dict[str, Any]) -> bool:
-    """Whether DMI names a hypervisor's virtual machine (VMware, QEMU/KVM, Hyper-V, Xen, VirtualBox ...),
-    whose empty "sockets" are how the hypervisor describes its vCPUs, not hardware to look at."""
-    system = (document.get("board") or {}).get("system") or {}
-    names = " ".join(str(system.get(key) or "") for key in ("manufacturer", "product"))
-    return bool(VIRTUAL_MACHINE.search(names))
-
-
-@finding_rule
-def empty_cpu_sockets(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """An empty CPU socket beside a populated one (not on a virtual machine)."""
-    if is_virtual_machine(document):
-        return []
-    cpu = document.get("cpu") or {}
-    sockets = cpu.get("sockets") or []
-    empty = [socket for socket in sockets if socket["populated"] is False]
-    if not empty or not any(socket["populated"] for socket in sockets):
-        return []
-    names = ", ".join(socket["designation"] or "?" for socket in empty[:8])
-    names += " ..." if len(empty) > 8 else ""
-    return [finding("warning", "cpu",
-                    f"{len(empty)} of {len(sockets)} CPU sockets empty ({names}) beside populated ones")]
-
-
-SOCKET_PATTERNS = (
-    re.compile(r"(?i)\b(?:cpu|proc|processor|socket)\s*[_#-]?\s*(\d+)"),
-    re.compile(r"(?i)(?:^|[^a-z0-9])p(\d+)(?![0-9])"),
-)
-
-
-def dimm_sockets(slots: list[dict[str, Any]]) -> list[int] | None:
-    """The CPU socket number of every slot, from its locator or else its bank locator ("CPU1_DIMM_A1",
-    "PROC 2 DIMM 3", "P1-DIMMA1", "SOCKET 0 CHANNEL 1"); None unless one rule names the socket of all."""
-    for key in ("locator", "bank"):
-        for pattern in SOCKET_PATTERNS:
-            numbers = []
-            for slot in slots:
-                match = pattern.search(slot[key] or "")
-                if not match:
-                    break
-                numbers.append(int(match[1]))
-            else:
-                if slots:
-                    return numbers
-    return None
-
-
-def gib(size: int | None) -> str:
-    """Bytes as a short GiB figure for messages."""
-    return "?" if size is None else f"{size / (1 << 30):g} GiB"
-
-
-@finding_rule
-def uneven_dimm_population(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """DIMM population (count or capacity of modules) that differs between CPU sockets."""
-    slots = (document.get("memory") or {}).get("slots") or []
-    sockets = dimm_sockets(slots)
-    if sockets is None or len(set(sockets)) < 2:
-        return []
-    groups: dict[int, list[dict[str, Any]]] = {number: [] for number in sorted(set(sockets))}
-    for number, slot in zip(sockets, slots, strict=True):
-        if slot["populated"]:
-            groups[number].append(slot)
-    populated_cpus = (document.get("cpu") or {}).get("populated_sockets")
-    if isinstance(populated_cpus, int) and populated_cpus < len(groups):
-        groups = {number: dimms for number, dimms in groups.items() if dimms}  # an empty socket's slots
-    if len(groups) < 2:
-        return []
-    shapes = {number: (len(dimms), sum(slot["size_bytes"] or 0 for slot in dimms))
-              for number, dimms in groups.items()}
-    if len(set(shapes.values())) == 1:
-        return []
-    detail = ", ".join(
-        f"socket {number}: {count} DIMMs, {gib(size)}" for number, (count, size) in shapes.items()
-    )
-    return [finding("warning", "memory", f"DIMM population differs between CPU sockets ({detail})")]
-
-
-@finding_rule
-def edac_uncorrected_errors(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """EDAC uncorrected memory errors, per DIMM and for errors the controller could not place."""
-    edac = (document.get("memory") or {}).get("edac") or {}
-    found = []
-    for dimm in edac.get("dimms") or []:
-        if (dimm.get("uncorrected") or 0) > 0:
-            where = dimm.get("label") or f"{dimm['controller']}/{dimm['name']}"
-            found.append(finding("critical", "memory",
-                                 f"DIMM {where}: {dimm['uncorrected']} uncorrected memory errors (EDAC)"))
-    for controller in edac.get("controllers") or []:
-        if (controller.get("uncorrected_noinfo") or 0) > 0:
-            count = controller["uncorrected_noinfo"]
-            found.append(finding("critical", "memory", f"memory controller {controller['name']}: "
-                                 f"{count} uncorrected errors on no known DIMM (EDAC)"))
-    return found
-
-
-# ===== end DMI, memory, PSU collectors =====
-
-# ===== storage, pcie, nvidia, network collectors =====
-#
-# Data shapes (units as in the module docstring: bytes, degrees Celsius, GT/s, Mb/s, watts):
-#   storage: list of whole disks (no partitions, loop, zram, ram, nbd, md, dm or optical drives), each
-#     {name, path, size, model, serial, firmware, wwn, transport, rotational, removable, pci_address,
-#      health: {smart_available, smart_passed, power_on_hours, temperature, reallocated_sectors,
-#               pending_sectors, critical_warning, percentage_used, media_errors, unsafe_shutdowns,
-#               smartctl_exit_status, smartctl_flags, smartctl_message}}
-#   pcie: list of PCI functions, each {address, class, class_id, prog_if, vendor, vendor_id, device,
-#     device_id, subsystem_vendor, subsystem_vendor_id, subsystem_device, subsystem_device_id, revision,
-#     physical_slot, driver, numa_node, link: {current_speed, current_width, max_speed, max_width} | null,
-#     upstream: {address, max_speed, max_width} | null, aer: {correctable, nonfatal, fatal, counters} | null}
-#     and, after linking, gpu_uuid on the entry of an NVIDIA GPU.
-#   nvidia: list of GPUs (skipped when /proc/driver/nvidia is absent), see parse_nvidia_smi_xml.
-#   network: list of physical interfaces {name, mac, permanent_mac, driver, bus, pci_address, operstate,
-#     speed}.
-
-PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
-PCI_SYSFS_NAME = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")  # as in /sys/bus/pci/devices
-VIRTUAL_DISK_PREFIXES = ("loop", "zram", "ram", "nbd", "md", "dm-", "sr", "fd")
-DISK_TOOL_WORKERS = 8  # per-disk smartctl/nvme runs at once: fast on 24 disks, bounded on 200
-SMARTCTL_FLAG_BITS = {
-    2: "smart_command_failed",
-    3: "disk_failing",
-    4: "prefail_attributes_at_or_below_threshold",
-    5: "attributes_were_at_or_below_threshold",
-    6: "error_log_has_errors",
-    7: "self_test_log_has_errors",
-}
-NVME_CRITICAL_WARNING_BITS = {
-    0: "available spare below threshold",
-    1: "temperature outside threshold",
-    2: "reliability degraded",
-    3: "read-only mode",
-    4: "volatile memory backup failed",
-    5: "persistent memory region read-only",
-}
-
-
-def to_bool(value: Any) -> bool | None:
-    """A boolean from JSON true/false, 1/0 or the strings lsblk prints ("1", "0", "true"); else None."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value != 0 if value in (0, 1) else None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "true", "yes"):
-            return True
-        if text in ("0", "false", "no"):
-            return False
-    return None
-
-
-def normalize_pci_address(text: Any) -> str | None:
-    """A PCI address as lspci -D prints it (`0000:17:00.0`, lower case) from `17:00.0`, `0000:17:00.0` or
-    nvidia-smi's 8-digit domain `00000000:17:00.0`; None when it is not an address."""
-    if not isinstance(text, str):
-        return None
-    match = PCI_ADDRESS.match(text.strip())
-    if not match:
-        return None
-    domain, bus, slot, function = match.groups()
-    domain_number = int(domain, 16) if domain else 0
-    return f"{domain_number:04x}:{bus}:{slot}.{function}".lower()
-
-
-def pci_address_in_path(path: str | None) -> str | None:
-    """The last PCI address in a sysfs device path (a disk's or NIC's controller), or None."""
-    if not path:
-        return None
-    for part in reversed(path.split("/")):
-        if PCI_SYSFS_NAME.match(part):
-            return normalize_pci_address(part)
-    return None
-
-
-def leading_int(text: Any) -> int | None:
-    """The integer at the start of a string ("31 (Min/Max 31/31)" -> 31); ints pass through."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    if not isinstance(text, str):
-        return None
-    match = re.match(r"\s*(-?\d+)", text)
-    return int(match.group(1)) if match else None
-
-
-def leading_float(text: Any) -> float | None:
-    """The number at the start of a string ("250.00 W" -> 250.0, "8.0 GT/s PCIe" -> 8.0); else None."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    if not isinstance(text, str):
-        return None
-    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
-    return float(match.group(1)) if match else None
-
-
-# -- storage ---------------------------------------------------------------------------------------------
-
-LSBLK_COLUMNS = "NAME,KNAME,PATH,TYPE,SIZE,MODEL,SERIAL,REV,WWN,TRAN,ROTA,RM,HOTPLUG"
-
-
-def is_whole_disk(device: dict[str, Any]) -> bool:
-    """Whether an lsblk entry is a physical whole disk (type "disk", not a loop/zram/ram/nbd/md/dm)."""
-    name = str(device.get("kname") or device.get("name") or "")
-    if device.get("type") != "disk" or not name:
-        return False
-    if re.fullmatch(r"mmcblk\d+(?:boot\d+|rpmb)", name):  # an eMMC's boot and RPMB areas, not disks
-        return False
-    return not name.startswith(VIRTUAL_DISK_PREFIXES)
-
-
-def removable(device: dict[str, Any]) -> bool | None:
-    """lsblk RM or HOTPLUG; None when lsblk printed neither."""
-    flags = [to_bool(device.get(key)) for key in ("rm", "hotplug")]
-    return True if True in flags else False if False in flags else None
-
-
-def parse_lsblk(text: str | None) -> list[dict[str, Any]] | None:
-    """Whole disks from `lsblk -J -b` output (children, partitions and virtual devices dropped).
-
-    Each: name, path, size (bytes; None when lsblk printed a human size like "30G"), model, serial,
-    firmware (REV), wwn, transport, rotational, removable (a removable medium, or a disk on a hot-plug
-    bus such as USB: many USB sticks do not set RM). None when the text is not lsblk JSON.
-    """
-    data = load_json(text)
-    if not isinstance(data, dict) or not isinstance(data.get("blockdevices"), list):
-        return None
-    disks = []
-    for device in data["blockdevices"]:
-        if not isinstance(device, dict) or not is_whole_disk(device):
-            continue
-        name = str(device.get("name"))
-        disks.append({
-            "name": name,
-            "path": clean(device.get("path")) or f"/dev/{name}",
-            "size": to_int(device.get("size")),
-            "model": clean(device.get("model")),
-            "serial": clean(device.get("serial")),
-            "firmware": clean(device.get("rev")),
-            "wwn": clean(device.get("wwn")),
-            "transport": clean(device.get("tran")),
-            "rotational": to_bool(device.get("rota")),
-            "removable": removable(device),
-        })
-    return disks
-
-
-def smartctl_wwn(wwn: Any) -> str | None:
-    """smartctl's {"naa", "oui", "id"} WWN as lsblk prints it: 0x5000c500a1b2c3d4."""
-    if not isinstance(wwn, dict):
-        return None
-    naa, oui, ident = (to_int(wwn.get(key)) for key in ("naa", "oui", "id"))
-    if naa is None or oui is None or ident is None:
-        return None
-    return f"0x{naa:x}{oui:06x}{ident:09x}"
-
-
-def ata_attribute_raw(data: dict[str, Any], attribute_id: int) -> int | None:
-    """The raw count of an ATA SMART attribute (smartctl's interpreted raw string, else raw value)."""
-    table = as_list(as_dict(data.get("ata_smart_attributes")).get("table"))
-    for attribute in table:
-        if isinstance(attribute, dict) and attribute.get("id") == attribute_id:
-            raw = as_dict(attribute.get("raw"))
-            value = leading_int(raw.get("string"))
-            return value if value is not None else to_int(raw.get("value"))
-    return None
-
-
-def smartctl_flags(exit_status: int | None) -> list[str]:
-    """The names of the set bits 2-7 of smartctl's exit status (bits 0-1 are run failures)."""
-    if not exit_status:
-        return []
-    return [name for bit, name in SMARTCTL_FLAG_BITS.items() if exit_status & (1 << bit)]
-
-
-def smartctl_message(data: dict[str, Any]) -> str | None:
-    """The first error message smartctl put in its JSON (why a device could not be read)."""
-    messages = as_list(as_dict(data.get("smartctl")).get("messages"))
-    for message in messages:
-        if isinstance(message, dict) and message.get("severity") == "error":
-            return first_line(str(message.get("string") or "")) or None
-    return None
-
-
-def nvme_critical_warning(value: Any) -> int | None:
-    """The NVMe critical warning bit field: an int, or nvme-cli 2.11's {"value": N, ...} object."""
-    if isinstance(value, dict):
-        value = value.get("value")
-    return to_int(value)
-
-
-def smart_available(data: dict[str, Any], failed_to_run: bool) -> bool | None:
-    """Whether the device answers SMART: False when smartctl could not run on it."""
-    if failed_to_run:
-        return False
-    available = as_dict(data.get("smart_support")).get("available")
-    if isinstance(available, bool):
-        return available
-    return True if "smart_status" in data else None
-
-
-def parse_smartctl(text: str | None, exit_status: int | None = None) -> dict[str, Any] | None:
-    """Identity and health from `smartctl -j -a` (or -x / --info) JSON; None when it is not smartctl JSON.
-
-    The exit status is a bit mask: bits 0-1 mean the command or the open failed (smart_available is then
-    False and smartctl_message says why); with other bits the JSON is complete; bit 3 means failing.
-    """
-    data = load_json(text)
-    if not isinstance(data, dict) or not isinstance(data.get("smartctl"), dict):
-        return None
-    if exit_status is None:
-        exit_status = to_int(data["smartctl"].get("exit_status"))
-    failed_to_run = bool(exit_status and exit_status & 0b11)
-    nvme_log = as_dict(data.get("nvme_smart_health_information_log"))
-    passed = as_dict(data.get("smart_status")).get("passed")
-    if not isinstance(passed, bool):
-        passed = False if exit_status and exit_status & 0b1000 else None
-    temperature = to_int(as_dict(data.get("temperature")).get("current"))
-    reallocated = ata_attribute_raw(data, 5)
-    if reallocated is None:
-        reallocated = to_int(data.get("scsi_grown_defect_list"))
-    capacity = to_int(as_dict(data.get("user_capacity")).get("bytes"))
-    if capacity is None:
-        capacity = to_int(data.get("nvme_total_capacity"))
-    return {
-        "device_type": clean(as_dict(data.get("device")).get("type")),
-        "model": clean(data.get("model_name") or data.get("scsi_model_name")),
-        "serial": clean(data.get("serial_number")),
-        "firmware": clean(data.get("firmware_version") or data.get("scsi_revision") or data.get("revision")),
-        "wwn": smartctl_wwn(data.get("wwn")) or clean(data.get("logical_unit_id")),  # SAS: the LU id
-        "size": capacity,
-        "health": {
-            "smart_available": smart_available(data, failed_to_run),
-            "smart_passed": passed,
-            "power_on_hours": to_int(as_dict(data.get("power_on_time")).get("hours")),
-            "temperature": temperature if temperature and temperature > 0 else None,
-            "reallocated_sectors": reallocated,
-            "pending_sectors": ata_attribute_raw(data, 197),
-            "critical_warning": nvme_critical_warning(nvme_log.get("critical_warning")),
-            "percentage_used": to_int(
-                nvme_log.get("percentage_used", data.get("scsi_percentage_used_endurance_indicator"))
-            ),
-            "media_errors": to_int(nvme_log.get("media_errors")),
-            "unsafe_shutdowns": to_int(nvme_log.get("unsafe_shutdowns")),
-            "smartctl_exit_status": exit_status,
-            "smartctl_flags": smartctl_flags(exit_status),
-            "smartctl_message": smartctl_message(data),
-        },
-    }
-
-
-def parse_nvme_id_ctrl(text: str | None) -> dict[str, Any] | None:
-    """Model, serial, firmware and PCI vendor from `nvme id-ctrl -o json`; None when it is not that."""
-    data = load_json(text)
-    if not isinstance(data, dict) or not any(key in data for key in ("sn", "mn", "fr")):
-        return None
-    vendor = to_int(data.get("vid"))
-    return {
-        "model": clean(data.get("mn")),
-        "serial": clean(data.get("sn")),
-        "firmware": clean(data.get("fr")),
-        "pci_vendor_id": f"{vendor:04x}" if vendor else None,
-        "subsystem_nqn": clean(data.get("subnqn")),
-    }
-
-
-def parse_nvme_smart_log(text: str | None) -> dict[str, Any] | None:
-    """Health from `nvme smart-log -o json` (nvme-cli 1.x-2.11: numbers may be strings, temperature in
-    kelvin, critical_warning an int or an object); None when it is not a smart log."""
-    data = load_json(text)
-    if not isinstance(data, dict) or "critical_warning" not in data:
-        return None
-    kelvin = to_int(data.get("temperature"))
-    return {
-        "critical_warning": nvme_critical_warning(data.get("critical_warning")),
-        "temperature": kelvin - 273 if kelvin and kelvin > 273 else None,
-        "percentage_used": to_int(data.get("percent_used", data.get("percentage_used"))),
-        "power_on_hours": to_int(data.get("power_on_hours")),
-        "media_errors": to_int(data.get("media_errors")),
-        "unsafe_shutdowns": to_int(data.get("unsafe_shutdowns")),
-    }
-
-
-def parse_nvme_list(text: str | None) -> dict[str, dict[str, Any]] | None:
-    """Namespace device path -> {model, serial, firmware, controller, pci_address} from `nvme list -o json`
-    in all its shapes (1.x flat, 1.16 -v tree, 2.x flat, 2.11 subsystem tree); None when not that JSON."""
-    data = load_json(text)
-    if not isinstance(data, dict) or not isinstance(data.get("Devices"), list):
-        return None
-    found: dict[str, dict[str, Any]] = {}
-
-    def add(namespace: Any, controller: dict[str, Any]) -> None:
-        name = namespace.get("NameSpace") if isinstance(namespace, dict) else None
-        path = namespace.get("DevicePath") if isinstance(namespace, dict) else None
-        if not path and isinstance(name, str):
-            path = f"/dev/{name}"
-        if not isinstance(path, str):
-            return
-        found[path] = {
-            "model": clean(controller.get("ModelNumber")),
-            "serial": clean(controller.get("SerialNumber")),
-            "firmware": clean(controller.get("Firmware")),
-            "controller": clean(controller.get("Controller")),
-            "pci_address": normalize_pci_address(controller.get("Address")),
-        }
-
-    def walk_subsystem(subsystem: dict[str, Any]) -> None:
-        for controller in as_list(subsystem.get("Controllers")):
-            if isinstance(controller, dict):
-                for namespace in as_list(controller.get("Namespaces")):
-                    add(namespace, controller)
-
-    for device in data["Devices"]:
-        if not isinstance(device, dict):
-            continue
-        if "DevicePath" in device:  # flat list (1.x, 2.0-2.10)
-            add(device, device)
-        elif "Controllers" in device:  # 1.16 `list -v`: one subsystem per entry
-            walk_subsystem(device)
-        for subsystem in as_list(device.get("Subsystems")):  # 2.11: host -> subsystems -> controllers
-            if isinstance(subsystem, dict):
-                walk_subsystem(subsystem)
-    return found
-
-
-def is_nvme_disk(disk: dict[str, Any]) -> bool:
-    return disk.get("transport") == "nvme" or str(disk.get("name", "")).startswith("nvme")
-
-
-def disk_commands(disk: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """The per-disk tool runs: smartctl for every disk, and nvme-cli's id-ctrl and smart-log for NVMe."""
-    path = disk["path"]
-    commands = [("smartctl", ["smartctl", "-j", "-a", path])]
-    if is_nvme_disk(disk):
-        commands += [
-            ("id-ctrl", ["nvme", "id-ctrl", "-o", "json", path]),
-            ("smart-log", ["nvme", "smart-log", "-o", "json", path]),
-        ]
-    return commands
-
-
-def run_disk_tools(ctx: Collector, disks: list[dict[str, Any]]) -> dict[tuple[str, str], ToolResult]:
-    """Run every per-disk tool, a bounded number at once; results keyed by (disk name, tool)."""
-    jobs = [(disk["name"], tool, argv) for disk in disks for tool, argv in disk_commands(disk)]
-    results: dict[tuple[str, str], ToolResult] = {}
-    if not jobs:
-        return results
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(DISK_TOOL_WORKERS, len(jobs))) as pool:
-        futures = {pool.submit(ctx.run, argv): (name, tool) for name, tool, argv in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            result = future.result()
-            if result is not None:
-                results[futures[future]] = result
-    return results
-
-
-def empty_health() -> dict[str, Any]:
-    return {
-        "smart_available": None, "smart_passed": None, "power_on_hours": None, "temperature": None,
-        "reallocated_sectors": None, "pending_sectors": None, "critical_warning": None,
-        "percentage_used": None, "media_errors": None, "unsafe_shutdowns": None,
-        "smartctl_exit_status": None, "smartctl_flags": [], "smartctl_message": None,
-    }
-
-
-def merge_identity(disk: dict[str, Any], source: dict[str, Any] | None, keys: tuple[str, ...]) -> None:
-    """Fill the disk's identity fields that are still unknown from another source."""
-    for key in keys:
-        if source and disk.get(key) is None and source.get(key) is not None:
-            disk[key] = source[key]
-
-
-def apply_smartctl(ctx: Collector, disk: dict[str, Any], result: ToolResult | None) -> None:
-    """Put smartctl's identity and health into the disk; record a real failure as an error."""
-    if result is None:
-        return
-    if result.timed_out:
-        ctx.check(result)
-        return
-    parsed = parse_smartctl(result.stdout, result.returncode)
-    if parsed is None:
-        detail = "printed no smartctl JSON" if result.stdout.strip() else "printed nothing"
-        ctx.error(result.argv, f"exit status {result.returncode}: {detail}")
-        return
-    health = parsed["health"]
-    if result.returncode is not None and result.returncode & 0b10:
-        # bit 1: the device could not be opened (dead disk, permissions): a failure worth reporting
-        reason = health["smartctl_message"] or "device open failed"
-        ctx.error(result.argv, f"exit status {result.returncode}: {reason}")
-    # bit 0 alone: smartctl cannot talk to this kind of device (virtio, unknown USB bridge): no SMART
-    # there, which the disk's health says (smart_available false, smartctl_message), not a tool error.
-    if not (result.returncode or 0) & 0b11:
-        for key in ("model", "serial", "firmware", "wwn"):
-            if parsed[key] is not None:
-                disk[key] = parsed[key]
-        merge_identity(disk, parsed, ("size",))
-    disk["health"].update(health)
-
-
-def apply_nvme(ctx: Collector, disk: dict[str, Any], results: dict[tuple[str, str], ToolResult]) -> None:
-    """Fill NVMe identity from id-ctrl and health from smart-log (smart-log wins for NVMe counters)."""
-    id_ctrl = results.get((disk["name"], "id-ctrl"))
-    if id_ctrl is not None and ctx.check(id_ctrl):
-        parsed = parse_nvme_id_ctrl(id_ctrl.stdout)
-        if parsed is None:
-            ctx.error(id_ctrl.argv, "printed no nvme id-ctrl JSON")
-        merge_identity(disk, parsed, ("model", "serial", "firmware"))
-    smart_log = results.get((disk["name"], "smart-log"))
-    if smart_log is not None and ctx.check(smart_log):
-        parsed = parse_nvme_smart_log(smart_log.stdout)
-        if parsed is None:
-            ctx.error(smart_log.argv, "printed no nvme smart-log JSON")
-            return
-        health = disk["health"]
-        for key, value in parsed.items():
-            if value is not None and (key != "temperature" or health.get("temperature") is None):
-                health[key] = value
-
-
-def fill_from_nvme_list(ctx: Collector, disks: list[dict[str, Any]]) -> None:
-    """Last resort for NVMe disks still without model or serial: one `nvme list -o json`."""
-    missing = [d for d in disks if is_nvme_disk(d) and (d.get("model") is None or d.get("serial") is None)]
-    if not missing:
-        return
-    text = ctx.output(["nvme", "list", "-o", "json"])
-    listed = parse_nvme_list(text) if text is not None else None
-    for disk in missing:
-        merge_identity(disk, (listed or {}).get(disk["path"]), ("model", "serial", "firmware"))
-
-
-@collector("storage")
-def collect_storage(ctx: Collector) -> list[dict[str, Any]] | None:
-    """Whole disks from lsblk, with smartctl (and nvme-cli for NVMe) identity and health per disk."""
-    argv = ["lsblk", "-J", "-b", "-d", "-o", LSBLK_COLUMNS]
-    text = ctx.output(argv)
-    if text is None:
-        return None
-    disks = parse_lsblk(text)
-    if disks is None:
-        ctx.error(argv, "printed no lsblk JSON")
-        return None
-    for disk in disks:
-        disk["pci_address"] = pci_address_in_path(ctx.realpath("sysfs", f"block/{disk['name']}/device"))
-        disk["health"] = empty_health()
-    results = run_disk_tools(ctx, disks)
-    for disk in disks:
-        try:
-            apply_smartctl(ctx, disk, results.get((disk["name"], "smartctl")))
-            if is_nvme_disk(disk):
-                apply_nvme(ctx, disk, results)
-        except Exception as exc:  # one disk's odd output must not lose the other disks
-            ctx.error(None, f"{disk['path']}: cannot read its health: {type(exc).__name__}: {exc}")
-    fill_from_nvme_list(ctx, disks)
-    return disks
-
-
-def disk_label(disk: dict[str, Any]) -> str:
-    parts = [str(disk.get("path"))] + [str(disk[k]) for k in ("model", "serial") if disk.get(k)]
-    return f"disk {parts[0]}" + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
-
-
-@finding_rule
-def storage_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """SMART failed, NVMe critical warning, wear at or over 90 %, reallocated or pending sectors."""
-    found = []
-    for disk in document.get("storage") or []:
-        health = disk.get("health") or {}
-        label = disk_label(disk)
-        if health.get("smart_passed") is False:
-            found.append(finding("critical", label, "SMART overall health self-assessment FAILED"))
-        warning = health.get("critical_warning")
-        if warning:
-            names = [name for bit, name in NVME_CRITICAL_WARNING_BITS.items() if warning & (1 << bit)]
-            found.append(finding("critical", label, f"NVMe critical warning {warning:#x}: "
-                                 + (", ".join(names) or "unknown bit")))
-        used = health.get("percentage_used")
-        if used is not None and used >= 90:
-            found.append(finding("warning", label, f"{used} % of the rated endurance used"))
-        for key, what in (("reallocated_sectors", "reallocated"), ("pending_sectors", "pending")):
-            count = health.get(key)
-            if count:
-                found.append(finding("warning", label, f"{count} {what} sectors"))
-    return found
-
-
-# -- pcie ------------------------------------------------------------------------------------------------
-
-NAME_WITH_ID = re.compile(r"^(.*?)\s*\[([0-9a-fA-F]{4})\]$")
-UNNAMED = re.compile(r"^(?:Device|Vendor|Class) [0-9a-fA-F]{4}$")
-VMM_FIELDS = {
-    "Class": ("class", "class_id"),
-    "Vendor": ("vendor", "vendor_id"),
-    "Device": ("device", "device_id"),
-    "SVendor": ("subsystem_vendor", "subsystem_vendor_id"),
-    "SDevice": ("subsystem_device", "subsystem_device_id"),
-}
-
-
-def split_name_and_id(value: str, numeric: bool) -> tuple[str | None, str | None]:
-    """("Intel Corporation", "8086") from "Intel Corporation [8086]" (-nn), "8086" (-n) or a bare name."""
-    value = value.strip()
-    if numeric:
-        return None, value.lower() if re.fullmatch(r"[0-9a-fA-F]{4}", value) else None
-    match = NAME_WITH_ID.match(value)
-    name, ident = (match.group(1), match.group(2).lower()) if match else (value, None)
-    if UNNAMED.match(name):  # lspci's stand-in when pci.ids has no name: an id, not a name
-        return None, ident or name.split()[-1].lower()
-    return clean(name), ident
-
-
-def parse_lspci_vmm(text: str | None) -> list[dict[str, Any]]:
-    """PCI functions from `lspci -vmm [-D]`, `-vmmn` or `-vmmnn`; records without a Slot are dropped."""
-    if not text:
-        return []
-    records: list[dict[str, str]] = [{}]
-    for line in text.splitlines():
-        if not line.strip():
-            records.append({})
-            continue
-        key, sep, value = line.partition(":")
-        if sep and key.strip() and " " not in key.strip():
-            records[-1].setdefault(key.strip(), value.strip())
-    numeric = all(
-        re.fullmatch(r"[0-9a-fA-F]{4}", r.get("Class", "")) for r in records if r.get("Class")
-    ) and any(r.get("Class") for r in records)
-    devices = []
-    for record in records:
-        address = normalize_pci_address(record.get("Slot"))
-        if address is None:
-            continue
-        entry: dict[str, Any] = {"address": address}
-        for key, (name_key, id_key) in VMM_FIELDS.items():
-            name, ident = split_name_and_id(record.get(key, ""), numeric) if key in record else (None, None)
-            entry[name_key], entry[id_key] = name, ident
-        entry["revision"] = (record.get("Rev") or "").lower() or None
-        entry["prog_if"] = (record.get("ProgIf") or "").lower() or None
-        entry["physical_slot"] = record.get("PhySlot") or None
-        entry["driver"] = record.get("Driver") or None
-        entry["numa_node"] = numa_node(record.get("NUMANode"))
-        devices.append(entry)
-    return devices
-
-
-def numa_node(value: Any) -> int | None:
-    number = to_int(value)
-    return number if number is not None and number >= 0 else None
-
-
-def link_speed(value: str | None) -> float | None:
-    """GT/s from sysfs `8.0 GT/s PCIe` / `2.5 GT/s` / lspci `8GT/s`; None for "Unknown" or absent."""
-    if not value:
-        return None
-    match = re.search(r"(\d+(?:\.\d+)?)\s*GT/s", value)
-    return float(match.group(1)) if match else None
-
-
-def link_width(value: str | None) -> int | None:
-    """Lanes from sysfs `4` (or `x4`); None when absent, unreadable or 0 (no link)."""
-    number = to_int((value or "").strip().lstrip("x"))
-    return number if number else None
-
-
-def parse_aer(text: str | None) -> tuple[int | None, dict[str, int]]:
-    """(total, counters) from a sysfs aer_dev_* file: "NAME COUNT" lines and a TOTAL_ERR_* line."""
-    if text is None:
-        return None, {}
-    counters: dict[str, int] = {}
-    total = None
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) != 2 or to_int(parts[1]) is None:
-            continue
-        if parts[0].startswith("TOTAL_"):
-            total = to_int(parts[1])
-        else:
-            counters[parts[0]] = to_int(parts[1])
-    if total is None and counters:
-        total = sum(counters.values())
-    return total, counters
-
-
-def read_pci_sysfs(ctx: Collector, address: str) -> dict[str, Any]:
-    """What sysfs says of one PCI function: ids, class, driver, NUMA node, link, upstream port, AER."""
-    base = f"bus/pci/devices/{address}"
-
-    def hex_id(name: str, digits: int = 4) -> str | None:
-        value = to_int(ctx.read("sysfs", f"{base}/{name}"))
-        return f"{value:0{digits}x}" if value is not None else None
-
-    subsystem_vendor = hex_id("subsystem_vendor")
-    has_subsystem = subsystem_vendor not in (None, "0000")  # 0000: the function names no subsystem
-    info: dict[str, Any] = {
-        "vendor_id": hex_id("vendor"), "device_id": hex_id("device"),
-        "subsystem_vendor_id": subsystem_vendor if has_subsystem else None,
-        "subsystem_device_id": hex_id("subsystem_device") if has_subsystem else None,
-        "revision": hex_id("revision", 2),
-    }
-    class_code = hex_id("class", 6)
-    info["class_id"], info["prog_if"] = (class_code[:4], class_code[4:]) if class_code else (None, None)
-    driver = ctx.realpath("sysfs", f"{base}/driver")
-    info["driver"] = driver.rsplit("/", 1)[-1] if driver else None
-    info["numa_node"] = numa_node(ctx.read("sysfs", f"{base}/numa_node"))
-    info["link"] = read_link(ctx, base)
-    parent = pci_address_in_path(os.path.dirname(ctx.realpath("sysfs", base) or ""))
-    info["upstream"] = None
-    if parent is not None:
-        upstream_link = read_link(ctx, f"bus/pci/devices/{parent}") or {}
-        info["upstream"] = {
-            "address": parent,
-            "max_speed": upstream_link.get("max_speed"),
-            "max_width": upstream_link.get("max_width"),
-        }
-    info["aer"] = read_aer(ctx, base)
-    return info
-
-
-def read_link(ctx: Collector, base: str) -> dict[str, Any] | None:
-    """The sysfs link speed and width of a PCI function; None when it has no PCIe link files."""
-    values = {
-        "current_speed": link_speed(ctx.read("sysfs", f"{base}/current_link_speed")),
-        "current_width": link_width(ctx.read("sysfs", f"{base}/current_link_width")),
-        "max_speed": link_speed(ctx.read("sysfs", f"{base}/max_link_speed")),
-        "max_width": link_width(ctx.read("sysfs", f"{base}/max_link_width")),
-    }
-    return values if any(v is not None for v in values.values()) else None
-
-
-def read_aer(ctx: Collector, base: str) -> dict[str, Any] | None:
-    """AER error counters of a PCI function, None when the kernel exposes none."""
-    aer: dict[str, Any] = {"counters": {}}
-    for kind in ("correctable", "nonfatal", "fatal"):
-        total, counters = parse_aer(ctx.read("sysfs", f"{base}/aer_dev_{kind}"))
-        aer[kind] = total
-        if counters:
-            aer["counters"][kind] = counters
-    return aer if any(aer[k] is not None for k in ("correctable", "nonfatal", "fatal")) else None
-
-
-@collector("pcie")
-def collect_pcie(ctx: Collector) -> list[dict[str, Any]] | None:
-    """Every PCI function: names from `lspci -vmm -D`, ids, driver, NUMA node, link and AER from sysfs."""
-    text = ctx.output(["lspci", "-vmm", "-D"])
-    listed = {entry["address"]: entry for entry in parse_lspci_vmm(text)}
-    if text is not None and not listed:
-        ctx.error(["lspci", "-vmm", "-D"], "printed no PCI device records")
-    in_sysfs = [a for a in ctx.listdir("sysfs", "bus/pci/devices") if normalize_pci_address(a) == a.lower()]
-    addresses = sorted(set(listed) | {a.lower() for a in in_sysfs})
-    if not addresses:
-        return None
-    devices = []
-    for address in addresses:
-        entry = listed.get(address) or {"address": address, **dict.fromkeys(
-            ("class", "vendor", "device", "subsystem_vendor", "subsystem_device", "physical_slot"))}
-        sysfs = read_pci_sysfs(ctx, address) if address in in_sysfs else {}
-        for key, value in sysfs.items():
-            if value is not None or key not in entry:
-                entry[key] = value
-        for key in ("class_id", "prog_if", "vendor_id", "device_id", "subsystem_vendor_id",
-                    "subsystem_device_id", "revision", "driver", "numa_node", "link", "upstream", "aer"):
-            entry.setdefault(key, None)
-        devices.append(entry)
-    return devices
-
-
-def pcie_label(entry: dict[str, Any]) -> str:
-    name = " ".join(str(entry[k]) for k in ("vendor", "device") if entry.get(k))
-    return f"pcie {entry.get('address')}" + (f" ({name})" if name else "")
-
-
-def idles_link_speed(entry: dict[str, Any]) -> bool:
-    """GPUs (class 03) and NICs (class 02) lower their link speed when idle."""
-    return str(entry.get("class_id") or "")[:2] in ("02", "03")
-
-
-def is_bridge(entry: dict[str, Any]) -> bool:
-    return str(entry.get("class_id") or "").startswith("0604")
-
-
-def switch_upstream_ports(entries: list[dict[str, Any]]) -> set[str]:
-    """The addresses of the PCIe switch upstream ports: bridges with an odd number of PCI bridges above them
-    (root port -> upstream port -> downstream ports -> upstream port of a chained switch ...). Their own
-    link is the one above them; a root or downstream port's link is the one to the device below."""
-    by_address = {entry.get("address"): entry for entry in entries}
-    found = set()
-    for entry in entries:
-        if not is_bridge(entry):
-            continue
-        above, parent, seen = 0, (entry.get("upstream") or {}).get("address"), set()
-        while parent in by_address and parent not in seen:
-            seen.add(parent)
-            above += is_bridge(by_address[parent])  # not a VMD controller above Intel VMD root ports
-            parent = (by_address[parent].get("upstream") or {}).get("address")
-        if above % 2 == 1:
-            found.add(entry["address"])
-    return found
-
-
-def link_findings(entry: dict[str, Any], upstream_port: bool = False) -> list[dict[str, Any]]:
-    """A link narrower (or slower) than both the device and its upstream port support.
-
-    Endpoints are judged, and bridges only when they are a switch's upstream port (`upstream_port`): a root
-    or downstream port's "current" is the link to the device below, already judged from that device's
-    side. Only when the upstream port is known.
-    """
-    link, upstream = entry.get("link") or {}, entry.get("upstream") or {}
-    if (is_bridge(entry) and not upstream_port) or not upstream:
-        return []
-    current_width, current_speed = link.get("current_width"), link.get("current_speed")
-    found = []
-    widths = [w for w in (link.get("max_width"), upstream.get("max_width")) if w]
-    if current_width and len(widths) == 2 and current_width < min(widths):
-        found.append(finding("warning", pcie_label(entry), f"PCIe link x{current_width} is narrower than "
-                             f"the x{min(widths)} both the device and its upstream port support"))
-    speeds = [s for s in (link.get("max_speed"), upstream.get("max_speed")) if s]
-    if current_speed and len(speeds) == 2 and current_speed < min(speeds):
-        severity = "info" if idles_link_speed(entry) else "warning"
-        found.append(finding(severity, pcie_label(entry), f"PCIe link at {current_speed:g} GT/s, below the "
-                             f"{min(speeds):g} GT/s both the device and its upstream port support"))
-    return found
-
-
-@finding_rule
-def pcie_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Degraded links and AER fatal or non-fatal errors."""
-    found = []
-    entries = document.get("pcie") or []
-    upstream_ports = switch_upstream_ports(entries)
-    for entry in entries:
-        found.extend(link_findings(entry, entry.get("address") in upstream_ports))
-        aer = entry.get("aer") or {}
-        if aer.get("fatal"):
-            found.append(finding("critical", pcie_label(entry), f"{aer['fatal']} AER fatal errors"))
-        if aer.get("nonfatal"):
-            found.append(finding("warning", pcie_label(entry), f"{aer['nonfatal']} AER non-fatal errors"))
-    return found
-
-
-# -- nvidia ----------------------------------------------------------------------------------------------
-
+# -- nvidia: GPUs from nvidia-smi -q -x ----------------------------------------------------------------------
 
 NVSMI_NOT_AVAILABLE = {
     "", "n/a", "[n/a]", "[not supported]", "not supported", "unknown error", "[unknown error]",
@@ -2009,7 +1983,7 @@ def parse_gpu(gpu: Any, driver_version: str | None, cuda_version: str | None) ->
         "cuda_version": cuda_version,
         "bus_id": normalize_pci_address(xml_value(gpu, "pci/pci_bus_id") or gpu.get("id")),
         "pcie_address": None,
-        "memory_total": mib_to_bytes(xml_value(gpu, "fb_memory_usage/total")),
+        "memory_total_bytes": mib_to_bytes(xml_value(gpu, "fb_memory_usage/total")),
         "ecc_mode": xml_value(gpu, "ecc_mode/current_ecc"),
         "ecc_mode_pending": xml_value(gpu, "ecc_mode/pending_ecc"),
         "ecc_errors": {
@@ -2027,7 +2001,7 @@ def parse_gpu(gpu: Any, driver_version: str | None, cuda_version: str | None) ->
             "pending": yes_no(xml_value(gpu, "remapped_rows/remapped_row_pending")),
             "failure": yes_no(xml_value(gpu, "remapped_rows/remapped_row_failure")),
         },
-        "power_limit": power_limit(gpu),
+        "power_limit_w": power_limit(gpu),
         "temperature": leading_int(xml_value(gpu, "temperature/gpu_temp")),
         "pcie": {
             "current_gen": to_int(xml_value(pci, ".//current_link_gen")),
@@ -2058,7 +2032,7 @@ def parse_nvidia_smi_xml(text: str | None) -> list[dict[str, Any]] | None:
 
 
 @collector("nvidia")
-def collect_nvidia(ctx: Collector) -> list[dict[str, Any]] | None:
+def collect_nvidia(ctx: Context) -> list[dict[str, Any]] | None:
     """GPUs from nvidia-smi's XML; skipped silently when the NVIDIA driver is not loaded."""
     if not ctx.exists("procfs", "driver/nvidia"):
         return None
@@ -2104,7 +2078,7 @@ def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-# -- network ---------------------------------------------------------------------------------------------
+# -- network: physical interfaces from /sys/class/net --------------------------------------------------------
 
 
 def hardware_address(text: str | None) -> str | None:
@@ -2115,7 +2089,7 @@ def hardware_address(text: str | None) -> str | None:
     return address.lower()
 
 
-def permanent_mac(ctx: Collector, name: str, current: str | None) -> str | None:
+def permanent_mac(ctx: Context, name: str, current: str | None) -> str | None:
     """The burned-in MAC without ethtool: a bond slave's perm_hwaddr, else the current address when the
     kernel says it is the permanent one (addr_assign_type 0); None when it was randomised or set."""
     bonded = hardware_address(ctx.read("sysfs", f"class/net/{name}/bonding_slave/perm_hwaddr"))
@@ -2131,7 +2105,7 @@ def net_speed(text: str | None) -> int | None:
 
 
 @collector("network")
-def collect_network(ctx: Collector) -> list[dict[str, Any]] | None:
+def collect_network(ctx: Context) -> list[dict[str, Any]] | None:
     """Physical network interfaces (those with a `device` link) from /sys/class/net."""
     names = ctx.listdir("sysfs", "class/net")
     if not names:
@@ -2155,21 +2129,17 @@ def collect_network(ctx: Collector) -> list[dict[str, Any]] | None:
             # a virtio NIC is its PCI function; a USB NIC's PCI ancestor is the USB host, not the NIC
             "pci_address": pci_address_in_path(device) if bus in ("pci", "virtio") else None,
             "operstate": ctx.read("sysfs", f"{base}/operstate") or None,
-            "speed": net_speed(ctx.read("sysfs", f"{base}/speed")),
+            "speed_mbps": net_speed(ctx.read("sysfs", f"{base}/speed")),
         })
     return interfaces
 
-# ===== end storage, pcie, nvidia, network collectors =====
 
-
-# --------------------------------------------------------------------------------------------------------
-# The document
-# --------------------------------------------------------------------------------------------------------
+# -- document assembly: run the collectors, link, derive findings --------------------------------------------
 
 
 def run_collector(name: str, function: CollectorFunction, runner: Runner) -> tuple[Any, dict[str, Any]]:
     """Run one collector; return its data and its report (status, duration, errors). Never raises."""
-    ctx = Collector(name, runner)
+    ctx = Context(name, runner)
     started = time.monotonic()
     data = None
     try:
@@ -2189,26 +2159,12 @@ def collector_status(data: Any, errors: list) -> str:
     return "ok" if data is not None else "skipped"
 
 
-# The order of the collectors in the document (the spec's collector flow, then network); a collector not
-# named here follows these, in registration order. The order never depends on which finished first.
-COLLECTOR_ORDER = ["board", "cpu", "memory", "storage", "pcie", "psu", "nvidia", "network"]
-
-
-def ordered_collectors(
-    collectors: list[tuple[str, CollectorFunction]],
-) -> list[tuple[str, CollectorFunction]]:
-    """The collectors sorted by COLLECTOR_ORDER, unknown names last in registration order."""
-    rank = {name: index for index, name in enumerate(COLLECTOR_ORDER)}
-    indexed = list(enumerate(collectors))
-    indexed.sort(key=lambda item: (rank.get(item[1][0], len(rank)), item[0]))
-    return [item for _, item in indexed]
-
-
 def build_document(
     runner: Runner, collectors: list[tuple[str, CollectorFunction]] | None = None
 ) -> dict[str, Any]:
-    """Run every collector concurrently and assemble the document in COLLECTOR_ORDER."""
-    collectors = ordered_collectors(COLLECTORS if collectors is None else collectors)
+    """Run every collector concurrently and assemble the document in registration (document) order, never
+    in the order they finished."""
+    collectors = COLLECTORS if collectors is None else collectors
     started = time.monotonic()
     host = host_facts(runner)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(collectors))) as pool:
@@ -2285,9 +2241,7 @@ def derive_findings(
     return findings
 
 
-# --------------------------------------------------------------------------------------------------------
-# Outputs
-# --------------------------------------------------------------------------------------------------------
+# -- outputs: the JSON document ------------------------------------------------------------------------------
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -2320,7 +2274,7 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-# -- the QR summary (spec step 9) --------------------------------------------------------------------------
+# -- outputs: the QR summary ---------------------------------------------------------------------------------
 
 QR_MAX_BYTES = 134  # what a version-6 QR code holds at level L: 45x45 modules with a 2-module margin,
 QR_MAX_LINES = 24   # 23 text lines in ANSIUTF8 (two module rows per line) + a caption: an 80x25 console
@@ -2423,7 +2377,7 @@ def print_qr(document: dict[str, Any], stream) -> None:
     stream.flush()
 
 
-# -- the copy on a USB disk (--usb) --------------------------------------------------------------------------
+# -- outputs: the copy on a USB disk (--usb) -----------------------------------------------------------------
 
 USB_LSBLK = ["lsblk", "-J", "-b", "-o", "NAME,PATH,RM,HOTPLUG,TRAN,TYPE,FSTYPE,MOUNTPOINT,SERIAL"]
 UNWRITABLE_FILESYSTEMS = {"iso9660", "udf", "squashfs", "swap", "crypto_LUKS", "LVM2_member",

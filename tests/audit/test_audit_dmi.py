@@ -198,11 +198,7 @@ CHASSIS = {
 }
 
 
-def test_every_dmidecode_fixture_has_an_expectation():
-    assert sorted(p.name for p in DMI.iterdir() if p.suffix in {".txt", ".bin"}) == sorted(
-        [*TEXT_FILES, *BIN_FILES]
-    )
-    assert len(TEXT_FILES) + len(BIN_FILES) == 43
+def test_every_dmidecode_fixture_has_a_chassis_expectation():
     assert sorted(CHASSIS) == sorted([*TEXT_FILES, *BIN_FILES])
 
 

@@ -89,7 +89,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "bus": "pci",
             "pci_address": "0000:00:1f.6",
             "operstate": "up",
-            "speed": 1000,
+            "speed_mbps": 1000,
         },
         {
             "name": "ens1f1",
@@ -99,7 +99,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "bus": "pci",
             "pci_address": "0000:18:00.1",
             "operstate": "up",
-            "speed": 25000,
+            "speed_mbps": 25000,
         },
         {
             "name": "enx00e04c680001",
@@ -109,7 +109,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "bus": "usb",
             "pci_address": None,
             "operstate": "unknown",
-            "speed": None,
+            "speed_mbps": None,
         },
         {
             "name": "eth0",
@@ -119,7 +119,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "bus": "virtio",
             "pci_address": "0000:00:03.0",
             "operstate": "down",
-            "speed": None,
+            "speed_mbps": None,
         },
     ]
 
@@ -165,7 +165,7 @@ def test_garbage_in_sysfs_files_is_not_fatal(sysfs):
     document = collect(sysfs)
     assert document["errors"] == []
     (interface,) = document["network"]
-    assert (interface["name"], interface["permanent_mac"], interface["speed"], interface["driver"]) == (
+    assert (interface["name"], interface["permanent_mac"], interface["speed_mbps"], interface["driver"]) == (
         "eno1",
         None,
         None,

@@ -289,7 +289,7 @@ def test_usb_none_found_is_one_clear_message_and_exit_0(tmp_path, monkeypatch, c
     assert audit.main(args) == 0
     err = capsys.readouterr().err
     assert "audit: --usb: no removable USB disk with a filesystem found; plug one in and run again\n" in err
-    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == audit.SCHEMA_VERSION
 
 
 def test_usb_that_cannot_be_written_exits_1(tmp_path, monkeypatch, capsys):

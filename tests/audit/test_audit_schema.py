@@ -92,7 +92,7 @@ def test_the_schema_rejects_wrong_documents(lab_machine):
         lambda d: d["collectors"]["board"].update(status="fine"),
         lambda d: d["findings"].append({"severity": "bad", "component": "x", "message": "y"}),
         lambda d: d["psu"]["power_supplies"][0].pop("serial"),
-        lambda d: d.update(schema_version=2),
+        lambda d: d.update(schema_version=1),  # a document of the schema before this one
         lambda d: d["board"].pop("chassis"),  # the chassis is always there (null without type 3)
         lambda d: d["board"]["chassis"].update(serial=77001),
         lambda d: d["board"]["chassis"].update(height="2 U"),  # a chassis key the schema does not know
@@ -123,8 +123,8 @@ def skeleton() -> dict:
         "generated_at": "2026-11-25T23:00:00+00:00",
         "hostname": "h",
         "kernel": "6.12.0",
-        "collectors": {name: dict(report) for name in audit.COLLECTOR_ORDER},
-        **dict.fromkeys(audit.COLLECTOR_ORDER),
+        "collectors": {name: dict(report) for name, _ in audit.COLLECTORS},
+        **{name: None for name, _ in audit.COLLECTORS},
         "findings": [],
         "errors": [],
         "duration": 0.1,
@@ -177,7 +177,7 @@ def disk(name: str = "sda") -> dict:
     return {
         "name": name,
         "path": f"/dev/{name}",
-        "size": None,
+        "size_bytes": None,
         "model": None,
         "serial": None,
         "firmware": None,
@@ -195,7 +195,7 @@ def test_schema_takes_every_smartctl_fixture(path):
     text = path.read_text()
     exit_status = (audit.load_json(text).get("smartctl") or {}).get("exit_status", 0)
     entry = disk()
-    ctx = audit.Collector("storage", audit.Runner())
+    ctx = audit.Context("storage", audit.Runner())
     audit.apply_smartctl(
         ctx, entry, audit.ToolResult(["smartctl", "-j", "-a", "/dev/sda"], exit_status, text, "")
     )
@@ -206,7 +206,7 @@ def test_schema_takes_every_smartctl_fixture(path):
 def test_schema_takes_every_nvme_fixture(path):
     text = path.read_text()
     entry = disk("nvme0n1")
-    ctx = audit.Collector("storage", audit.Runner())
+    ctx = audit.Context("storage", audit.Runner())
     results = {
         ("nvme0n1", tool): audit.ToolResult(["nvme", tool, "/dev/nvme0n1"], 0, text, "")
         for tool in ("id-ctrl", "smart-log")

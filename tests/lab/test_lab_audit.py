@@ -166,7 +166,7 @@ def test_audit_every_dimm_slot(document):
 def test_audit_disk_identity_and_smart(document, disk):
     found = by_serial(document["storage"]).get(disk.serial)
     assert found is not None, f"no disk with serial {disk.serial} in {list(by_serial(document['storage']))}"
-    assert (found["model"], found["wwn"], found["size"], found["transport"]) == (
+    assert (found["model"], found["wwn"], found["size_bytes"], found["transport"]) == (
         disk.model, disk.wwn, disk.size_bytes, disk.transport)
     assert found["health"]["smart_passed"] is disk.smart_passed
 
@@ -174,7 +174,7 @@ def test_audit_disk_identity_and_smart(document, disk):
 def test_audit_usb_stick_is_a_removable_usb_disk(document):
     stick = by_serial(document["storage"]).get(expected.USB_STICK.serial)
     assert stick is not None
-    assert (stick["transport"], stick["removable"], stick["size"]) == (
+    assert (stick["transport"], stick["removable"], stick["size_bytes"]) == (
         "usb", True, expected.USB_STICK.size_bytes)
 
 

@@ -81,15 +81,8 @@ def capture_key(argv: list[str]) -> str:
 class Runner:
     """Runs tools (or replays a capture of them) and reads the sysfs, procfs and devfs trees.
 
-    Capture layout (`--capture DIR`, read back by `--replay DIR`):
-      DIR/host.json                      {"generated_at", "hostname", "kernel"} of the capture
-      DIR/commands/<key>.json            {"argv", "returncode", "timed_out", "duration"} of one tool run;
-                                         <key> is the argv made file-safe (60 characters at most), "-",
-                                         and 10 hex digits of its SHA-1 (capture_key)
-      DIR/commands/<key>.stdout|.stderr  the raw bytes the tool wrote
-      DIR/sysfs/..., DIR/procfs/...      every file the audit read, at its path under the root; the
-                                         tree's symlinks (class/net/X, device, driver) stay symlinks
-      DIR/devfs/...                      an empty file for every device node the audit found present
+    `--capture DIR` saves every tool run and every file read under DIR, `--replay DIR` reads them back; the
+    layout of DIR is in README.md ("Capture and replay"), the file names of tool runs come from capture_key.
     """
 
     def __init__(
@@ -533,7 +526,7 @@ def sum_known(values) -> int | None:
 
 
 def gib(size: int | None) -> str:
-    """Bytes as a short GiB figure for messages."""
+    """Bytes as a short GiB figure for messages and the QR summary ("256 GiB", "0.5 GiB"; "?": unknown)."""
     return "?" if size is None else f"{size / (1 << 30):g} GiB"
 
 
@@ -2282,15 +2275,10 @@ QR_MAX_COLUMNS = 80
 QRENCODE = ["qrencode", "-t", "ANSIUTF8", "-l", "L", "-m", "2", "-o", "-"]
 
 
-def count_of(section: Any, *keys: str) -> int | None:
-    """How many entries a collector's data holds: a list's length, or the length of its first list key."""
-    if isinstance(section, list):
-        return len(section)
-    if isinstance(section, dict):
-        for key in keys:
-            if isinstance(section.get(key), list):
-                return len(section[key])
-    return None
+def count_of(section: Any) -> int | None:
+    """How many entries a list collector (storage, nvidia) found; None when it found nothing to list
+    (skipped or failed)."""
+    return len(section) if isinstance(section, list) else None
 
 
 def short_cpu_model(model: str | None) -> str:
@@ -2326,14 +2314,14 @@ def qr_summary_text(document: dict[str, Any]) -> str:
     total = memory.get("total_bytes")
     findings = document.get("findings") or []
     critical = sum(1 for item in findings if item.get("severity") == "critical")
-    disks = count_of(document.get("storage"), "disks", "devices")
-    gpus = count_of(document.get("nvidia"), "gpus")
+    disks = count_of(document.get("storage"))
+    gpus = count_of(document.get("nvidia"))
     lines = [
         f"bee {AUDIT_VERSION}",
         f"SN {machine_serial(document) or '?'}",
         f"PN {system.get('product') or baseboard.get('product') or '?'}",
         f"CPU {len(sockets)}x {' / '.join(models) or '?'}" + (f" {cores}c" if cores else ""),
-        f"MEM {f'{total / (1 << 30):g}GiB' if total else '?'} {memory.get('populated_slots', '?')}/"
+        f"MEM {gib(total)} {memory.get('populated_slots', '?')}/"
         f"{memory.get('total_slots', '?')} DIMM",
         f"DISK {'?' if disks is None else disks} GPU {'?' if gpus is None else gpus}",
         f"FINDINGS {len(findings)}" + (f" ({critical} critical)" if critical else ""),
@@ -2384,11 +2372,6 @@ UNWRITABLE_FILESYSTEMS = {"iso9660", "udf", "squashfs", "swap", "crypto_LUKS", "
                           "linux_raid_member", "zfs_member", "erofs"}
 
 
-def truthy(value: Any) -> bool:
-    """lsblk's booleans: true/false (new) or "1"/"0" and 1/0 (old)."""
-    return value is True or str(value).strip().lower() in {"1", "true"}
-
-
 def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
     """Filesystems on removable USB disks, mounted ones first. A disk that holds an ISO 9660 filesystem is
     the boot medium and is left alone."""
@@ -2405,7 +2388,7 @@ def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
     for disk in as_list(devices):
         if not isinstance(disk, dict) or disk.get("type") != "disk" or disk.get("tran") != "usb":
             continue
-        if not (truthy(disk.get("rm")) or truthy(disk.get("hotplug"))):
+        if not removable(disk):
             continue
         members = tree(disk)
         if any(member.get("fstype") == "iso9660" for member in members):

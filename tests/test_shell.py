@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scripts import buildconfig
-from tests.paths import REPO_ROOT
+from tests.paths import REPO_ROOT, repository_files
 
 
 def is_shell(path: Path) -> bool:
@@ -24,10 +24,7 @@ def is_shell(path: Path) -> bool:
 
 def shipped_shell_files(rendered_dir: Path) -> list[Path]:
     """Shell files tracked in git (templates rendered first) plus the rendered templates."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()
+    listed = repository_files()
     plain = [REPO_ROOT / n for n in listed if not n.endswith(".j2") and n.split("/")[0] != "tests"]
     rendered = buildconfig.render_all(buildconfig.load_config(), rendered_dir)
     return [p for p in plain + rendered if p.is_file() and is_shell(p)]

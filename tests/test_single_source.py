@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from scripts import buildconfig
-from tests.paths import REPO_ROOT
+from tests.paths import REPO_ROOT, repository_files
 
 # Files the project ships (code, templates, services); docs and tests may quote values.
 SHIPPED_DIRS = ("scripts", "iso", "openrc", "audit")
@@ -15,10 +13,7 @@ SHIPPED_FILES = ("tasks.py",)
 
 
 def shipped_files():
-    tracked = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()
+    tracked = repository_files()
     return [
         REPO_ROOT / name for name in tracked
         if (name.split("/")[0] in SHIPPED_DIRS or name in SHIPPED_FILES) and (REPO_ROOT / name).is_file()

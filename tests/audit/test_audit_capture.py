@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import lab_tools, tool_printing
+from tests.audit.fakes import lab_tools, tool_printing, without_times, write_tool
 from tests.paths import REAL_FIXTURES
 
 GPU_XML = REAL_FIXTURES / "nvidia-smi" / "datakit-tesla-v100-pcie-32gb.xml"  # one V100 at 00000000:21:01.0
@@ -88,15 +88,6 @@ def fake_machine(root):
     return ["--sysfs", str(sysfs), "--procfs", str(procfs), "--devfs", str(devfs)]
 
 
-def without_times(document: dict) -> dict:
-    document = json.loads(json.dumps(document))
-    for key in ("generated_at", "duration"):
-        document.pop(key)
-    for report in document["collectors"].values():
-        report.pop("duration")
-    return document
-
-
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
     lab_tools(tmp_path / "bin", tmp_path / "files")
@@ -154,8 +145,7 @@ def test_capture_layout(tmp_path, machine):
 
 def test_a_timed_out_tool_replays_as_timed_out(tmp_path, monkeypatch):
     """A capture keeps a hang as a hang: the replay records the same timeout error."""
-    tool_printing(tmp_path / "bin", "lspci", tmp_path / "nothing")
-    (tmp_path / "bin" / "lspci").write_text("#!/bin/sh\nexec /bin/sleep 30\n")
+    write_tool(tmp_path / "bin", "lspci", "exec /bin/sleep 30")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     capture = tmp_path / "capture"
     runner = audit.Runner(
@@ -167,14 +157,11 @@ def test_a_timed_out_tool_replays_as_timed_out(tmp_path, monkeypatch):
     assert live["errors"][0]["message"].startswith("timed out after 0.")
 
 
-def test_a_tool_that_cannot_be_run_is_an_error_live_and_replayed(tmp_path, monkeypatch):
+def test_a_tool_that_cannot_be_run_is_an_error_live_and_replayed(tools, tmp_path):
     """On PATH but not executable by its interpreter line: an error both live and from the capture."""
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "lspci").write_text("#!/nonexistent/interpreter\n")
-    (tmp_path / "bin" / "lspci").chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    tools("lspci", script="#!/nonexistent/interpreter\n")
     capture = tmp_path / "capture"
-    runner = audit.Runner(sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d", capture=capture)
+    runner = audit.Runner(sysfs=tools.sysfs, procfs=tools.procfs, devfs=tools.devfs, capture=capture)
     live = audit.build_document(runner, [("pcie", audit.collect_pcie)])
     replayed = audit.build_document(audit.Runner(replay=capture), [("pcie", audit.collect_pcie)])
     assert live["errors"] == replayed["errors"]

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import dmidecode_from_dump, dmidecode_from_text, lab_output
+from tests.audit.fakes import dmidecode_from_dump, dmidecode_from_text, lab_output
 from tests.paths import REAL_FIXTURES
 
 DMI = REAL_FIXTURES / "dmidecode"

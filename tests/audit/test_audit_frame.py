@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import lab_output, tool_printing, write_tool
+from tests.audit.fakes import lab_output, tool_printing, write_tool
 from tests.paths import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "audit" / "bee-audit.schema.json").read_text())
@@ -52,29 +52,13 @@ def assert_complete(document):
     jsonschema.validate(document, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """Empty sysfs/procfs/devfs roots and a PATH holding only tmp_path/bin (empty executables for `fp`)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", str(bin_dir))
-    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev", timeout=2)
-    return bin_dir, runner
-
-
-def on_path(bin_dir: Path, *names: str) -> None:
-    for name in names:
-        (bin_dir / name).write_text("")
-        (bin_dir / name).chmod(0o755)
-
-
 def test_collectors_register_in_document_order():
     assert NAMES[:8] == ["board", "cpu", "memory", "storage", "pcie", "psu", "nvidia", "network"]
     assert [name for name in DOCUMENT_ORDER if name in NAMES] == NAMES  # no unknown name, none out of place
 
 
-def test_document_order_does_not_depend_on_who_finished_first(isolated):
-    _, runner = isolated
+def test_document_order_does_not_depend_on_who_finished_first(tools):
+    runner = tools.runner(timeout=2)
 
     def slow(seconds, value):
         def function(ctx):
@@ -89,8 +73,8 @@ def test_document_order_does_not_depend_on_who_finished_first(isolated):
     assert list(document["collectors"]) == ["board", "cpu", "psu", "extra"]
 
 
-def test_tool_missing_is_skipped_without_error(isolated):
-    _, runner = isolated
+def test_tool_missing_is_skipped_without_error(tools):
+    runner = tools.runner(timeout=2)
     document = audit.build_document(runner)
     assert_complete(document)
     for name in ["board", "cpu", "memory", "psu"]:
@@ -99,9 +83,9 @@ def test_tool_missing_is_skipped_without_error(isolated):
     assert document["errors"] == []
 
 
-def test_non_zero_exit_is_an_error_entry(isolated, fp):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_non_zero_exit_is_an_error_entry(tools, fp):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     for argv in DMI_COMMANDS:
         fp.register(argv, stderr=b"dmidecode: invalid option -- 'j'\n", returncode=1)
     document = audit.build_document(runner)
@@ -170,9 +154,9 @@ def test_no_smbios_table_is_one_clear_error_per_dmi_collector_and_no_data(
     assert f"audit: board: dmidecode -t 0,1,2,3: {message}\n" in capsys.readouterr().err
 
 
-def test_dmidecode_denied_says_run_as_root(isolated, fp):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_dmidecode_denied_says_run_as_root(tools, fp):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     fp.register(
         ["dmidecode", "-t", "4"],
         stdout=b"# dmidecode 3.4\n",
@@ -186,9 +170,9 @@ def test_dmidecode_denied_says_run_as_root(isolated, fp):
     )
 
 
-def test_an_smbios_table_without_the_asked_type_says_so(isolated, fp):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_an_smbios_table_without_the_asked_type_says_so(tools, fp):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     fp.register(
         ["dmidecode", "-t", "17"],
         stdout=b"# dmidecode 3.4\nGetting SMBIOS data from sysfs.\nSMBIOS 2.8 present.\n\n",
@@ -205,9 +189,9 @@ def test_an_smbios_table_without_the_asked_type_says_so(isolated, fp):
     assert (document["psu"], psu["status"], psu["errors"]) == (None, "skipped", [])
 
 
-def test_hung_tool_is_recorded_and_the_rest_completes(isolated, fp, capsys):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_hung_tool_is_recorded_and_the_rest_completes(tools, fp, capsys):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     text, _ = lab_output("dmidecode-all.txt")
 
     def hang(process):
@@ -228,9 +212,9 @@ def test_hung_tool_is_recorded_and_the_rest_completes(isolated, fp, capsys):
 
 
 @pytest.mark.parametrize("garbage", [b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, b"   \n", b'{"truncated": ['])
-def test_garbage_output_leaves_a_complete_document(isolated, fp, garbage):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_garbage_output_leaves_a_complete_document(tools, fp, garbage):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     for argv in DMI_COMMANDS:
         fp.register(argv, stdout=garbage)
     document = audit.build_document(runner)
@@ -239,9 +223,9 @@ def test_garbage_output_leaves_a_complete_document(isolated, fp, garbage):
         assert document[name] is None and document["collectors"][name]["status"] == "error"
 
 
-def test_truncated_output_keeps_what_was_whole(isolated, fp):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_truncated_output_keeps_what_was_whole(tools, fp):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     text, _ = lab_output("dmidecode.txt")
     cut = text[: text.index("Locator: CPU0_DIMM_E1")]  # cut in the middle of the fifth slot
     fp.register(["dmidecode", "-t", "17"], stdout=cut)
@@ -255,9 +239,9 @@ def test_truncated_output_keeps_what_was_whole(isolated, fp):
     ]
 
 
-def test_non_utf8_bytes_are_replaced(isolated, fp):
-    bin_dir, runner = isolated
-    on_path(bin_dir, "dmidecode")
+def test_non_utf8_bytes_are_replaced(tools, fp):
+    tools("dmidecode")
+    runner = tools.runner(timeout=2)
     text, _ = lab_output("dmidecode-all.txt")
     raw = text.replace("Acme Boards Inc.", "Acme Cart\xe9s").encode("latin-1")
     fp.register(["dmidecode", "-t", "0,1,2,3"], stdout=raw)
@@ -484,9 +468,9 @@ def test_default_timeout_is_a_few_tens_of_seconds():
     assert audit.parse_args(["--timeout", "2.5"]).timeout == 2.5
 
 
-def test_a_failing_finding_rule_is_an_error_in_the_document(isolated, monkeypatch, capsys):
+def test_a_failing_finding_rule_is_an_error_in_the_document(tools, monkeypatch, capsys):
     """A rule that raises (a bug, odd data) must not make its findings vanish silently."""
-    _, runner = isolated
+    runner = tools.runner(timeout=2)
 
     def broken(document):
         raise KeyError("health")

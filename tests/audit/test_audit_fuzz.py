@@ -10,6 +10,7 @@ import random
 import pytest
 
 from audit import audit
+from tests.audit.fakes import write_tool
 from tests.paths import LAB_FIXTURES, REAL_FIXTURES
 
 FIXTURES = sorted(
@@ -115,15 +116,13 @@ def test_a_disk_whose_smartctl_json_has_the_wrong_shape_keeps_the_other_disks(tm
         "serial_number": "S1",
     }
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     (tmp_path / "lsblk.json").write_text(json.dumps(lsblk))
     (tmp_path / "odd.json").write_text(json.dumps(odd))
     for name, body in {
         "lsblk": f"cat {tmp_path / 'lsblk.json'}",
         "smartctl": f'case "$*" in *sda) cat {tmp_path / "odd.json"};; *) exit 1;; esac',
     }.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod(0o755)
+        write_tool(bin_dir, name, body)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     runner = audit.Runner(sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d")
     document = audit.build_document(runner, [("storage", audit.collect_storage)])

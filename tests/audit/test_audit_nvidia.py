@@ -308,30 +308,15 @@ def test_ecc_counts_of_newer_branches(children, counts):
 # -- the collector ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tools(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    nvidia_smi = bin_dir / "nvidia-smi"
-    nvidia_smi.write_text("#!/bin/sh\nexit 99\n")
-    nvidia_smi.chmod(0o755)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    root = tmp_path / "root"
-    for name in ("sys", "proc", "dev"):
-        (root / name).mkdir(parents=True)
-    return root
-
-
-def runner(root, timeout=20.0):
-    return audit.Runner(sysfs=root / "sys", procfs=root / "proc", devfs=root / "dev", timeout=timeout)
-
-
-def load_driver(root):
-    (root / "proc/driver/nvidia").mkdir(parents=True)
+def load_driver(tools):
+    """The NVIDIA driver loaded (/proc/driver/nvidia) and an nvidia-smi on PATH."""
+    (tools.procfs / "driver/nvidia").mkdir(parents=True)
+    tools("nvidia-smi")
 
 
 def test_no_driver_means_skipped_and_nothing_run(fp, tools):
-    document = audit.build_document(runner(tools), [("nvidia", audit.collect_nvidia)])
+    tools("nvidia-smi")
+    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
     assert document["nvidia"] is None
     assert document["collectors"]["nvidia"]["status"] == "skipped"
     assert document["errors"] == []
@@ -341,7 +326,7 @@ def test_no_driver_means_skipped_and_nothing_run(fp, tools):
 def test_driver_without_nvidia_smi_is_skipped_silently(tools, monkeypatch, tmp_path):
     load_driver(tools)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    document = audit.build_document(runner(tools), [("nvidia", audit.collect_nvidia)])
+    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
     assert document["nvidia"] is None
     assert document["errors"] == []
 
@@ -349,7 +334,7 @@ def test_driver_without_nvidia_smi_is_skipped_silently(tools, monkeypatch, tmp_p
 def test_collector_reads_the_xml(fp, tools):
     load_driver(tools)
     fp.register(NVSMI, stdout=xml("datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml"))
-    document = audit.build_document(runner(tools), [("nvidia", audit.collect_nvidia)])
+    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
     assert [gpu["bus_id"] for gpu in document["nvidia"]] == [
         f"0000:00:{slot}.0" for slot in ("0d", "0e", "0f", "10", "11", "12", "13", "14")
     ]
@@ -372,16 +357,16 @@ def test_collector_reads_the_xml(fp, tools):
 def test_collector_failures_are_errors(fp, tools, stdout, returncode, message):
     load_driver(tools)
     fp.register(NVSMI, stdout=stdout, returncode=returncode)
-    document = audit.build_document(runner(tools), [("nvidia", audit.collect_nvidia)])
+    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
     assert [(e["command"], e["message"]) for e in document["errors"]] == [("nvidia-smi -q -x", message)]
     assert document["collectors"]["nvidia"]["status"] == "error"
 
 
-def test_hung_nvidia_smi_is_killed(tools, tmp_path):
+def test_hung_nvidia_smi_is_killed(tools):
     load_driver(tools)
     sleep = shutil.which("sleep", path="/usr/bin:/bin")
-    (tmp_path / "bin" / "nvidia-smi").write_text(f"#!/bin/sh\n{sleep} 60\n")
-    document = audit.build_document(runner(tools, timeout=1.0), [("nvidia", audit.collect_nvidia)])
+    tools("nvidia-smi", script=f"#!/bin/sh\n{sleep} 60\n")
+    document = audit.build_document(tools.runner(timeout=1.0), [("nvidia", audit.collect_nvidia)])
     assert document["errors"][0]["command"] == "nvidia-smi -q -x"
     assert "timed out" in document["errors"][0]["message"]
 
@@ -398,7 +383,7 @@ def test_linker_attaches_gpus_to_their_pcie_entries(fp, tools):
         {"address": "0000:00:01.0", "class_id": "0601"},
     ]
     collectors = [("pcie", lambda ctx: [dict(entry) for entry in pcie]), ("nvidia", audit.collect_nvidia)]
-    document = audit.build_document(runner(tools), collectors)
+    document = audit.build_document(tools.runner(), collectors)
     gpus = document["nvidia"]
     assert gpus[0]["pcie_address"] == "0000:00:0d.0"  # lspci's 4-digit domain, lower case
     assert gpus[1]["pcie_address"] == "0000:00:0e.0"

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import lab_output, write_tool
+from tests.audit.fakes import lab_output, write_tool
 
 GiB = 1 << 30
 
@@ -53,7 +53,7 @@ def test_summary_text_of_the_lab_server():
             "SN SYS-SN-ABC123",
             "PN LabServer 2U",
             "CPU 2x Intel Xeon Gold 6338 2c",
-            "MEM 256GiB 8/16 DIMM",
+            "MEM 256 GiB 8/16 DIMM",
             "DISK 3 GPU 8",
             "FINDINGS 2 (1 critical)",
         ]
@@ -318,7 +318,7 @@ def test_stdout_carries_only_the_document_with_every_tool_and_qrencode_present(t
     the real qrencode on PATH; stdout is exactly the document, the QR code goes to stderr."""
     import sys
 
-    from tests.audit.frame_fakes import lab_tools
+    from tests.audit.fakes import lab_tools
     from tests.paths import REPO_ROOT
 
     bin_dir = tmp_path / "bin"

@@ -10,16 +10,11 @@ import subprocess
 import pytest
 
 from audit import audit
+from tests.audit.fakes import lab_output
 from tests.paths import LAB_FIXTURES, REAL_FIXTURES
 
 LSPCI = ["lspci", "-vmm", "-D"]
 LSPCI_DIR = REAL_FIXTURES / "lspci"
-
-
-def lab(name: str) -> str:
-    lines = (LAB_FIXTURES / name).read_text().splitlines()
-    assert lines[0].startswith("### ") and lines[-1].startswith("### rc=")
-    return "\n".join(lines[1:-1]) + "\n"
 
 
 def pick(devices, address):
@@ -215,7 +210,7 @@ def test_lspci_garbage_gives_no_devices(text):
 
 
 def test_lspci_lab_file():
-    devices = audit.parse_lspci_vmm(lab("lspci-vmm.txt"))
+    devices = audit.parse_lspci_vmm(lab_output("lspci-vmm.txt")[0])
     assert len(devices) == 11
     nvme = pick(devices, "0000:01:00.0")
     assert (nvme["class"], nvme["vendor"], nvme["device"], nvme["physical_slot"], nvme["revision"]) == (
@@ -331,7 +326,7 @@ def pci_link_sysfs_rows():
 def test_lab_lspci_vvv_links_read_as_sysfs_says():
     """The lab's `lspci -vvv` LnkCap/LnkSta ("Speed 8GT/s, Width x4"), read with the audit's link helpers,
     give the maximum and current links that sysfs holds; as -vmm text it gives no device."""
-    text = lab("lspci-vvv.txt")
+    text = lab_output("lspci-vvv.txt")[0]
     assert audit.parse_lspci_vmm(text) == []
     links: dict[str, dict[str, tuple]] = {}
     address = None
@@ -347,22 +342,6 @@ def test_lab_lspci_vvv_links_read_as_sysfs_says():
         for address, _, (cur_speed, cur_width, max_speed, max_width) in pci_link_sysfs_rows()
     }
     assert links["0000:00:03.0"] == {"LnkCap": (8.0, 4), "LnkSta": (2.5, 1)}
-
-
-@pytest.fixture
-def tools(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-
-    def install(name, script="#!/bin/sh\nexit 99\n"):
-        path = bin_dir / name
-        path.write_text(script)
-        path.chmod(0o755)
-
-    monkeypatch.setenv("PATH", str(bin_dir))
-    install.sysfs = tmp_path / "sys"
-    install.sysfs.mkdir()
-    return install
 
 
 def run_pcie(sysfs):
@@ -387,7 +366,7 @@ def build_lab_sysfs(sysfs):
 def test_lab_nvme_x1_behind_x4_root_port_is_not_degraded(fp, tools):
     tools("lspci")
     build_lab_sysfs(tools.sysfs)
-    fp.register(LSPCI, stdout=lab("lspci-vmm.txt"))
+    fp.register(LSPCI, stdout=lab_output("lspci-vmm.txt")[0])
     document = run_pcie(tools.sysfs)
     assert document["errors"] == []
     assert document["findings"] == []
@@ -496,7 +475,7 @@ def test_aer_counters_and_findings(fp, tools):
             ),
         },
     )
-    fp.register(LSPCI, stdout=lab("lspci-vmm.txt").replace("0000:00:00.0", "0000:3b:00.0"))
+    fp.register(LSPCI, stdout=lab_output("lspci-vmm.txt")[0].replace("0000:00:00.0", "0000:3b:00.0"))
     document = run_pcie(tools.sysfs)
     aer = pick(document["pcie"], "0000:3b:00.0")["aer"]
     assert (aer["correctable"], aer["nonfatal"], aer["fatal"]) == (4, 2, 1)
@@ -598,7 +577,7 @@ DUMP_LINKS = {
 @pytest.mark.parametrize("name", sorted(DUMP_LINKS))
 def test_links_of_real_dumps_through_real_lspci(tools, name):
     """lspci is the real binary replaying the dump; sysfs is built from the dump's own link registers."""
-    tools("lspci", f'#!/bin/sh\nexec {REAL_LSPCI} -F "{LSPCI_DIR / name}" "$@"\n')
+    tools("lspci", script=f'#!/bin/sh\nexec {REAL_LSPCI} -F "{LSPCI_DIR / name}" "$@"\n')
     build_dump_sysfs(tools.sysfs, name)
     document = run_pcie(tools.sysfs)
     assert document["errors"] == []
@@ -665,7 +644,7 @@ def test_capture_then_replay_gives_the_same_functions(fp, tools, tmp_path):
     upstream ports and drivers."""
     tools("lspci")
     build_lab_sysfs(tools.sysfs)
-    fp.register(LSPCI, stdout=lab("lspci-vmm.txt"))
+    fp.register(LSPCI, stdout=lab_output("lspci-vmm.txt")[0])
     capture = tmp_path / "capture"
     sysfs = tools.sysfs
     live = audit.Runner(sysfs=sysfs, procfs=sysfs / "proc", devfs=sysfs / "dev", capture=capture)

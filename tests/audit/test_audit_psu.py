@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import dmidecode_from_text, lab_output, tool_printing, write_tool
+from tests.audit.fakes import dmidecode_from_text, lab_output, tool_printing, write_tool
 from tests.paths import REAL_FIXTURES
 
 IPMI = REAL_FIXTURES / "ipmitool"

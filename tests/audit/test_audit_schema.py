@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from audit import audit
-from tests.audit.frame_fakes import lab_tools, write_tool
+from tests.audit.fakes import lab_tools, write_tool
 from tests.paths import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "audit" / "bee-audit.schema.json"

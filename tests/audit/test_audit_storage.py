@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import threading
 import time
@@ -13,7 +12,8 @@ import time
 import pytest
 
 from audit import audit
-from tests.paths import LAB_FIXTURES, REAL_FIXTURES
+from tests.audit.fakes import lab_output
+from tests.paths import REAL_FIXTURES
 
 LSBLK = [
     "lsblk",
@@ -29,13 +29,6 @@ FAILING_FLAGS = [
     "error_log_has_errors",
     "self_test_log_has_errors",
 ]
-
-
-def lab(name: str) -> tuple[str, int]:
-    """A qemu-lab capture without its `### <command>` first and `### rc=N` last lines, and that rc."""
-    lines = (LAB_FIXTURES / name).read_text().splitlines()
-    assert lines[0].startswith("### ") and lines[-1].startswith("### rc=")
-    return "\n".join(lines[1:-1]) + "\n", int(lines[-1].removeprefix("### rc="))
 
 
 def real(tool: str, name: str) -> str:
@@ -311,7 +304,7 @@ LAB_SMARTCTL = {
 
 @pytest.mark.parametrize("name", sorted(LAB_SMARTCTL))
 def test_smartctl_lab_file(name):
-    text, rc = lab(name)
+    text, rc = lab_output(name)
     parsed = audit.parse_smartctl(text, rc)
     assert_smartctl(parsed, LAB_SMARTCTL[name])
 
@@ -435,12 +428,12 @@ def test_nvme_smart_log_2_11_critical_warning_object_with_bits_set():
 
 
 def test_nvme_lab_files():
-    id_ctrl = audit.parse_nvme_id_ctrl(lab("nvme-id-ctrl.txt")[0])
+    id_ctrl = audit.parse_nvme_id_ctrl(lab_output("nvme-id-ctrl.txt")[0])
     assert id_ctrl["serial"] == "NVME-SN-0001"  # the padded "NVME-SN-0001        " trimmed
     assert id_ctrl["model"] == "QEMU NVMe Ctrl"
     assert id_ctrl["firmware"] == "7.2.22"
     assert id_ctrl["pci_vendor_id"] == "1b36"  # vid 6966
-    smart_log = audit.parse_nvme_smart_log(lab("nvme-smart-log.txt")[0])
+    smart_log = audit.parse_nvme_smart_log(lab_output("nvme-smart-log.txt")[0])
     assert smart_log == {  # nvme-cli 2.3 prints the 128-bit counters as strings; 323 K = 50 C
         "critical_warning": 0,
         "temperature": 50,
@@ -449,7 +442,7 @@ def test_nvme_lab_files():
         "media_errors": 0,
         "unsafe_shutdowns": 0,
     }
-    assert audit.parse_nvme_list(lab("nvme-list.txt")[0]) == {
+    assert audit.parse_nvme_list(lab_output("nvme-list.txt")[0]) == {
         "/dev/nvme0n1": {
             "model": "QEMU NVMe Ctrl",
             "serial": "NVME-SN-0001",
@@ -507,7 +500,7 @@ def test_lsblk_real_file(name):
 
 
 def test_lsblk_lab_file():
-    disks = audit.parse_lsblk(lab("lsblk.txt")[0])
+    disks = audit.parse_lsblk(lab_output("lsblk.txt")[0])
     assert disk_summary(disks) == [
         ("sda", "/dev/sda", 268435456, "ST4000NM0035-1V4107", "ZC1A2B3C", "sata", True, False),
         ("sdb", "/dev/sdb", 268435456, "QEMU HARDDISK", "USB-SN-42", "usb", True, True),  # RM 0, HOTPLUG 1
@@ -552,26 +545,6 @@ def test_lsblk_garbage_is_none(text):
 # -- the collector with faked tools ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def tools(tmp_path, monkeypatch):
-    """A PATH holding executables named like the tools (Runner checks PATH before running; fp fakes the
-    runs), and a sysfs root."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-
-    def install(*names):
-        for name in names:
-            path = bin_dir / name
-            path.write_text("#!/bin/sh\nexit 99\n")
-            path.chmod(path.stat().st_mode | stat.S_IXUSR)
-
-    monkeypatch.setenv("PATH", str(bin_dir))
-    sysfs = tmp_path / "sys"
-    sysfs.mkdir()
-    install.sysfs = sysfs
-    return install
-
-
 def run_storage(sysfs, timeout=30.0):
     runner = audit.Runner(sysfs=sysfs, procfs=sysfs / "proc", devfs=sysfs / "dev", timeout=timeout)
     return audit.build_document(runner, [("storage", audit.collect_storage)])
@@ -613,7 +586,7 @@ def link_nvme_to_pci(sysfs):
 def test_collector_on_the_lab_outputs(fp, tools):
     tools("lsblk", "smartctl", "nvme")
     link_nvme_to_pci(tools.sysfs)
-    fp.register(LSBLK, stdout=lab("lsblk.txt")[0])
+    fp.register(LSBLK, stdout=lab_output("lsblk.txt")[0])
     for disk, fixture in [
         ("sda", "smartctl-sda.txt"),
         ("sdb", "smartctl-sdb.txt"),
@@ -621,10 +594,11 @@ def test_collector_on_the_lab_outputs(fp, tools):
         ("vdb", "smartctl-vda.txt"),
         ("nvme0n1", "smartctl-nvme0.txt"),
     ]:
-        text, rc = lab(fixture)
+        text, rc = lab_output(fixture)
         fp.register(["smartctl", "-j", "-a", f"/dev/{disk}"], stdout=text, returncode=rc)
-    fp.register(["nvme", "id-ctrl", "-o", "json", "/dev/nvme0n1"], stdout=lab("nvme-id-ctrl.txt")[0])
-    fp.register(["nvme", "smart-log", "-o", "json", "/dev/nvme0n1"], stdout=lab("nvme-smart-log.txt")[0])
+    fp.register(["nvme", "id-ctrl", "-o", "json", "/dev/nvme0n1"], stdout=lab_output("nvme-id-ctrl.txt")[0])
+    smart_log, _ = lab_output("nvme-smart-log.txt")
+    fp.register(["nvme", "smart-log", "-o", "json", "/dev/nvme0n1"], stdout=smart_log)
 
     document = run_storage(tools.sysfs)
 
@@ -728,7 +702,7 @@ def test_smartctl_garbage_leaves_a_complete_document(fp, tools, stdout):
 def test_nvme_cli_garbage_and_failure_are_errors(fp, tools):
     tools("lsblk", "smartctl", "nvme")
     fp.register(LSBLK, stdout=lsblk_json(("nvme0n1", "nvme")))
-    fp.register(["smartctl", "-j", "-a", "/dev/nvme0n1"], stdout=lab("smartctl-nvme0.txt")[0])
+    fp.register(["smartctl", "-j", "-a", "/dev/nvme0n1"], stdout=lab_output("smartctl-nvme0.txt")[0])
     fp.register(["nvme", "id-ctrl", "-o", "json", "/dev/nvme0n1"], stdout="\x00\x01", returncode=0)
     fp.register(["nvme", "smart-log", "-o", "json", "/dev/nvme0n1"], stderr="Permission denied", returncode=1)
     document = run_storage(tools.sysfs)
@@ -745,8 +719,9 @@ def test_nvme_list_fills_identity_when_nothing_else_knows_it(fp, tools):
     listing["blockdevices"][0]["serial"] = None
     fp.register(LSBLK, stdout=json.dumps(listing))
     fp.register(["nvme", "id-ctrl", "-o", "json", "/dev/nvme0n1"], returncode=1, stderr="failed")
-    fp.register(["nvme", "smart-log", "-o", "json", "/dev/nvme0n1"], stdout=lab("nvme-smart-log.txt")[0])
-    fp.register(["nvme", "list", "-o", "json"], stdout=lab("nvme-list.txt")[0])
+    smart_log, _ = lab_output("nvme-smart-log.txt")
+    fp.register(["nvme", "smart-log", "-o", "json", "/dev/nvme0n1"], stdout=smart_log)
+    fp.register(["nvme", "list", "-o", "json"], stdout=lab_output("nvme-list.txt")[0])
     document = run_storage(tools.sysfs)
     disk = document["storage"][0]
     assert (disk["serial"], disk["model"], disk["firmware"]) == ("NVME-SN-0001", "QEMU NVMe Ctrl", "7.2.22")
@@ -816,25 +791,15 @@ def test_per_disk_tools_run_concurrently_but_bounded(fp, tools):
     assert 1 < state["most"] <= audit.DISK_TOOL_WORKERS
 
 
-def write_tool(directory, name, script):
-    path = directory / name
-    path.write_text(script)
-    path.chmod(0o755)
-
-
-def test_real_hung_smartctl_is_killed_with_its_group(tmp_path, monkeypatch):
+def test_real_hung_smartctl_is_killed_with_its_group(tools, monkeypatch):
     """A real shell script that hangs (in a child sleep) on one disk: killed at the timeout, the rest kept."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     healthy = REAL_FIXTURES / "smartctl" / "scrutiny-sat-samsung-860evo-xall-flatcar.json"
     listing = lsblk_json(("sda", "sata"), ("sdb", "sata"))
-    write_tool(bin_dir, "lsblk", f"#!/bin/sh\ncat <<'EOF'\n{listing}\nEOF\n")
+    tools("lsblk", script=f"#!/bin/sh\ncat <<'EOF'\n{listing}\nEOF\n")
     hang_on_sdb = 'if [ "$3" = /dev/sdb ]; then sleep 60; fi'
-    write_tool(bin_dir, "smartctl", f'#!/bin/sh\n{hang_on_sdb}\ncat "{healthy}"\n')
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
-    sysfs = tmp_path / "sys"
-    sysfs.mkdir()
-    document = run_storage(sysfs, timeout=1.0)
+    tools("smartctl", script=f'#!/bin/sh\n{hang_on_sdb}\ncat "{healthy}"\n')
+    monkeypatch.setenv("PATH", f"{tools.bin_dir}{os.pathsep}/usr/bin:/bin")
+    document = run_storage(tools.sysfs, timeout=1.0)
     assert [e["command"] for e in document["errors"]] == ["smartctl -j -a /dev/sdb"]
     assert "timed out" in document["errors"][0]["message"]
     assert document["storage"][0]["serial"] == "S3YZNB0KB00864E"

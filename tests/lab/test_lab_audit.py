@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from tests.audit.fakes import without_times
 from tests.lab import checks, expected, fat, qr, scenarios
 
 # Errors the lab itself explains (none today: the virtio disks and the USB bridge have no SMART, which the
@@ -247,12 +248,3 @@ def test_replaying_the_capture_gives_the_same_document(lab, document, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert without_times(json.loads(replayed_path.read_text())) == without_times(document)
-
-
-def without_times(document: dict) -> dict:
-    """The document without what depends on when and how fast it ran (durations)."""
-    copy = json.loads(json.dumps(document))
-    copy.pop("duration", None)
-    for report in (copy.get("collectors") or {}).values():
-        report.pop("duration", None)
-    return copy

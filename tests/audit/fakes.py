@@ -1,7 +1,9 @@
-"""Helpers for the audit frame/DMI tests: fake tools on PATH that print real fixture files."""
+"""Helpers for the audit tests (and the lab's): qemu-lab outputs, fake tools on PATH that print real
+fixture files, documents compared without their times."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 from pathlib import Path
@@ -81,3 +83,12 @@ def lab_tools(bin_dir: Path, files: Path) -> None:
             case = f'"{pattern}"' if " " in pattern else pattern  # a pattern with blanks is quoted
             arms.append(f"  {case}) /bin/cat {files / name}; exit {rc};;")
         write_tool(bin_dir, tool, 'case "$*" in\n' + "\n".join(arms) + "\nesac\nexit 1")
+
+
+def without_times(document: dict) -> dict:
+    """A copy of the document without what depends on how fast it ran (the durations)."""
+    copy = json.loads(json.dumps(document))
+    copy.pop("duration", None)
+    for report in (copy.get("collectors") or {}).values():
+        report.pop("duration", None)
+    return copy

@@ -65,31 +65,31 @@ def preflight(c):
 
 @task
 def audit(c):
-    """Step 1: byte-compile audit/audit.py and place it in the overlay as the live audit command."""
+    """Byte-compile audit/audit.py and place it in the overlay as the live audit command."""
     step(c, iso_build.place_audit)
 
 
 @task
 def nvidia(c):
-    """Step 2: check the kernel headers, build the NVIDIA modules and userland (cached in dist/)."""
+    """Check the kernel headers, build the NVIDIA modules and userland (cached in dist/)."""
     step(c, iso_build.build_nvidia)
 
 
 @task
 def overlay(c):
-    """Steps 3-6: assemble the overlay in build/ (audit, NVIDIA files, static files, live system)."""
-    step(c, lambda cfg, act: iso_build.assemble_overlay(cfg, act, iso_build.cached_nvidia(cfg, act)))
+    """Assemble the overlay in build/ (audit, cached NVIDIA files, static files, live system)."""
+    step(c, iso_build.overlay_step)
 
 
 @task
 def profile(c):
-    """Step 7: render the mkimage profile and apkovl generator into ~/.mkimage/ and /var/tmp/."""
+    """Render the mkimage profile and apkovl generator into ~/.mkimage/ and /var/tmp/."""
     step(c, iso_build.install_profile)
 
 
 @task
 def mkimage(c):
-    """Step 8: clean stale mkimage sections, run aports' mkimage.sh, check and checksum the ISO."""
+    """Clean stale mkimage sections, run aports' mkimage.sh, check and checksum the ISO."""
     step(c, iso_build.mkimage_step)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts import build_nvidia_module, buildconfig  # noqa: E402
+from scripts import buildconfig, iso_kernel  # noqa: E402
 from tests.scripts.iso_build_support import alpine_host, write_executable  # noqa: E402
 from tests.scripts.nvidia_fake.installer import extract_only_header, make_payload  # noqa: E402
 from tests.scripts.nvidia_fake.server import FakeServer  # noqa: E402
@@ -71,7 +71,7 @@ def kernel_headers() -> tuple[str, Path]:
     """The newest prepared kernel headers of this machine and their release."""
     for headers in sorted(Path("/usr/src").glob("linux-headers-*"), reverse=True):
         if (headers / "include" / "generated" / "utsrelease.h").is_file():
-            return build_nvidia_module.headers_release(headers), headers
+            return iso_kernel.headers_release(headers), headers
     sys.exit("rebuild_bench: no prepared kernel headers in /usr/src (apt-get install linux-headers-amd64)")
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Step 2 of the ISO build: NVIDIA's kernel modules and userland for the ISO kernel, built once and cached.
+"""The nvidia step of `invoke build-debug`: NVIDIA's modules and userland for the ISO kernel, built, cached.
 
 a. download NVIDIA's `.run` installer (streamed, sha256 computed in the same pass, resumed from a `.part`
    file, retried on resets and 5xx) and trust it only if it matches the pinned `bee.nvidia.sha256`;
 b. extract it (`sh <installer> --extract-only --target <dir>`) into a temp dir renamed when complete;
-c. build `kernel/` (or `kernel-open/`) against the ISO kernel's headers, after checking that the headers
-   are for the very kernel the ISO boots, and strip the debug info from the `.ko` files;
+c. build `kernel/` (or `kernel-open/`) against the ISO kernel's headers (found and checked by
+   scripts/iso_kernel.py), and strip the debug info from the `.ko` files;
 d. take the userland the live system needs: nvidia-smi, nvidia-modprobe, libnvidia-ml, the GSP firmware;
 e. keep all of it in `dist/nvidia-<version>-<kver>/` with a manifest of the inputs and of each output's
    sha256: when both still match, the whole step is skipped.
@@ -13,7 +13,7 @@ e. keep all of it in `dist/nvidia-<version>-<kver>/` with a manifest of the inpu
 `install_into_overlay` then copies the cached files to their live-system paths (`bee.live.*`) in the overlay.
 Every failure is one line saying what to do (a full disk included: OSErrors become NvidiaBuildError), and
 every cache is written under a temp name and renamed. The tools read nothing (stdin is /dev/null) and are
-stopped, with their children, after `bee.nvidia.tool_timeout` seconds (apk: `bee.nvidia.apk_timeout`).
+stopped, with their children, after `bee.nvidia.tool_timeout` seconds.
 Every default comes from invoke.yaml; `python scripts/build_nvidia_module.py --help` runs one step alone.
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import buildconfig, fileops  # noqa: E402
+from scripts import buildconfig, fileops, iso_kernel  # noqa: E402
 
 CHUNK_SIZE = fileops.CHUNK_SIZE
 # The useful part of a requests error, whose message nests several reprs.
@@ -68,14 +68,6 @@ class ChecksumError(DownloadError):
     """The downloaded installer is not the pinned one (it has been deleted)."""
 
 
-class HeadersError(NvidiaBuildError):
-    """The kernel headers to build against are missing or unreadable."""
-
-
-class KernelMismatchError(NvidiaBuildError):
-    """The kernel headers are not those of the kernel the ISO boots."""
-
-
 class CommandError(NvidiaBuildError):
     """An external command (the installer, make, strip, apk) failed."""
 
@@ -84,7 +76,7 @@ class _TransientError(Exception):
     """A failure worth retrying: a reset or cut connection, a timeout, a 5xx."""
 
 
-# ---------------------------------------------------------------------------------------------- a. download
+# ----------------------------------------------------------------------------- failures and external commands
 
 
 @contextmanager
@@ -96,6 +88,50 @@ def os_errors_as_build_errors() -> Iterator[None]:
         raise
     except OSError as err:
         raise NvidiaBuildError(fileops.os_error_line(err)) from err
+
+
+def tool_timeout(cfg: Any) -> float:
+    """Return the seconds the installer's extraction, make or strip may run (`bee.nvidia.tool_timeout`)."""
+    return float(cfg.bee.nvidia.tool_timeout)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop `process` and every process it started (it leads its own session): SIGTERM, then SIGKILL."""
+    for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)  # the group outlives its leader while a child still runs
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+
+
+def run_command(command: list[str], *, what: str, timeout: float, cwd: Path | None = None) -> None:
+    """Run `command` with its output on our stderr (stdout stays clean); raise CommandError if it fails.
+
+    The tool reads nothing (stdin is /dev/null, so a question cannot hang the build) and runs in its own
+    session: when it takes longer than `timeout` seconds, or the build is interrupted, it is stopped
+    together with every process it started (make's compilers).
+    """
+    try:
+        process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=2, stderr=2,
+                                   start_new_session=True)
+    except FileNotFoundError:
+        raise CommandError(f"{what}: {command[0]} not found; install it on the builder") from None
+    try:
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process_group(process)
+        raise CommandError(
+            f"{what} did not finish in {timeout:g} s and was stopped: {shlex.join(command)}; its output "
+            "is above (raise bee.nvidia.tool_timeout if the builder is only slow)"
+        ) from None
+    except BaseException:  # an interrupt: the tool is in its own session, so Ctrl-C did not reach it
+        stop_process_group(process)
+        raise
+    if returncode != 0:
+        raise CommandError(f"{what} failed (exit {returncode}): {shlex.join(command)}; its output is above")
+
+
+# ---------------------------------------------------------------------------------------------- a. download
 
 
 def partial_path(dest: Path) -> Path:
@@ -327,51 +363,6 @@ def published_sha256(url: str, *, timeout: float = 60) -> str:
     return words[0].lower()
 
 
-# ---------------------------------------------------------------------------------------- external commands
-
-
-def tool_timeout(cfg: Any) -> float:
-    """Return the seconds the installer's extraction, make or strip may run (`bee.nvidia.tool_timeout`)."""
-    return float(cfg.bee.nvidia.tool_timeout)
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop `process` and every process it started (it leads its own session): SIGTERM, then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)  # the group outlives its leader while a child still runs
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-
-
-def run_command(command: list[str], *, what: str, timeout: float, cwd: Path | None = None) -> None:
-    """Run `command` with its output on our stderr (stdout stays clean); raise CommandError if it fails.
-
-    The tool reads nothing (stdin is /dev/null, so a question cannot hang the build) and runs in its own
-    session: when it takes longer than `timeout` seconds, or the build is interrupted, it is stopped
-    together with every process it started (make's compilers).
-    """
-    try:
-        process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=2, stderr=2,
-                                   start_new_session=True)
-    except FileNotFoundError:
-        raise CommandError(f"{what}: {command[0]} not found; install it on the builder") from None
-    try:
-        returncode = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_process_group(process)
-        raise CommandError(
-            f"{what} did not finish in {timeout:g} s and was stopped: {shlex.join(command)}; its output "
-            "is above (raise bee.nvidia.tool_timeout if the builder is only slow)"
-        ) from None
-    except BaseException:  # an interrupt: the tool is in its own session, so Ctrl-C did not reach it
-        stop_process_group(process)
-        raise
-    if returncode != 0:
-        raise CommandError(f"{what} failed (exit {returncode}): {shlex.join(command)}; its output is above")
-
-
-
 # ----------------------------------------------------------------------------------------------- b. extract
 
 
@@ -393,173 +384,7 @@ def extract(installer: Path, target: Path, *, timeout: float) -> Path:
     return target
 
 
-# ------------------------------------------------------------------------------------- c. kernel and build
-
-
-def headers_release(headers: Path) -> str:
-    """Return the kernel release the headers at `headers` build for (UTS_RELEASE, which vermagic uses)."""
-    uts = headers / "include" / "generated" / "utsrelease.h"
-    try:
-        text = uts.read_text()
-    except OSError:
-        raise HeadersError(
-            f"{headers} holds no prepared kernel headers ({uts} is missing); "
-            "reinstall the kernel's -dev package"
-        ) from None
-    match = re.search(r'#define\s+UTS_RELEASE\s+"([^"]+)"', text)
-    if not match:
-        raise HeadersError(f"{uts} names no UTS_RELEASE; reinstall the kernel's -dev package")
-    return match.group(1)
-
-
-def _headers_root(cfg: Any, headers_root: Path | None) -> Path:
-    return Path(headers_root) if headers_root is not None else Path(cfg.bee.nvidia.headers_root)
-
-
-def find_headers(cfg: Any, kver: str | None = None, headers_root: Path | None = None) -> tuple[str, Path]:
-    """Return `(kernel release, headers dir)` of the ISO kernel's headers, `<root>/linux-headers-<kver>`.
-
-    `kver` defaults to `bee.nvidia.kernel_release`; when both are empty, the one headers dir of the
-    configured flavor and series (`bee.kernel`) is taken. `headers_root` defaults to
-    `bee.nvidia.headers_root`. Raises HeadersError when there is none (or several, without a kver),
-    saying which package to install.
-    """
-    root = _headers_root(cfg, headers_root)
-    kver = kver or str(cfg.bee.nvidia.kernel_release or "").strip()
-    if kver:
-        headers = root / f"linux-headers-{kver}"
-        if not headers.is_dir():
-            hint = _install_hint(cfg)
-            raise HeadersError(f"no kernel headers for {kver} at {headers}; {hint} of that kernel")
-        return headers_release(headers), headers
-    return installed_headers(cfg, root)
-
-
-def _install_hint(cfg: Any) -> str:
-    flavor = cfg.bee.kernel.flavor
-    return f"install linux-{flavor}-dev (apk add linux-{flavor}-dev)"
-
-
-def installed_headers(cfg: Any, root: Path) -> tuple[str, Path]:
-    """Return `(kernel release, headers dir)` of the one `linux-headers-<series>.*-<flavor>` in `root`."""
-    flavor, series = cfg.bee.kernel.flavor, str(cfg.bee.kernel.series)
-    pattern = re.compile(rf"linux-headers-({re.escape(series)}[.-]\S*-{re.escape(flavor)})")
-    found = sorted(p for p in root.glob("linux-headers-*") if pattern.fullmatch(p.name) and p.is_dir())
-    if not found:
-        raise HeadersError(f"no linux-headers-{series}.*-{flavor} in {root}; {_install_hint(cfg)}")
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        raise HeadersError(f"several kernel headers in {root} ({names}); choose one with --kver")
-    return headers_release(found[0]), found[0]
-
-
-def apk_search_command(cfg: Any, cache_dir: Path) -> list[str]:
-    """Return the apk command listing the newest linux-<flavor> of the configured main repository only."""
-    main_repository = buildconfig.repository_urls(cfg)[0]
-    return [
-        "apk", "--update-cache", "--repositories-file", "/dev/null", "--repository", main_repository,
-        "--arch", cfg.bee.alpine.arch, "--cache-dir", str(cache_dir),
-        "search", "--exact", f"linux-{cfg.bee.kernel.flavor}",
-    ]
-
-
-def parse_kernel_package(output: str, flavor: str) -> str:
-    """Return the kernel release of `linux-<flavor>-<ver>-r<rel>` in apk's output: `<ver>-<rel>-<flavor>`.
-
-    That is the release Alpine's kernel reports (its localversion is `-<pkgrel>-<flavor>`).
-    """
-    pattern = re.compile(rf"linux-{re.escape(flavor)}-(\d[^\s-]*)-r(\d+)")
-    for line in output.split():
-        match = pattern.fullmatch(line.strip())
-        if match:
-            return f"{match.group(1)}-{match.group(2)}-{flavor}"
-    words = output.split()
-    printed = f"it printed {' '.join(words[:3])[:60]!r}" if words else "it printed nothing"
-    raise NvidiaBuildError(
-        f"apk named no linux-{flavor}-<version>-r<N> in the configured repository ({printed}); "
-        "check bee.alpine (mirror, branch) and bee.kernel.flavor"
-    )
-
-
-def apk_cache_dir(cfg: Any) -> Path:
-    """Return the apk cache folder used to ask the repository for its kernel (`paths.build/apk-cache`)."""
-    return buildconfig.config_path(cfg, "build") / "apk-cache"
-
-
-def iso_kernel_release(cfg: Any) -> str:
-    """Return the release of the kernel the ISO will boot, e.g. `6.12.58-0-lts`.
-
-    `bee.nvidia.kernel_release` when set; otherwise the newest linux-<flavor> of the configured Alpine
-    main repository (what mkimage installs), asked of apk. It must belong to `bee.kernel.series`.
-    """
-    configured = str(cfg.bee.nvidia.kernel_release or "").strip()
-    if configured:
-        return configured
-    flavor, series = cfg.bee.kernel.flavor, str(cfg.bee.kernel.series)
-    cache_dir = apk_cache_dir(cfg)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    command = apk_search_command(cfg, cache_dir)
-    timeout = float(cfg.bee.nvidia.apk_timeout)
-    try:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise NvidiaBuildError(
-            "apk not found: cannot ask the repository which kernel the ISO boots; run this on the Alpine "
-            "builder or give the release with --iso-kver (bee.nvidia.kernel_release)"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise CommandError(
-            f"{shlex.join(command)} gave no answer in {timeout:g} s and was stopped; check the network and "
-            "bee.alpine.mirror (or set bee.nvidia.kernel_release)"
-        ) from None
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise CommandError(f"{shlex.join(command)} failed: {reason}; check the network and bee.alpine")
-    release = parse_kernel_package(result.stdout, flavor)
-    if not release.startswith(series + "."):
-        raise KernelMismatchError(
-            f"the repository's linux-{flavor} is {release}, not of series {series}; update bee.kernel.series"
-        )
-    return release
-
-
-def check_headers_match(headers_kver: str, iso_kver: str) -> None:
-    """Raise KernelMismatchError, naming both, unless the headers are for the kernel the ISO boots."""
-    if headers_kver != iso_kver:
-        raise KernelMismatchError(
-            f"the kernel headers are for {headers_kver} but the ISO boots {iso_kver}: modules built for "
-            "another kernel fail at boot (invalid module format); install the -dev package of the ISO's "
-            "kernel (apk upgrade) or give the ISO's release with --iso-kver"
-        )
-
-
-def headers_for_iso(cfg: Any, iso_kver: str, headers_root: Path | None = None) -> tuple[str, Path]:
-    """Return `(kver, headers)` for the ISO kernel `iso_kver`, or raise naming the headers installed."""
-    try:
-        return find_headers(cfg, iso_kver, headers_root)
-    except HeadersError:
-        try:
-            installed, _ = installed_headers(cfg, _headers_root(cfg, headers_root))
-        except HeadersError:
-            raise HeadersError(
-                f"no kernel headers for {iso_kver} in {_headers_root(cfg, headers_root)}; install "
-                f"linux-{cfg.bee.kernel.flavor}-dev of that release"
-            ) from None
-        check_headers_match(installed, iso_kver)
-        raise
-
-
-def kernel_for_iso(cfg: Any) -> tuple[str, Path]:
-    """Return `(kver, headers dir)` of the kernel the ISO boots, checked: the one answer for the build.
-
-    The ISO's release comes from iso_kernel_release (configured, or asked of apk); its headers must be
-    installed and report that very release, or a HeadersError / KernelMismatchError names both versions.
-    """
-    iso_kver = iso_kernel_release(cfg)
-    kver, headers = headers_for_iso(cfg, iso_kver)
-    check_headers_match(kver, iso_kver)
-    return kver, headers
+# ------------------------------------------------------------------------------------------------- c. build
 
 
 def kernel_dir_name(flavor: str) -> str:
@@ -818,14 +643,9 @@ def build(
 # ---------------------------------------------------------------------------------------------- the overlay
 
 
-def live_path(overlay_root: Path, configured: str) -> Path:
-    """Return the overlay path of the absolute live-system path `configured`."""
-    return Path(overlay_root) / str(configured).lstrip("/")
-
-
 def overlay_targets(cfg: Any, kver: str, overlay_root: Path) -> dict[str, Path]:
     """Return, per cache sub-folder, the overlay folder its files go to (the `bee.live.*` paths)."""
-    live = cfg.bee.live
+    live, live_path = cfg.bee.live, buildconfig.live_path
     return {
         MODULES: live_path(overlay_root, live.nvidia_modules_dir) / kver,
         FIRMWARE: live_path(overlay_root, live.firmware_dir) / "nvidia" / cfg.bee.nvidia.version,
@@ -892,7 +712,7 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="build_nvidia_module.py",
         description="Download, verify, extract, build and cache NVIDIA's driver for the ISO kernel "
-        "(step 2 of invoke build-debug). Defaults come from invoke.yaml (bee.nvidia).",
+        "(the nvidia step of invoke build-debug). Defaults come from invoke.yaml (bee.nvidia).",
     )
     parser.add_argument("--step", choices=STEPS, default="build",
                         help="stop after this step: headers (print kver and headers dir), download (print "
@@ -934,13 +754,13 @@ def apply_args(cfg: Any, args: argparse.Namespace) -> None:
 def resolve_kernel(cfg: Any, args: argparse.Namespace) -> tuple[str, Path]:
     """Return `(kver, headers)` to build against, checked against the kernel the ISO boots."""
     if args.headers is None and not args.kver:
-        return kernel_for_iso(cfg)
-    iso_kver = iso_kernel_release(cfg)
+        return iso_kernel.kernel_for_iso(cfg)
+    iso_kver = iso_kernel.iso_kernel_release(cfg)
     if args.headers is not None:
-        kver, headers = headers_release(args.headers), args.headers
+        kver, headers = iso_kernel.headers_release(args.headers), args.headers
     else:
-        kver, headers = find_headers(cfg, args.kver)
-    check_headers_match(kver, iso_kver)
+        kver, headers = iso_kernel.find_headers(cfg, args.kver)
+    iso_kernel.check_headers_match(kver, iso_kver)
     return kver, headers
 
 
@@ -975,7 +795,7 @@ def main(argv: list[str] | None = None, cfg: Any = None) -> int:
         apply_args(cfg, args)
         with os_errors_as_build_errors():
             lines = run(cfg, args)
-    except NvidiaBuildError as exc:
+    except (NvidiaBuildError, iso_kernel.KernelError) as exc:
         print(f"build_nvidia_module: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

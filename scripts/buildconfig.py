@@ -12,6 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as `python scripts/buildconfig.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import fileops  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_SUFFIX = ".j2"
 # Folders whose *.j2 files are rendered into the build folder, keeping their relative paths.
@@ -57,6 +62,11 @@ def resolve_path(cfg: Any, value: str) -> Path:
 def config_path(cfg: Any, name: str) -> Path:
     """Return the absolute path configured as `bee.paths.<name>`."""
     return resolve_path(cfg, cfg.bee.paths[name])
+
+
+def live_path(overlay: Path, absolute: str) -> Path:
+    """Return where the live system's `absolute` path (a `bee.live.*` value) is staged in `overlay`."""
+    return Path(overlay) / str(absolute).lstrip("/")
 
 
 def nvidia_url(cfg: Any) -> str:
@@ -107,17 +117,13 @@ def render_template(cfg: Any, template: Path | str, extra: dict[str, Any] | None
 def render_all(cfg: Any, out_dir: Path, extra: dict[str, Any] | None = None) -> list[Path]:
     """Render every template into `out_dir` at its relative path without `.j2`; return the files written.
 
-    Each file is written under a temporary name and renamed, keeping the template's mode bits.
+    Each file is written under a temporary name and renamed (fileops.write_atomic), with the template's mode.
     """
     written = []
     for template in templates():
         target = out_dir / str(template)[: -len(TEMPLATE_SUFFIX)]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(render_template(cfg, template, extra))
-        tmp.chmod((REPO_ROOT / template).stat().st_mode & 0o777)
-        tmp.replace(target)
-        written.append(target)
+        mode = (REPO_ROOT / template).stat().st_mode & 0o777
+        written.append(fileops.write_atomic(target, render_template(cfg, template, extra).encode(), mode))
     return written
 
 

@@ -1,4 +1,4 @@
-"""The steps of `invoke build-debug` (spec "ISO build sequence"), as importable functions.
+"""The steps of `invoke build-debug`, as importable functions.
 
 preflight -> audit -> nvidia -> overlay -> profile -> mkimage. tasks.py calls these functions; for debugging,
 `python scripts/iso_build.py STEP [--dry]` runs one step (or `build` for all of them) without invoke.
@@ -12,7 +12,6 @@ the next run would trust.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shlex
 import shutil
@@ -27,12 +26,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `scripts` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import buildconfig, fileops
-from scripts.build_nvidia_module import cache_dir_for  # pure naming, shared with the NVIDIA step
+from scripts import build_nvidia_module, buildconfig, fileops, iso_kernel, live_system
 
 REPO_ROOT = buildconfig.REPO_ROOT
 AUDIT_SOURCE = REPO_ROOT / "audit" / "audit.py"
-TRACKED_OVERLAY = REPO_ROOT / "iso" / "overlay-debug"  # static files; scripts/live_system.py copies them
 PROFILE_TEMPLATES = Path("iso") / "mkimg"
 BUILDER_TOOLS = ("abuild", "apk", "xorriso", "mksquashfs", "fakeroot")
 PYTHON3_SHEBANG = b"#!/usr/bin/env python3\n"
@@ -53,16 +50,6 @@ class PreflightError(BuildError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__(f"preflight found {len(problems)} problem(s); nothing was built")
-
-
-def nvidia_module() -> Any:
-    """Return scripts.build_nvidia_module (imported when first needed; tests replace this function)."""
-    return importlib.import_module("scripts.build_nvidia_module")
-
-
-def live_module() -> Any:
-    """Return scripts.live_system (imported when first needed; tests replace this function)."""
-    return importlib.import_module("scripts.live_system")
 
 
 # --------------------------------------------------------------------------------------------- actions
@@ -266,12 +253,12 @@ def preflight(cfg: Any, act: Actions, checks: Iterable[str] = tuple(PREFLIGHT_CH
         raise PreflightError(problems)
 
 
-# --------------------------------------------------------------------------------------------- step 1: audit
+# --------------------------------------------------------------------------------------------- audit
 
 
 def audit_target(cfg: Any, overlay: Path) -> Path:
     """Return where the audit lives in the overlay: bee.live.audit_path under `overlay`."""
-    return overlay / cfg.bee.live.audit_path.lstrip("/")
+    return buildconfig.live_path(overlay, cfg.bee.live.audit_path)
 
 
 def audit_program(source: Path = AUDIT_SOURCE) -> bytes:
@@ -305,7 +292,7 @@ def place_audit(cfg: Any, act: Actions, overlay: Path | None = None, source: Pat
     return target
 
 
-# --------------------------------------------------------------------------------------------- step 2: nvidia
+# --------------------------------------------------------------------------------------------- nvidia
 
 
 @dataclass(frozen=True)
@@ -326,15 +313,14 @@ def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
     """
     memo = act.memo if act is not None else {}
     if "kernel_headers" not in memo:
-        nvidia = nvidia_module()
         try:
             if act is not None and act.dry and not str(cfg.bee.nvidia.kernel_release or "").strip():
-                question = nvidia.apk_search_command(cfg, nvidia.apk_cache_dir(cfg))
+                question = iso_kernel.apk_search_command(cfg, iso_kernel.apk_cache_dir(cfg))
                 act.say(f"[dry] ask the repository for the ISO's kernel: {shlex.join(question)}")
-                kver, headers = nvidia.find_headers(cfg)
+                kver, headers = iso_kernel.find_headers(cfg)
             else:
-                kver, headers = nvidia.kernel_for_iso(cfg)
-        except nvidia.NvidiaBuildError as err:
+                kver, headers = iso_kernel.kernel_for_iso(cfg)
+        except iso_kernel.KernelError as err:
             raise BuildError(str(err)) from err
         memo["kernel_headers"] = (kver, Path(headers))
     return memo["kernel_headers"]
@@ -342,7 +328,7 @@ def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
 
 def nvidia_cache_dir(cfg: Any, kver: str) -> Path:
     """Return the cache folder of the NVIDIA build for `kver`: dist/nvidia-<version>-<kver>/."""
-    return cache_dir_for(cfg, kver, buildconfig.config_path(cfg, "dist"))
+    return build_nvidia_module.cache_dir_for(cfg, kver, buildconfig.config_path(cfg, "dist"))
 
 
 def build_nvidia(cfg: Any, act: Actions, progress: Any = None) -> NvidiaBuild:
@@ -356,12 +342,11 @@ def build_nvidia(cfg: Any, act: Actions, progress: Any = None) -> NvidiaBuild:
         act.say(f"[dry] build NVIDIA {cfg.bee.nvidia.version} for {kver} against {headers} (cached)")
         return NvidiaBuild(kver, nvidia_cache_dir(cfg, kver))
     kver, headers = kernel_headers(cfg, act)
-    nvidia = nvidia_module()
     try:
-        cache_dir = nvidia.build(
+        cache_dir = build_nvidia_module.build(
             cfg, kver, headers=headers, cache_root=buildconfig.config_path(cfg, "dist"), progress=progress
         )
-    except nvidia.NvidiaBuildError as err:
+    except build_nvidia_module.NvidiaBuildError as err:
         raise BuildError(str(err)) from err
     act.say(f"nvidia: {cache_dir}")
     return NvidiaBuild(kver, Path(cache_dir))
@@ -412,34 +397,40 @@ def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild) -> Path:
     an earlier build that this one does not make again are removed first.
     """
     overlay = buildconfig.config_path(cfg, "overlay")
-    if overlaps(overlay, TRACKED_OVERLAY):
-        raise BuildError(f"paths.overlay {overlay} overlaps the tracked {TRACKED_OVERLAY}: use build/overlay")
+    tracked = live_system.STATIC_OVERLAY
+    if overlaps(overlay, tracked):
+        raise BuildError(f"paths.overlay {overlay} overlaps the tracked {tracked}: use build/overlay")
     audit = place_audit(cfg, act, overlay)
     reset_overlay(act, overlay, keep=[audit])
     act.mkdir(overlay)
     if act.dry:
         act.say(f"[dry] install NVIDIA files of {nvidia.cache_dir} into {overlay}")
     else:
-        module = nvidia_module()
         try:
-            nvidia_files = module.install_into_overlay(nvidia.cache_dir, overlay, cfg, nvidia.kver)
-        except module.NvidiaBuildError as err:
+            nvidia_files = build_nvidia_module.install_into_overlay(
+                nvidia.cache_dir, overlay, cfg, nvidia.kver
+            )
+        except build_nvidia_module.NvidiaBuildError as err:
             raise BuildError(str(err)) from err
         act.say(f"overlay: {len(nvidia_files)} NVIDIA files for {nvidia.kver}")
     password_file = buildconfig.config_path(cfg, "live_password")
     if act.dry:
         act.say(f"[dry] stage the live system into {overlay} (password file {password_file})")
         return overlay
-    live = live_module()
     try:
-        generator_config = Path(live.stage_live_system(cfg, overlay, password_file=password_file))
-    except live.StagingError as err:
+        generator_config = Path(live_system.stage_live_system(cfg, overlay, password_file=password_file))
+    except live_system.StagingError as err:
         raise BuildError(str(err)) from err
     expected = Path(buildconfig.template_context(cfg)["generator"]["config"])
     if generator_config.resolve() != expected.resolve():
         raise BuildError(f"the live system wrote {generator_config}, but the generator reads {expected}")
     act.say(f"overlay: {overlay} ready, generator configuration {generator_config}")
     return overlay
+
+
+def overlay_step(cfg: Any, act: Actions) -> Path:
+    """The overlay task run alone: assemble the overlay with the NVIDIA build already cached."""
+    return assemble_overlay(cfg, act, cached_nvidia(cfg, act))
 
 
 # --------------------------------------------------------------------------------------------- profile
@@ -576,7 +567,7 @@ def run_mkimage(cfg: Any, act: Actions) -> Path | None:
 
 
 def mkimage_step(cfg: Any, act: Actions) -> Path | None:
-    """Step 8 run alone: the preflight checks mkimage needs (Alpine, tools, key, space), then run_mkimage."""
+    """The mkimage task run alone: the preflight checks it needs (Alpine, tools, key, space), then mkimage."""
     preflight(cfg, act, MKIMAGE_CHECKS)
     return run_mkimage(cfg, act)
 
@@ -593,7 +584,7 @@ def report_password(cfg: Any, act: Actions) -> None:
 
 
 def build_debug(cfg: Any, act: Actions, progress: Any = None) -> Path | None:
-    """Run every step in the spec's order: preflight, audit, nvidia, overlay, profile, mkimage.
+    """Run every step in order: preflight, audit, nvidia, overlay, profile, mkimage.
 
     Prints each step's time; returns the ISO (None in a dry run).
     """
@@ -637,7 +628,7 @@ STEPS: dict[str, Callable[[Any, Actions], Any]] = {
     "preflight": preflight,
     "audit": place_audit,
     "nvidia": build_nvidia,
-    "overlay": lambda cfg, act: assemble_overlay(cfg, act, cached_nvidia(cfg, act)),
+    "overlay": overlay_step,
     "profile": install_profile,
     "mkimage": mkimage_step,
     "clean": clean_workdir,

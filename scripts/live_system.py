@@ -61,11 +61,6 @@ def runlevels(cfg: Any) -> dict[str, list[str]]:
     return {level: list(configured.get(level, [])) for level in RUNLEVEL_ORDER}
 
 
-def runlevel_entries(cfg: Any) -> list[tuple[str, str]]:
-    """Return (runlevel, service) pairs, in runlevel order then start order."""
-    return [(level, svc) for level, services in runlevels(cfg).items() for svc in services]
-
-
 def service_sources() -> dict[str, Path]:
     """Return the service files of openrc/ (name without .j2 -> source path relative to the repository)."""
     return _sources(buildconfig.REPO_ROOT / SERVICES_DIR)
@@ -91,11 +86,6 @@ def render_source(cfg: Any, source: Path) -> str:
 def write_file(path: Path, content: str | bytes, mode: int) -> Path:
     """Write `content` to `path` with `mode`, through a temporary name created with that mode; return path."""
     return fileops.write_atomic(path, content.encode() if isinstance(content, str) else content, mode)
-
-
-def live_path(overlay_dir: Path, absolute: str) -> Path:
-    """Return where the live system's `absolute` path is staged in `overlay_dir`."""
-    return overlay_dir / absolute.lstrip("/")
 
 
 def hash_tools() -> list[list[str]]:
@@ -191,8 +181,8 @@ def stage_credentials(cfg: Any, overlay_dir: Path, password_file: Path) -> None:
     """Stage the SSH keys and the password hash (both 0600); refuse when neither would exist."""
     live = cfg.bee.live
     keys_source = buildconfig.config_path(cfg, "authorized_keys")
-    keys_target = live_path(overlay_dir, live.authorized_keys_file)
-    hash_target = live_path(overlay_dir, live.password_hash_file)
+    keys_target = buildconfig.live_path(overlay_dir, live.authorized_keys_file)
+    hash_target = buildconfig.live_path(overlay_dir, live.password_hash_file)
     has_keys = keys_source.is_file() and keys_source.stat().st_size > 0
     if not has_keys and not live.password_fallback:
         raise StagingError(f"no SSH keys at {keys_source} and bee.live.password_fallback is false: nobody "

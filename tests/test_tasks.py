@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_build_debug_runs_every_step_in_order_then_a_warm_rebuild_only_reruns_mk
     iso = iso_build.iso_path(cfg)
     assert f"ISO: {iso}" in out and iso_build.checksum_path(iso).is_file()
     assert (builder.nvidia.downloads, builder.nvidia.extractions, builder.nvidia.makes) == (1, 1, 1)
-    assert builder.nvidia.calls[:4] == ["kernel_for_iso", "iso_kernel_release", "find_headers",
+    assert builder.kernel.calls[:4] == ["kernel_for_iso", "iso_kernel_release", "find_headers",
                                         "check_headers_match"]
 
     # Warm rebuild: the same command again, nothing downloaded, extracted or made, cached sections kept.
@@ -160,6 +161,15 @@ def test_invoke_list_names_every_task_with_a_description():
             listed[name] = description.strip()
     assert set(listed) == set(TASKS)
     assert all(listed.values()), listed
+
+
+def test_steps_are_named_by_their_task_names_never_numbered():
+    docs = {name: getattr(tasks, name.replace("-", "_")).__doc__ for name in TASKS}
+    numbered = {name: doc for name, doc in docs.items() if re.search(r"\bsteps? \d", doc, re.I)}
+    assert numbered == {}
+    build_steps = docs["build-debug"].split(": ", 1)[1].split(", in that order")[0].split(", ")
+    assert build_steps == ["preflight", "audit", "nvidia", "overlay", "profile", "mkimage"]
+    assert set(build_steps) <= set(TASKS) and set(build_steps) <= set(iso_build.STEPS)
 
 
 # ------------------------------------------------------------------------------ `invoke --dry`, for real

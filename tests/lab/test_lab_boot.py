@@ -14,7 +14,7 @@ import pytest
 from scripts import buildconfig, live_system
 from tests.lab import checks, scenarios
 
-SPEC_ORDER_HEAD = ["localmount"]   # runtime-flows.md: localmount first, then the default runlevel in order
+BOOT_ORDER_HEAD = ["localmount"]   # the README: localmount first, then the default runlevel in order
 SSH_PORT = 22
 
 
@@ -48,25 +48,25 @@ def started_names(report: dict) -> list[str]:
     return [entry["name"] for entry in report["started"]]
 
 
-def spec_order() -> list[str]:
-    return SPEC_ORDER_HEAD + default_services()
+def boot_order() -> list[str]:
+    return BOOT_ORDER_HEAD + default_services()
 
 
-def test_configured_default_runlevel_is_the_specs_order():
-    # /work/shared/spec/runtime-flows.md: localmount, bee-sshsetup, dropbear, bee-network, bee-nvidia,
+def test_configured_default_runlevel_is_the_documented_boot_order():
+    # The README's boot order: localmount, bee-sshsetup, dropbear, bee-network, bee-nvidia,
     # bee-audit-debug. invoke.yaml's list is what the ISO installs; the lab boots exactly that list.
     assert default_services() == ["bee-sshsetup", "dropbear", "bee-network", "bee-nvidia", "bee-audit-debug"]
 
 
 @pytest.mark.parametrize("which", ["no_nic", "with_nic"])
-def test_every_service_started_in_the_specs_order(request, which):
+def test_every_service_started_in_the_documented_boot_order(request, which):
     _, report = request.getfixturevalue(which)
     started = started_names(report)
-    missing = [s for s in spec_order() if s not in started and s != "localmount"]
+    missing = [s for s in boot_order() if s not in started and s != "localmount"]
     assert missing == [], f"not started: {missing}\n{report['rc_status']}"
     # localmount is provided by the lab's stand-in, which OpenRC records under its own name.
     ours = [("localmount" if name == "lab-localmount" else name) for name in started]
-    assert [name for name in ours if name in spec_order()] == spec_order()
+    assert [name for name in ours if name in boot_order()] == boot_order()
 
 
 def test_dropbear_listens_on_port_22_without_any_network(no_nic):

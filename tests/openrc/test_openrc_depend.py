@@ -3,8 +3,9 @@
 OpenRC's sh/gendepends.sh sources /etc/conf.d/<svc>, then the init script, calls depend() with recording
 need/use/want/after/before/provide, then adds the conf.d `rc_<type>` values; librc (rc_deptree_update)
 then drops any dependency named `!name` from that type. The harness below does the same, then the test
-builds the ordering graph and checks the spec: localmount -> bee-sshsetup -> dropbear -> bee-network ->
-bee-nvidia -> bee-audit-debug, all in the default runlevel, and no `net` anywhere in dropbear's deps.
+builds the ordering graph and checks the boot order the README gives: localmount -> bee-sshsetup ->
+dropbear -> bee-network -> bee-nvidia -> bee-audit-debug, all in the default runlevel, and no `net`
+anywhere in dropbear's deps.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def test_each_service_follows_the_previous_one_directly(graph):
         assert earlier in preds[later], f"{later} is not ordered after {earlier}: {graph.get(later)}"
 
 
-def test_topological_order_of_the_default_runlevel_is_unique_and_the_spec(graph):
+def test_topological_order_of_the_default_runlevel_is_unique_and_the_documented_one(graph):
     preds = ordering_edges(graph)
     in_level = {name: preds[name] & set(SPEC_ORDER) for name in SPEC_ORDER}
     sorter = TopologicalSorter(in_level)

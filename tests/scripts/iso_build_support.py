@@ -2,8 +2,9 @@
 
 `make_builder` copies invoke.yaml, points every host path (mkimage_home, mkimage_cwd, workdir, aports,
 authorized_keys, abuild.conf) into tmp_path with INVOKE_BEE_PATHS_* variables, makes an Alpine-looking host
-(alpine-release, stub builder tools on PATH, an abuild key, an aports mkimage.sh), and replaces the NVIDIA
-and live-system modules with recording fakes. mkimage itself is faked with pytest-subprocess (`fp`).
+(alpine-release, stub builder tools on PATH, an abuild key, an aports mkimage.sh), and replaces the ISO
+kernel, NVIDIA and live-system modules with recording fakes. mkimage itself is faked with pytest-subprocess
+(`fp`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts import buildconfig, iso_build
+from scripts import build_nvidia_module, buildconfig, iso_build
 from tests.paths import REPO_ROOT
 
 KVER = "6.12.58-0-lts"
@@ -24,25 +25,42 @@ CACHED_SECTIONS = ("apks_x86_64_5f1c", "kernel_x86_64_lts_9ab2", "syslinux_77aa"
 STALE_SECTIONS = ("apkovl_bee_0e1f", "image-4d2a-x86_64-bee_debug")
 
 
-class FakeNvidiaBuildError(Exception):
-    """Stands for build_nvidia_module.NvidiaBuildError."""
+def fake_headers(root, kver):
+    """A headers folder like linux-lts-dev's: /usr/src/linux-headers-<kver> with its utsrelease.h."""
+    headers = root / f"linux-headers-{kver}"
+    (headers / "include" / "generated").mkdir(parents=True)
+    (headers / "include" / "generated" / "utsrelease.h").write_text(f'#define UTS_RELEASE "{kver}"\n')
+    return headers
 
 
-class FakeNvidia:
-    """Records calls; `build` 'downloads' and 'makes' only when its cache folder has no manifest."""
+def apk_command(cfg):
+    """The apk command scripts/iso_kernel.py runs to ask the main repository for its linux-<flavor>."""
+    return [
+        "apk", "--update-cache", "--repositories-file", "/dev/null",
+        "--repository", buildconfig.repository_urls(cfg)[0], "--arch", cfg.bee.alpine.arch,
+        "--cache-dir", str(buildconfig.config_path(cfg, "build") / "apk-cache"),
+        "search", "--exact", f"linux-{cfg.bee.kernel.flavor}",
+    ]
 
-    NvidiaBuildError = FakeNvidiaBuildError
+
+class FakeKernelError(Exception):
+    """Stands for iso_kernel.KernelError."""
+
+
+class FakeIsoKernel:
+    """Stands for scripts/iso_kernel.py: records calls; headers are `kver`, the ISO's kernel `iso_kver`."""
+
+    KernelError = FakeKernelError
 
     def __init__(self, headers_root: Path, kver: str = KVER, iso_kver: str = KVER):
         self.headers_root, self.kver, self.iso_kver = headers_root, kver, iso_kver
         self.headers_present = True
         self.calls: list[str] = []
-        self.downloads = self.extractions = self.makes = 0
 
     def find_headers(self, cfg, kver=None, headers_root=None):
         self.calls.append("find_headers")
         if not self.headers_present:
-            raise FakeNvidiaBuildError(f"no kernel headers in {self.headers_root}: apk add linux-lts-dev")
+            raise FakeKernelError(f"no kernel headers in {self.headers_root}: apk add linux-lts-dev")
         return self.kver, self.headers_root / f"linux-headers-{self.kver}"
 
     def iso_kernel_release(self, cfg, *args, **kwargs):
@@ -52,7 +70,7 @@ class FakeNvidia:
     def check_headers_match(self, headers_kver, iso_kver):
         self.calls.append("check_headers_match")
         if headers_kver != iso_kver:
-            raise FakeNvidiaBuildError(f"headers are {headers_kver} but the ISO kernel is {iso_kver}")
+            raise FakeKernelError(f"headers are {headers_kver} but the ISO kernel is {iso_kver}")
 
     def kernel_for_iso(self, cfg):
         """Like the real one: the ISO's release, its headers, and the check that they match."""
@@ -69,6 +87,20 @@ class FakeNvidia:
         self.calls.append("apk_search_command")
         return ["apk", "--cache-dir", str(cache_dir), "search", "--exact", f"linux-{cfg.bee.kernel.flavor}"]
 
+
+class FakeNvidiaBuildError(Exception):
+    """Stands for build_nvidia_module.NvidiaBuildError."""
+
+
+class FakeNvidia:
+    """Records calls; `build` 'downloads' and 'makes' only when its cache folder has no manifest."""
+
+    NvidiaBuildError = FakeNvidiaBuildError
+    cache_dir_for = staticmethod(build_nvidia_module.cache_dir_for)  # pure naming: the real one
+
+    def __init__(self):
+        self.calls: list[str] = []
+        self.downloads = self.extractions = self.makes = 0
     def build(self, cfg, kver, *, headers, cache_root=None, progress=None):
         self.calls.append("build")
         cache = Path(cache_root) / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
@@ -105,6 +137,7 @@ class FakeLive:
     """Stands for scripts/live_system.py: writes a service, the keys and the generator's JSON config."""
 
     StagingError = FakeStagingError
+    STATIC_OVERLAY = REPO_ROOT / "iso" / "overlay-debug"
 
     def __init__(self):
         self.calls: list[tuple[Path, Path]] = []
@@ -132,6 +165,7 @@ class Builder:
     root: Path
     project: Path
     env: dict[str, str]
+    kernel: FakeIsoKernel
     nvidia: FakeNvidia
     live: FakeLive
     mkimage_runs: list[dict[str, Any]] = field(default_factory=list)
@@ -216,10 +250,11 @@ def make_builder(tmp_path: Path, monkeypatch) -> Builder:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PATH", f"{host / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
-    nvidia, live = FakeNvidia(host / "usr" / "src"), FakeLive()
-    monkeypatch.setattr(iso_build, "nvidia_module", lambda: nvidia)
-    monkeypatch.setattr(iso_build, "live_module", lambda: live)
-    return Builder(tmp_path, project, env, nvidia, live)
+    kernel, nvidia, live = FakeIsoKernel(host / "usr" / "src"), FakeNvidia(), FakeLive()
+    monkeypatch.setattr(iso_build, "iso_kernel", kernel)
+    monkeypatch.setattr(iso_build, "build_nvidia_module", nvidia)
+    monkeypatch.setattr(iso_build, "live_system", live)
+    return Builder(tmp_path, project, env, kernel, nvidia, live)
 
 
 def write_executable(path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scripts import build_nvidia_module as nv
-from scripts import buildconfig
+from scripts import buildconfig, iso_kernel
 from tests.paths import REPO_ROOT
 from tests.scripts.nvidia_fake.installer import make_installer
 from tests.scripts.nvidia_fake.server import FakeServer
@@ -45,7 +45,7 @@ def debug_sections(path):
 def debian_headers():
     found = sorted(Path("/usr/src").glob("linux-headers-*-amd64"))
     assert found, "Debian's kernel headers are missing: apt-get install linux-headers-amd64"
-    return nv.headers_release(found[-1]), found[-1]
+    return iso_kernel.headers_release(found[-1]), found[-1]
 
 
 @pytest.fixture(scope="module")

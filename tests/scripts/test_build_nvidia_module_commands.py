@@ -1,5 +1,5 @@
-"""scripts/build_nvidia_module.py: the exact commands for NVIDIA's real installer and Alpine's apk (faked
-with pytest-subprocess: they cannot run here), and the kernel checks against headers like Alpine's."""
+"""scripts/build_nvidia_module.py: the exact commands for NVIDIA's real installer (faked with
+pytest-subprocess: it cannot run here), hung and failing tools, a full disk, and the manifest."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import pytest
 
 from scripts import build_nvidia_module as nv
 from scripts import buildconfig
-
-KVER = "6.12.58-0-lts"
+from tests.scripts.iso_build_support import KVER, apk_command, fake_headers
 
 
 @pytest.fixture
@@ -24,14 +23,6 @@ def cfg(config_copy):
     cfg = buildconfig.load_config(config_copy.parent)
     cfg.bee.nvidia.jobs = 3
     return cfg
-
-
-def fake_headers(root, kver):
-    """A headers folder like linux-lts-dev's: /usr/src/linux-headers-<kver> with its utsrelease.h."""
-    headers = root / f"linux-headers-{kver}"
-    (headers / "include" / "generated").mkdir(parents=True)
-    (headers / "include" / "generated" / "utsrelease.h").write_text(f'#define UTS_RELEASE "{kver}"\n')
-    return headers
 
 
 # ---------------------------------------------------------------------------- the real installer's commands
@@ -118,101 +109,6 @@ def test_a_missing_module_names_the_setting_to_change(fp, tmp_path):
         nv.collect_modules(kernel_dir, ["nvidia", "nvidia-peermem"], tmp_path / "out", timeout=60)
 
 
-# --------------------------------------------------------------------------------- the kernel the ISO boots
-
-
-def apk_command(cfg):
-    return [
-        "apk", "--update-cache", "--repositories-file", "/dev/null",
-        "--repository", buildconfig.repository_urls(cfg)[0], "--arch", cfg.bee.alpine.arch,
-        "--cache-dir", str(buildconfig.config_path(cfg, "build") / "apk-cache"),
-        "search", "--exact", f"linux-{cfg.bee.kernel.flavor}",
-    ]
-
-
-def test_iso_kernel_release_asks_apk_for_the_configured_repository(fp, cfg):
-    fp.register(apk_command(cfg), stdout="linux-lts-6.12.58-r0\n")
-    assert nv.iso_kernel_release(cfg) == KVER
-    assert apk_command(cfg)[5].endswith(f"/{cfg.bee.alpine.branch}/main")
-
-
-def test_iso_kernel_release_follows_the_configured_flavor(fp, cfg):
-    cfg.bee.kernel.flavor = "virt"
-    fp.register(apk_command(cfg), stdout="linux-virt-6.12.60-r2\n")
-    assert nv.iso_kernel_release(cfg) == "6.12.60-2-virt"
-
-
-def test_a_repository_kernel_of_another_series_is_an_error(fp, cfg):
-    fp.register(apk_command(cfg), stdout="linux-lts-6.18.2-r0\n")
-    with pytest.raises(nv.KernelMismatchError, match="6.18.2-0-lts, not of series 6.12"):
-        nv.iso_kernel_release(cfg)
-
-
-def test_apk_failing_is_a_clear_error(fp, cfg):
-    fp.register(apk_command(cfg), stderr="fetch failed\nERROR: unable to select packages\n", returncode=1)
-    with pytest.raises(nv.CommandError, match="failed: ERROR: unable to select packages; check the network"):
-        nv.iso_kernel_release(cfg)
-
-
-def test_a_configured_release_needs_no_apk(fp, cfg):
-    cfg.bee.nvidia.kernel_release = "6.12.1-0-lts"
-    fp.allow_unregistered(False)
-    assert nv.iso_kernel_release(cfg) == "6.12.1-0-lts"
-    assert list(fp.calls) == []
-
-
-def test_without_apk_the_error_says_what_to_do(cfg, monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(nv.NvidiaBuildError, match="apk not found.*--iso-kver"):
-        nv.iso_kernel_release(cfg)
-
-
-# ---------------------------------------------------------------------------------------------- the headers
-
-
-def test_find_headers_picks_the_configured_flavor_and_series(cfg, tmp_path):
-    for kver in ("6.6.100-0-lts", "6.12.58-0-virt", "6.120.1-0-lts", KVER):
-        fake_headers(tmp_path, kver)
-    cfg.bee.nvidia.headers_root = str(tmp_path)
-    assert nv.find_headers(cfg) == (KVER, tmp_path / f"linux-headers-{KVER}")
-    older = "6.6.100-0-lts"
-    assert nv.find_headers(cfg, older) == (older, tmp_path / f"linux-headers-{older}")
-
-
-def test_find_headers_reads_the_release_from_utsrelease(cfg, tmp_path):
-    headers = fake_headers(tmp_path, KVER)
-    (headers / "include" / "generated" / "utsrelease.h").write_text('#define UTS_RELEASE "6.12.58-1-lts"\n')
-    assert nv.find_headers(cfg, headers_root=tmp_path)[0] == "6.12.58-1-lts"
-
-
-def test_no_headers_says_which_package_to_install(cfg, tmp_path):
-    with pytest.raises(nv.HeadersError, match="no linux-headers-6.12.*-lts in .*apk add linux-lts-dev"):
-        nv.find_headers(cfg, headers_root=tmp_path)
-    with pytest.raises(nv.HeadersError, match=f"no kernel headers for {KVER}"):
-        nv.find_headers(cfg, KVER, headers_root=tmp_path)
-
-
-def test_several_headers_ask_for_a_choice(cfg, tmp_path):
-    fake_headers(tmp_path, KVER)
-    fake_headers(tmp_path, "6.12.59-0-lts")
-    with pytest.raises(nv.HeadersError, match="several kernel headers .*--kver"):
-        nv.find_headers(cfg, headers_root=tmp_path)
-
-
-def test_unprepared_headers_are_an_error(cfg, tmp_path):
-    (tmp_path / f"linux-headers-{KVER}").mkdir()
-    with pytest.raises(nv.HeadersError, match="utsrelease.h is missing"):
-        nv.find_headers(cfg, headers_root=tmp_path)
-
-
-def test_check_headers_match_names_both_versions():
-    nv.check_headers_match(KVER, KVER)
-    with pytest.raises(nv.KernelMismatchError) as error:
-        nv.check_headers_match("6.12.57-0-lts", KVER)
-    assert "6.12.57-0-lts" in str(error.value) and KVER in str(error.value)
-    assert "invalid module format" in str(error.value)
-
-
 def test_main_headers_step_reports_a_mismatch_with_both_versions(cfg, tmp_path, capsys):
     fake_headers(tmp_path, "6.12.57-0-lts")
     code = nv.main(["--step", "headers", "--iso-kver", KVER, "--headers-root", str(tmp_path)], cfg=cfg)
@@ -237,22 +133,6 @@ def test_every_default_comes_from_the_configuration(cfg):
     assert (args.sha256, args.url) == (settings.sha256, settings.url)
     assert str(args.headers_root) == settings.headers_root
     assert args.cache_root == buildconfig.config_path(cfg, "dist")
-
-
-def test_find_headers_defaults_to_the_configured_release(cfg, tmp_path):
-    fake_headers(tmp_path, KVER)
-    headers = fake_headers(tmp_path, "6.1.0-56-amd64")  # another flavor, as tests use Debian's
-    cfg.bee.nvidia.kernel_release = "6.1.0-56-amd64"
-    assert nv.find_headers(cfg, headers_root=tmp_path) == ("6.1.0-56-amd64", headers)
-
-
-def test_iso_builds_check_with_a_configured_release(cfg, tmp_path):
-    """What scripts/iso_build.py does: find_headers(cfg), then check against iso_kernel_release(cfg)."""
-    fake_headers(tmp_path, KVER)
-    cfg.bee.nvidia.headers_root, cfg.bee.nvidia.kernel_release = str(tmp_path), KVER
-    kver, _ = nv.find_headers(cfg)
-    nv.check_headers_match(kver, nv.iso_kernel_release(cfg))
-    assert kver == KVER
 
 
 # ------------------------------------------------------------------------ hung and failing tools, a full disk
@@ -329,34 +209,6 @@ def test_a_missing_tool_says_to_install_it():
     expected = "^stripping: no-such-strip not found; install it on the builder$"
     with pytest.raises(nv.CommandError, match=expected):
         nv.run_command(["no-such-strip"], what="stripping", timeout=5)
-
-
-def test_garbage_from_apk_is_one_clear_line(fp, cfg):
-    fp.register(apk_command(cfg), stdout="<html><body>Captive portal</body></html>\n")
-    with pytest.raises(nv.NvidiaBuildError) as error:
-        nv.iso_kernel_release(cfg)
-    message = str(error.value)
-    assert message.startswith("apk named no linux-lts-<version>-r<N> in the configured repository")
-    assert "it printed '<html><body>Captive portal</body></html>'" in message
-    assert "check bee.alpine" in message and "\n" not in message
-
-
-def test_silence_from_apk_is_one_clear_line(fp, cfg):
-    fp.register(apk_command(cfg), stdout="")
-    with pytest.raises(nv.NvidiaBuildError, match=r"\(it printed nothing\); check bee.alpine"):
-        nv.iso_kernel_release(cfg)
-
-
-def test_a_hung_apk_is_stopped(cfg, tmp_path, monkeypatch):
-    fake_apk = tmp_path / "bin" / "apk"
-    fake_apk.parent.mkdir()
-    fake_apk.write_text("#!/bin/sh\nexec sleep 300\n")
-    fake_apk.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_apk.parent}{os.pathsep}{os.environ['PATH']}")
-    cfg.bee.nvidia.apk_timeout = 0.5
-    expected = r"^apk --update-cache .* gave no answer in 0.5 s and was stopped"
-    with pytest.raises(nv.CommandError, match=expected):
-        nv.iso_kernel_release(cfg)
 
 
 @pytest.fixture
@@ -451,13 +303,3 @@ def test_any_changed_input_or_output_invalidates_the_cache(cfg, tmp_path):
     (cache_dir / "manifest.json").write_text("{not json")
     assert not nv.cache_is_valid(cache_dir, inputs)
 
-
-def test_kernel_for_iso_is_the_one_checked_answer(fp, cfg, tmp_path):
-    cfg.bee.nvidia.headers_root = str(tmp_path)
-    fake_headers(tmp_path, "6.12.57-0-lts")
-    fp.register(apk_command(cfg), stdout="linux-lts-6.12.58-r0\n")
-    with pytest.raises(nv.KernelMismatchError, match="for 6.12.57-0-lts but the ISO boots 6.12.58-0-lts"):
-        nv.kernel_for_iso(cfg)
-    headers = fake_headers(tmp_path, KVER)  # now both are there: the ISO's is chosen, not "several"
-    fp.register(apk_command(cfg), stdout="linux-lts-6.12.58-r0\n")
-    assert nv.kernel_for_iso(cfg) == (KVER, headers)

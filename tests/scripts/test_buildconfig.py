@@ -61,3 +61,9 @@ def test_render_keeps_modes_and_leaves_no_temp_files(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(source.stat().st_mode)
         assert "{{" not in path.read_text()
     assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_live_path_places_a_live_system_path_inside_the_overlay(tmp_path):
+    cfg = buildconfig.load_config()
+    assert buildconfig.live_path(tmp_path, "/usr/lib/bee") == tmp_path / "usr" / "lib" / "bee"
+    assert buildconfig.live_path(tmp_path, cfg.bee.live.audit_path).is_relative_to(tmp_path)

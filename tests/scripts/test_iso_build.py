@@ -337,11 +337,11 @@ def break_abuild_conf(builder, monkeypatch):
 
 
 def break_headers_absent(builder, monkeypatch):
-    builder.nvidia.headers_present = False
+    builder.kernel.headers_present = False
 
 
 def break_headers_mismatch(builder, monkeypatch):
-    builder.nvidia.iso_kver = "6.12.60-0-lts"
+    builder.kernel.iso_kver = "6.12.60-0-lts"
 
 
 def break_space(builder, monkeypatch):
@@ -392,7 +392,7 @@ def test_dry_preflight_reports_but_goes_on(builder, monkeypatch):
     iso_build.preflight(builder.config(), iso_build.Actions(dry=True, out=lines.append))
     assert any(line.startswith("preflight: not an Alpine system") for line in lines), lines
     assert lines[0].startswith("[dry] ask the repository for the ISO's kernel: apk "), "apk is not run dry"
-    assert "iso_kernel_release" not in builder.nvidia.calls
+    assert "iso_kernel_release" not in builder.kernel.calls
 
 
 # ------------------------------------------------------------------------------------------- setup-builder

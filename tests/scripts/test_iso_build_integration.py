@@ -16,7 +16,7 @@ import pytest
 from invoke import Context
 
 import tasks
-from scripts import build_nvidia_module, iso_build, live_system
+from scripts import build_nvidia_module, iso_build, iso_kernel, live_system
 from tests.scripts.iso_build_support import make_builder, snapshot, write_executable
 from tests.scripts.nvidia_fake.installer import make_installer
 
@@ -69,8 +69,8 @@ STEPS_THAT_MUST_NOT_REPEAT = ("--extract-only", "make", "strip")
 @pytest.fixture
 def real_builder(tmp_path, monkeypatch):
     builder = make_builder(tmp_path, monkeypatch)
-    monkeypatch.setattr(iso_build, "nvidia_module", lambda: build_nvidia_module)
-    monkeypatch.setattr(iso_build, "live_module", lambda: live_system)
+    for module in (iso_kernel, build_nvidia_module, live_system):
+        monkeypatch.setattr(iso_build, module.__name__.rsplit(".", 1)[1], module)
     home = builder.root / "host" / "home"
     monkeypatch.setenv("HOME", str(home))
     write_executable(home / "aports" / "scripts" / "mkimage.sh", MKIMAGE_STAND_IN)
@@ -79,7 +79,7 @@ def real_builder(tmp_path, monkeypatch):
 
     headers = sorted(Path("/usr/src").glob("linux-headers-*-amd64"))
     assert headers, "Debian's kernel headers are missing: apt-get install linux-headers-amd64"
-    kver = build_nvidia_module.headers_release(headers[-1])
+    kver = iso_kernel.headers_release(headers[-1])
     version = builder.config().bee.nvidia.version
     installer = make_installer(tmp_path / "installer", version)
     for name, value in {

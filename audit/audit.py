@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -2234,6 +2235,926 @@ def derive_findings(
     return findings
 
 
+# -- acceptance: the profile language, what a profile of what was ordered can say ----------------------------
+#
+# A profile is a JSON object; every part is optional and what it leaves out is not checked. Each section
+# lists the things it checks (populated CPU sockets, populated DIMMs, disks, GPUs, NIC ports, PSUs) as flat
+# items; a key of the section is either `count` (how many items; at least 1 when absent), a field every
+# item must satisfy (PROFILE_SECTIONS), or one of the section's own keys (memory `total_bytes`, `slots`).
+# `disks` and `nics` are lists of groups: each group's `match` chooses its items by the same fields, and an
+# item belongs to the first group that matches it (so a last {"match": {}, "count": 0} forbids any other).
+# A value is a spec: a number or a string (exact; a string may be a glob), a list (any of these), or
+# {"min": .., "max": ..}. Versions compare as versions (2.9.1 < 2.10.0), sizes take "64 GiB" or bytes.
+
+PROFILE_NAME = "bee-profile.json"        # looked for at the root of a removable USB filesystem
+PROFILE_FETCH_ATTEMPTS = 6               # bee.profile=URL: tries, with PROFILE_FETCH_BACKOFF doubling between
+PROFILE_FETCH_BACKOFF = 2.0              # seconds before the second try (2+4+8+16+32: about a minute)
+PROFILE_FETCH_TIMEOUT = 10.0             # seconds per try
+PROFILE_MAX_BYTES = 1 << 20
+SEVERITIES = ("critical", "warning", "info")
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+              "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "pib": 1 << 50}
+PCIE_GEN_GTS = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0, 7: 128.0}
+LINK_CLASSES = {"gpu": ("03", "12"), "nic": ("02",), "storage": ("01",), "any": ("",)}  # PCI class prefixes
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message says where in it and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ProfileField:
+    """A field of the items of a profile section: its kind (count, number, size, text, version, bool) and
+    the words a message names it by."""
+
+    kind: str
+    words: str
+
+
+@dataclass(frozen=True)
+class ProfileSection:
+    """One section of the profile language: how to list its items from a document, their fields, how a
+    message names one item and the items together, whether it is a list of groups, and its own keys."""
+
+    items: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    fields: dict[str, ProfileField]
+    label: Callable[[dict[str, Any]], str]
+    noun: str
+    groups: bool = False
+    counted: bool = True
+    own: dict[str, str] = field(default_factory=dict)   # section keys that are not item fields -> kind
+    own_checks: Callable[[dict[str, Any], dict[str, Any]], list[dict[str, Any]]] | None = None
+    count_note: Callable[[dict[str, Any]], str] | None = None   # added to a failed count's message
+
+
+def human_size(size: Any) -> str:
+    """Bytes for a person: "32 GiB" when a whole number of GiB, "3.84 TB" otherwise, "unknown" for None."""
+    if not isinstance(size, int | float) or isinstance(size, bool):
+        return "unknown"
+    if size and size % (1 << 30) == 0:
+        return f"{size // (1 << 30)} GiB"
+    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def parse_size(value: Any) -> int | None:
+    """A size in bytes from an integer or a text with a unit ("64 GiB", "3.84 TB", "512MB"); None if not."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b)\s*", value.lower())
+        if match and match[2] in SIZE_UNITS:
+            return round(float(match[1]) * SIZE_UNITS[match[2]])
+    return None
+
+
+def version_key(text: Any) -> tuple:
+    """A key that orders version strings as versions: 2.9.1 < 2.10.0, U46 < U47, case ignored."""
+    parts = re.findall(r"\d+|[a-z]+", str(text).lower())
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in parts)
+
+
+def is_glob(text: str, kind: str = "text") -> bool:
+    """Whether a profile's text is a pattern: * ? [..] for texts, only * and ? for versions (BIOS versions
+    such as "-[G0E188BUS-1.88]-" hold brackets)."""
+    return any(char in text for char in ("*?" if kind == "version" else "*?["))
+
+
+def glob_escape(text: str) -> str:
+    """A text as a glob that matches only itself (runs of blanks made one, as found texts are compared)."""
+    return re.sub(r"([*?\[])", r"[\1]", " ".join(str(text).split()))
+
+
+def _scalar_ok(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind in ("text", "version"):
+        return isinstance(value, str)
+    if kind == "size":
+        return parse_size(value) is not None
+    if kind == "count":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int | float) and not isinstance(value, bool)  # number
+
+
+def _scalar(kind: str, value: Any) -> Any:
+    return parse_size(value) if kind == "size" else value
+
+
+def normalize_spec(kind: str, spec: Any, where: str) -> Any:
+    """A profile value checked and made ready for comparing: sizes in bytes. Raises ProfileError naming
+    `where` when the value does not fit the kind."""
+    what = {"count": "a whole number", "number": "a number", "size": 'bytes or a size like "64 GiB"',
+            "text": "a text (a glob)", "version": "a version text", "bool": "true or false"}[kind]
+    if isinstance(spec, dict) and kind not in ("text", "bool"):
+        unknown = set(spec) - {"min", "max"}
+        if unknown or not spec:
+            raise ProfileError(f"{where}: a range has only \"min\" and/or \"max\" (got {sorted(spec)})")
+        for bound, value in spec.items():
+            if not _scalar_ok(kind, value):
+                raise ProfileError(f"{where}.{bound}: expected {what}, got {json.dumps(value)}")
+        return {bound: _scalar(kind, value) for bound, value in spec.items()}
+    if isinstance(spec, list) and kind != "bool":
+        if not spec:
+            raise ProfileError(f"{where}: an empty list allows nothing; remove the key to check nothing")
+        for index, value in enumerate(spec):
+            if not _scalar_ok(kind, value):
+                raise ProfileError(f"{where}[{index}]: expected {what}, got {json.dumps(value)}")
+        return [_scalar(kind, value) for value in spec]
+    if not _scalar_ok(kind, spec):
+        ranges = ", a list or {\"min\", \"max\"}" if kind not in ("text", "bool") else (
+            " or a list" if kind == "text" else "")
+        raise ProfileError(f"{where}: expected {what}{ranges}, got {json.dumps(spec)}")
+    return _scalar(kind, spec)
+
+
+def _one_holds(kind: str, spec: Any, found: Any) -> bool:
+    if kind == "text":
+        return fnmatch.fnmatchcase(" ".join(str(found).split()).lower(), " ".join(spec.split()).lower())
+    if kind == "version":
+        if is_glob(spec, kind):
+            return fnmatch.fnmatchcase(str(found).lower(), spec.lower())
+        return version_key(found) == version_key(spec)
+    return found == spec
+
+
+def spec_holds(kind: str, spec: Any, found: Any) -> bool:
+    """Whether a value found in the document satisfies a normalized spec; an unknown value never does."""
+    if found is None:
+        return False
+    if isinstance(spec, list):
+        return any(_one_holds(kind, one, found) for one in spec)
+    if isinstance(spec, dict):
+        key = version_key if kind == "version" else (lambda value: value)
+        try:
+            return (("min" not in spec or key(found) >= key(spec["min"]))
+                    and ("max" not in spec or key(found) <= key(spec["max"])))
+        except TypeError:
+            return False
+    return _one_holds(kind, spec, found)
+
+
+def show(kind: str, value: Any) -> str:
+    """A value for a message: sizes as "32 GiB", unknown as "unknown"."""
+    if value is None:
+        return "unknown"
+    if kind == "size":
+        return human_size(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def describe_spec(kind: str, spec: Any) -> str:
+    """What a spec expects, in words: "2.17.1", "at least 5600", "one of DDR4, DDR5", "matching H100*"."""
+    if isinstance(spec, list):
+        return "one of " + ", ".join(describe_spec(kind, one) for one in spec)
+    if isinstance(spec, dict):
+        if "min" in spec and "max" in spec:
+            if spec["min"] == spec["max"]:
+                return show(kind, spec["min"])
+            return f"{show(kind, spec['min'])} to {show(kind, spec['max'])}"
+        bound, words = ("min", "at least") if "min" in spec else ("max", "at most")
+        return f"{words} {show(kind, spec[bound])}"
+    if kind in ("text", "version") and is_glob(spec, kind):
+        return f"matching {spec}"
+    return show(kind, spec)
+
+
+# -- acceptance: the items each section checks, flat, from the document --------------------------------------
+
+
+def _board_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    board = document.get("board") or {}
+    system, baseboard = board.get("system") or {}, board.get("baseboard") or {}
+    bios = board.get("bios") or {}
+    if not board:
+        return []
+    return [{
+        "manufacturer": system.get("manufacturer") or baseboard.get("manufacturer"),
+        "product": system.get("product") or baseboard.get("product"),
+        "baseboard_product": baseboard.get("product"),
+        "bios_vendor": bios.get("vendor"),
+        "bios_version": bios.get("version"),
+    }]
+
+
+def _cpu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"socket": socket.get("designation"), "model": socket.get("model"), "cores": socket.get("cores"),
+         "threads": socket.get("threads"), "max_speed_mhz": socket.get("max_speed_mhz")}
+        for socket in (document.get("cpu") or {}).get("sockets") or [] if socket.get("populated")
+    ]
+
+
+def slot_keys(slots: list[dict[str, Any]]) -> list[str]:
+    """The name of each memory slot in a profile: its locator, or "<bank>/<locator>" when the locator is
+    not unique in the table (some firmware repeats "DIMM 0" once per channel), with " #1", " #2" when even
+    that repeats."""
+    locators = [str(slot.get("locator")) for slot in slots]
+    keys = [f"{slot.get('bank')}/{name}" if locators.count(name) > 1 else name
+            for slot, name in zip(slots, locators, strict=True)]
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):  # the same bank and locator twice: numbered in table order
+        if keys.count(key) > 1:
+            seen[key] = seen.get(key, 0) + 1
+            keys[index] = f"{key} #{seen[key]}"
+    return keys
+
+
+def _memory_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    slots = (document.get("memory") or {}).get("slots") or []
+    return [
+        {"slot": key, "size_bytes": slot.get("size_bytes"), "type": slot.get("type"),
+         "speed_mts": slot.get("speed_mts"), "configured_speed_mts": slot.get("configured_speed_mts"),
+         "manufacturer": slot.get("manufacturer"), "part_number": slot.get("part_number")}
+        for slot, key in zip(slots, slot_keys(slots), strict=True) if slot.get("populated")
+    ]
+
+
+def _disk_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"path": disk.get("path"), "serial": disk.get("serial"), "transport": disk.get("transport"),
+         "model": disk.get("model"), "size_bytes": disk.get("size_bytes"), "firmware": disk.get("firmware"),
+         "rotational": disk.get("rotational"), "removable": bool(disk.get("removable"))}
+        for disk in document.get("storage") or []
+    ]
+
+
+def _pcie_by_address(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry.get("address"): entry for entry in document.get("pcie") or []}
+
+
+def _gpu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    pcie = _pcie_by_address(document)
+    items = []
+    for gpu in document.get("nvidia") or []:
+        entry = pcie.get(gpu.get("pcie_address") or gpu.get("bus_id")) or {}
+        link, upstream, smi = entry.get("link") or {}, entry.get("upstream") or {}, gpu.get("pcie") or {}
+        width = link.get("current_width") or smi.get("current_width")
+        # GPUs lower their link speed when idle: the speed checked is the best both ends support
+        speeds = [s for s in (link.get("max_speed"), upstream.get("max_speed")) if s]
+        speed = min(speeds) if speeds else PCIE_GEN_GTS.get(smi.get("max_gen"))
+        items.append({
+            "address": gpu.get("bus_id"), "serial": gpu.get("serial"), "product": gpu.get("product"),
+            "memory_total_bytes": gpu.get("memory_total_bytes"), "vbios_version": gpu.get("vbios_version"),
+            "driver_version": gpu.get("driver_version"), "link_width": width, "link_speed_gts": speed,
+        })
+    return items
+
+
+def _nic_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    pcie = _pcie_by_address(document)
+    items = []
+    for interface in document.get("network") or []:
+        entry = pcie.get(interface.get("pci_address")) or {}
+        items.append({"name": interface.get("name"), "vendor": entry.get("vendor"),
+                      "model": entry.get("device"), "driver": interface.get("driver"),
+                      "speed_mbps": interface.get("speed_mbps")})
+    return items
+
+
+def _psu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"name": psu.get("name") or psu.get("location"), "serial": psu.get("serial"),
+         "manufacturer": psu.get("manufacturer"), "part_number": psu.get("part_number"),
+         "max_power_w": psu.get("max_power_w")}
+        for psu in (document.get("psu") or {}).get("power_supplies") or []
+    ]
+
+
+def _named(prefix: str, key: str, *extra: str) -> Callable[[dict[str, Any]], str]:
+    def label(item: dict[str, Any]) -> str:
+        names = [str(item[name]) for name in extra if item.get(name)]
+        return f"{prefix} {item.get(key) or '?'}" + (f" ({', '.join(names)})" if names else "")
+    return label
+
+
+def _empty_slots_note(document: dict[str, Any]) -> str:
+    """"; empty slots: A2, B2" for a failed DIMM count (where to put the missing DIMMs)."""
+    slots = (document.get("memory") or {}).get("slots") or []
+    empty = [key for key, slot in zip(slot_keys(slots), slots, strict=True) if slot.get("populated") is False]
+    return "; empty slots: " + ", ".join(empty) if empty else ""
+
+
+def _memory_own_checks(document: dict[str, Any], part: dict[str, Any]) -> list[dict]:
+    checks = []
+    memory = document.get("memory") or {}
+    if "total_bytes" in part:
+        found = memory.get("total_bytes")
+        passed = spec_holds(SIZE, part["total_bytes"], found)
+        checks.append(_check("memory.total_bytes", part["total_bytes"], found, passed, part["severity"],
+                             f"memory: total {human_size(found)}, expected "
+                             f"{describe_spec(SIZE, part['total_bytes'])}"))
+    if "slots" in part:
+        slots = memory.get("slots") or []
+        by_key = dict(zip(slot_keys(slots), slots, strict=True))
+        for key, spec in part["slots"].items():
+            slot = by_key.get(key)
+            if slot is None:
+                found, passed = None, False
+                message = f"memory: slot {key} not found (slots: {', '.join(by_key) or 'none'})"
+            else:
+                found = slot.get("size_bytes") if slot.get("populated") else "empty"
+                if spec == "empty":
+                    passed = found == "empty"
+                elif spec == "populated":
+                    passed = bool(slot.get("populated"))
+                else:
+                    passed = spec_holds(SIZE, spec, found if found != "empty" else None)
+                wanted = spec if spec in ("empty", "populated") else describe_spec(SIZE, spec)
+                message = f"memory: slot {key} expected {wanted}, found " + (
+                    "empty" if found == "empty" else human_size(found))
+            checks.append(_check(f"memory.slots.{key}", spec, found, passed, part["severity"], message))
+    return checks
+
+
+TEXT, VERSION, SIZE, COUNT, NUMBER = "text", "version", "size", "count", "number"
+
+# The profile language, one table: each section, its items and the fields a profile may check on them.
+PROFILE_SECTIONS: dict[str, ProfileSection] = {
+    "board": ProfileSection(_board_items, {
+        "manufacturer": ProfileField(TEXT, "manufacturer"),
+        "product": ProfileField(TEXT, "product"),
+        "baseboard_product": ProfileField(TEXT, "baseboard"),
+        "bios_vendor": ProfileField(TEXT, "BIOS vendor"),
+        "bios_version": ProfileField(VERSION, "BIOS version"),
+    }, lambda item: "board", "board", counted=False),
+    "cpu": ProfileSection(_cpu_items, {
+        "model": ProfileField(TEXT, "model"),
+        "cores": ProfileField(COUNT, "cores"),
+        "threads": ProfileField(COUNT, "threads"),
+        "max_speed_mhz": ProfileField(NUMBER, "max speed (MHz)"),
+    }, _named("cpu", "socket"), "populated CPU sockets"),
+    "memory": ProfileSection(_memory_items, {
+        "size_bytes": ProfileField(SIZE, "size"),
+        "type": ProfileField(TEXT, "type"),
+        "speed_mts": ProfileField(NUMBER, "speed (MT/s)"),
+        "configured_speed_mts": ProfileField(NUMBER, "configured speed (MT/s)"),
+        "manufacturer": ProfileField(TEXT, "manufacturer"),
+        "part_number": ProfileField(TEXT, "part number"),
+    }, _named("memory: slot", "slot"), "DIMMs", own={"total_bytes": SIZE, "slots": "slots"},
+        own_checks=_memory_own_checks, count_note=_empty_slots_note),
+    "disks": ProfileSection(_disk_items, {
+        "transport": ProfileField(TEXT, "transport"),
+        "model": ProfileField(TEXT, "model"),
+        "size_bytes": ProfileField(SIZE, "size"),
+        "firmware": ProfileField(VERSION, "firmware"),
+        "rotational": ProfileField("bool", "rotational"),
+        "removable": ProfileField("bool", "removable"),
+    }, _named("disk", "path", "model", "serial"), "disks", groups=True),
+    "gpus": ProfileSection(_gpu_items, {
+        "product": ProfileField(TEXT, "product"),
+        "memory_total_bytes": ProfileField(SIZE, "memory"),
+        "vbios_version": ProfileField(VERSION, "VBIOS"),
+        "driver_version": ProfileField(VERSION, "driver"),
+        "link_width": ProfileField(COUNT, "PCIe link width"),
+        "link_speed_gts": ProfileField(NUMBER, "PCIe link speed (GT/s)"),
+    }, _named("gpu", "address", "product", "serial"), "GPUs"),
+    "nics": ProfileSection(_nic_items, {
+        "vendor": ProfileField(TEXT, "vendor"),
+        "model": ProfileField(TEXT, "model"),
+        "driver": ProfileField(TEXT, "driver"),
+        "speed_mbps": ProfileField(NUMBER, "speed (Mb/s)"),
+    }, _named("nic", "name", "model"), "NIC ports", groups=True),
+    "psus": ProfileSection(_psu_items, {
+        "manufacturer": ProfileField(TEXT, "manufacturer"),
+        "part_number": ProfileField(TEXT, "part number"),
+        "max_power_w": ProfileField(NUMBER, "max power (W)"),
+    }, _named("psu", "name", "serial"), "PSUs"),
+}
+HEALTH_KEYS = {"no_critical_findings": "bool", "no_warnings": "bool", "no_degraded_links": "classes"}
+PROFILE_TOP_KEYS = ("$schema", "name", "description", "severity", *PROFILE_SECTIONS, "health")
+SECTION_COMMON = ("severity",)
+
+
+def _check_keys(data: dict[str, Any], known: list[str], where: str) -> None:
+    for key in data:
+        if key not in known:
+            raise ProfileError(f"{where}{key}: unknown key (known here: {', '.join(known)})")
+
+
+def _severity(data: dict[str, Any], where: str, default: str) -> str:
+    severity = data.get("severity", default)
+    if severity not in SEVERITIES:
+        raise ProfileError(f"{where}severity: expected one of {', '.join(SEVERITIES)}, "
+                           f"got {json.dumps(severity)}")
+    return severity
+
+
+def _normalize_fields(section: ProfileSection, data: dict[str, Any], where: str) -> dict[str, Any]:
+    return {key: normalize_spec(section.fields[key].kind, value, f"{where}{key}")
+            for key, value in data.items() if key in section.fields}
+
+
+def _normalize_slots(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProfileError(f'{where}: expected an object of slot: size, "populated" or "empty"')
+    slots = {}
+    for slot, spec in value.items():
+        if spec in ("empty", "populated"):
+            slots[slot] = spec
+        else:
+            try:
+                slots[slot] = normalize_spec(SIZE, spec, f"{where}.{slot}")
+            except ProfileError:
+                raise ProfileError(f'{where}.{slot}: expected a size, "populated" or "empty", '
+                                   f"got {json.dumps(spec)}") from None
+    return slots
+
+
+def _normalize_part(name: str, section: ProfileSection, data: Any, where: str, severity: str) -> dict:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where.rstrip('.')}: expected an object, got {json.dumps(data)}")
+    known = [*SECTION_COMMON, *(("count",) if section.counted else ()),
+             *(("match",) if section.groups else ()), *section.own, *section.fields]
+    _check_keys(data, known, where)
+    part: dict[str, Any] = {"severity": _severity(data, where, severity),
+                            "fields": _normalize_fields(section, data, where)}
+    if section.counted:
+        part["count"] = normalize_spec(COUNT, data["count"], f"{where}count") if "count" in data else None
+    if section.groups:
+        match = data.get("match", {})
+        if not isinstance(match, dict):
+            raise ProfileError(f"{where}match: expected an object of fields, got {json.dumps(match)}")
+        _check_keys(match, list(section.fields), f"{where}match.")
+        part["match"] = _normalize_fields(section, match, f"{where}match.")
+    for key, kind in section.own.items():
+        if key in data:
+            part[key] = (_normalize_slots(data[key], f"{where}{key}") if kind == "slots"
+                         else normalize_spec(kind, data[key], f"{where}{key}"))
+    return part
+
+
+def normalize_profile(data: Any) -> dict[str, Any]:
+    """A parsed profile checked against the language and normalized (sizes in bytes, defaults filled in).
+    Raises ProfileError with the key path and the problem; an unknown key is an error, so a typo never
+    silently turns a check off."""
+    if not isinstance(data, dict):
+        raise ProfileError("a profile is a JSON object ({...})")
+    _check_keys(data, list(PROFILE_TOP_KEYS), "")
+    for key in ("name", "description", "$schema"):
+        if key in data and not isinstance(data[key], str):
+            raise ProfileError(f"{key}: expected a text, got {json.dumps(data[key])}")
+    severity = _severity(data, "", "critical")
+    profile: dict[str, Any] = {"name": data.get("name"), "sections": {}}
+    for name, section in PROFILE_SECTIONS.items():
+        if name not in data:
+            continue
+        if section.groups:
+            if not isinstance(data[name], list):
+                raise ProfileError(f'{name}: expected a list of groups ([{{"match": ..., "count": ...}}])')
+            profile["sections"][name] = [
+                _normalize_part(name, section, group, f"{name}[{index}].", severity)
+                for index, group in enumerate(data[name])
+            ]
+        else:
+            profile["sections"][name] = _normalize_part(name, section, data[name], f"{name}.", severity)
+    health = data.get("health", {})
+    if not isinstance(health, dict):
+        raise ProfileError(f"health: expected an object, got {json.dumps(health)}")
+    _check_keys(health, [*SECTION_COMMON, *HEALTH_KEYS], "health.")
+    normalized = {"severity": _severity(health, "health.", severity)}
+    for key in ("no_critical_findings", "no_warnings"):
+        if key in health:
+            normalized[key] = normalize_spec("bool", health[key], f"health.{key}")
+    if "no_degraded_links" in health:
+        classes = health["no_degraded_links"]
+        if not isinstance(classes, list) or any(c not in LINK_CLASSES for c in classes):
+            raise ProfileError(f"health.no_degraded_links: expected a list of {', '.join(LINK_CLASSES)}, "
+                               f"got {json.dumps(classes)}")
+        normalized["no_degraded_links"] = classes
+    profile["health"] = normalized
+    return profile
+
+
+# -- acceptance: loading a profile from a file, a URL or the live system's sources ---------------------------
+
+
+@dataclass
+class Profile:
+    """A loaded profile: where it came from, its name, the sha256 of its bytes and its normalized rules."""
+
+    source: str
+    name: str
+    sha256: str
+    rules: dict[str, Any]
+
+
+def parse_profile(data: bytes, source: str) -> Profile:
+    """A profile from its bytes. Raises ProfileError naming the problem (the JSON error with its line and
+    column, or the key path)."""
+    try:
+        parsed = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    rules = normalize_profile(parsed)
+    name = rules["name"] or os.path.basename(source.rstrip("/")) or source
+    return Profile(source, name, hashlib.sha256(data).hexdigest(), rules)
+
+
+def fetch_profile(url: str) -> bytes:
+    """The bytes at an http(s) URL, tried PROFILE_FETCH_ATTEMPTS times with doubling waits while the network
+    may still be coming up (no route, refused, timeout, 5xx); a 4xx is final. Raises ProfileError after
+    the last try."""
+    import urllib.error
+    import urllib.request
+
+    last = "no attempt"
+    for attempt in range(PROFILE_FETCH_ATTEMPTS):
+        if attempt:
+            time.sleep(PROFILE_FETCH_BACKOFF * (2 ** (attempt - 1)))
+        try:
+            with urllib.request.urlopen(url, timeout=PROFILE_FETCH_TIMEOUT) as response:
+                data = response.read(PROFILE_MAX_BYTES + 1)
+            if len(data) > PROFILE_MAX_BYTES:
+                raise ProfileError(f"larger than {PROFILE_MAX_BYTES} bytes")
+            return data
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code} {exc.reason}"
+            if exc.code < 500:
+                break
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last = str(reason) or type(exc).__name__
+    raise ProfileError(f"cannot fetch it: {last} (after {attempt + 1} tries)")
+
+
+def load_profile(source: str) -> Profile:
+    """A profile from a file or an http(s) URL. Raises ProfileError with one line naming the source and the
+    problem."""
+    try:
+        if re.match(r"(?i)https?://", source):
+            data = fetch_profile(source)
+        else:
+            path = Path(source)
+            if path.stat().st_size > PROFILE_MAX_BYTES:
+                raise ProfileError(f"larger than {PROFILE_MAX_BYTES} bytes")
+            data = path.read_bytes()
+        return parse_profile(data, source)
+    except ProfileError as exc:
+        raise ProfileError(f"{source}: {exc}") from None
+    except OSError as exc:
+        raise ProfileError(f"{source}: {exc.strerror or exc}") from None
+
+
+def kernel_profile_url(procfs: Path) -> str | None:
+    """The URL of `bee.profile=URL` on the kernel command line, if any."""
+    try:
+        cmdline = (Path(procfs) / "cmdline").read_text(errors="replace")
+    except OSError:
+        return None
+    for word in cmdline.split():
+        if word.startswith("bee.profile="):
+            return word.split("=", 1)[1] or None
+    return None
+
+
+def profile_from_usb() -> tuple[bytes, str] | None:
+    """The bytes and device of bee-profile.json at the root of the first removable USB filesystem that has
+    one (mounted read-only on a temporary folder when not mounted); None when there is none."""
+    listing = run_plain(USB_LSBLK)
+    if listing is None or not listing.ok:
+        return None
+    for target in usb_targets(load_json(listing.stdout)):
+        directory, mounted_here = target["mountpoint"], None
+        if directory is None:
+            mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
+            result = run_plain(["mount", "-o", "ro", target["path"], mounted_here])
+            if result is None or not result.ok:
+                with contextlib.suppress(OSError):
+                    os.rmdir(mounted_here)
+                continue
+            directory = mounted_here
+        try:
+            path = Path(directory) / PROFILE_NAME
+            if path.is_file():
+                return path.read_bytes()[:PROFILE_MAX_BYTES + 1], f"{target['path']}:/{PROFILE_NAME}"
+        except OSError as exc:
+            log(f"acceptance: cannot read {PROFILE_NAME} on {target['path']}: {exc.strerror or exc}")
+        finally:
+            if mounted_here is not None:
+                run_plain(["umount", mounted_here])
+                with contextlib.suppress(OSError):
+                    os.rmdir(mounted_here)
+    return None
+
+
+def live_profile(procfs: Path, fallback: Path | None) -> Profile | None:
+    """The profile of the live system, from the first source that gives a valid one: bee.profile=URL on the
+    kernel command line, bee-profile.json on a removable USB filesystem, then `fallback` (the build's).
+    Each failure is one line on stderr and the next source applies; None when no source has one."""
+    url = kernel_profile_url(procfs)
+    if url is not None:
+        try:
+            if not re.match(r"(?i)https?://", url):
+                raise ProfileError("bee.profile= takes an http:// or https:// URL")
+            return parse_profile(fetch_profile(url), url)
+        except ProfileError as exc:
+            log(f"acceptance: profile {url}: {exc}; trying the next source")
+    found = profile_from_usb()
+    if found is not None:
+        try:
+            return parse_profile(*found)
+        except ProfileError as exc:
+            log(f"acceptance: profile {found[1]}: {exc}; trying the next source")
+    if fallback is not None and fallback.exists():
+        try:
+            return load_profile(str(fallback))
+        except ProfileError as exc:
+            log(f"acceptance: profile {exc}")
+    log("acceptance: no profile (no bee.profile=URL, no bee-profile.json on a USB stick, none built in)")
+    return None
+
+
+# -- acceptance: checking a document against a profile (--expect) --------------------------------------------
+
+
+def _check(name: str, expected: Any, found: Any, passed: bool, severity: str, message: str) -> dict:
+    return {"check": name, "expected": expected, "found": found, "passed": passed, "severity": severity,
+            "message": message}
+
+
+def _group_items(section: ProfileSection, items: list[dict[str, Any]], part: dict[str, Any]) -> list[dict]:
+    match = part.get("match", {})
+    if section.groups and "removable" not in match:
+        items = [item for item in items if not item.get("removable")]  # a USB stick is never a server disk
+    return [item for item in items
+            if all(spec_holds(section.fields[key].kind, spec, item.get(key)) for key, spec in match.items())]
+
+
+def _what(section: ProfileSection, part: dict[str, Any]) -> str:
+    """How a count message names the items: the product or model the profile names, else the noun."""
+    chosen = {**part["fields"], **part.get("match", {})}
+    for key in ("product", "model"):
+        if isinstance(chosen.get(key), str) and not is_glob(chosen[key]):
+            return chosen[key]
+    match = part.get("match", {})
+    if match:
+        return f"{section.noun} matching " + ", ".join(
+            f"{key} {describe_spec(section.fields[key].kind, spec)}" for key, spec in match.items())
+    return section.noun
+
+
+def _count_check(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict],
+                 document: dict[str, Any]) -> dict:
+    spec = part["count"] if part["count"] is not None else {"min": 1}
+    found = len(items)
+    passed = spec_holds(COUNT, spec, found)
+    what = _what(section, part)
+    if isinstance(spec, int) and found < spec:
+        message = f"{name}: {found} of {spec} {what} found"
+    else:
+        message = f"{name}: {found} {what} found, expected {describe_spec(COUNT, spec)}"
+    if not passed and section.count_note is not None:
+        message += section.count_note(document)
+    return _check(f"{name}.count", part["count"], found, passed, part["severity"], message)
+
+
+def _field_checks(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict]) -> list[dict]:
+    checks = []
+    for key, spec in part["fields"].items():
+        field_ = section.fields[key]
+        for item in items:
+            found = item.get(key)
+            passed = spec_holds(field_.kind, spec, found)
+            message = (f"{section.label(item)}: {field_.words} {show(field_.kind, found)}, "
+                       f"expected {describe_spec(field_.kind, spec)}")
+            checks.append(_check(f"{name}.{key}", spec, found, passed, part["severity"], message))
+    return checks
+
+
+def _health_checks(document: dict[str, Any], health: dict[str, Any]) -> list[dict]:
+    checks = []
+    findings = [f for f in document.get("findings") or [] if f.get("component") != "acceptance"]
+    for key, severity_name in (("no_critical_findings", "critical"), ("no_warnings", "warning")):
+        if not health.get(key):
+            continue
+        bad = [f for f in findings if f.get("severity") == severity_name]
+        message = f"health: {len(bad)} {severity_name} findings" + (
+            ": " + "; ".join(f"{f.get('component')}: {f.get('message')}" for f in bad) if bad else "")
+        checks.append(_check(f"health.{key}", True, len(bad), not bad, health["severity"], message))
+    classes = health.get("no_degraded_links")
+    if classes:
+        prefixes = tuple(prefix for name in classes for prefix in LINK_CLASSES[name])
+        entries = document.get("pcie") or []
+        upstream_ports = switch_upstream_ports(entries)
+        degraded = []
+        for entry in entries:
+            if not str(entry.get("class_id") or "").startswith(prefixes):
+                continue
+            degraded.extend(f for f in link_findings(entry, entry.get("address") in upstream_ports)
+                            if f["severity"] != "info")  # GPUs and NICs slow down when idle
+        for item in degraded:
+            checks.append(_check("health.no_degraded_links", classes, item["message"], False,
+                                 health["severity"], f"{item['component']}: {item['message']}"))
+        if not degraded:
+            checks.append(_check("health.no_degraded_links", classes, 0, True, health["severity"],
+                                 f"health: no degraded PCIe link ({', '.join(classes)})"))
+    return checks
+
+
+def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict[str, Any]]:
+    section = PROFILE_SECTIONS[name]
+    items = section.items(document)
+    checks = []
+    for index, group in enumerate(part if section.groups else [part]):
+        label = f"{name}[{index}]" if section.groups else name
+        chosen = _group_items(section, items, group)
+        if section.groups:  # an item belongs to the first group that matches it
+            taken = {id(item) for item in chosen}
+            items = [item for item in items if id(item) not in taken]
+        if section.counted:
+            checks.append(_count_check(label, section, group, chosen, document))
+        elif not chosen and group["fields"]:
+            checks.append(_check(f"{label}", None, None, False, group["severity"],
+                                 f"{label}: not in the document"))
+        checks.extend(_field_checks(label, section, group, chosen))
+        if section.own_checks is not None:
+            checks.extend(section.own_checks(document, group))
+    return checks
+
+
+def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
+    """The acceptance section for a document: the profile's name and sha256, `passed` (no failed check of
+    severity critical), the number of failed checks and every check with what was expected, what was found
+    and whether it held. Never raises: a missing part is a value found unknown, and a part of a (saved,
+    hand-edited) document too odd to read is one failed check naming it."""
+    checks: list[dict[str, Any]] = []
+    parts = [*profile.rules["sections"].items(), ("health", profile.rules["health"])]
+    for name, part in parts:
+        try:
+            checks.extend(_health_checks(document, part) if name == "health"
+                          else _section_checks(document, name, part))
+        except Exception as exc:  # an odd document: say so as a failed check, never lose the verdict
+            severity = (part[0] if isinstance(part, list) else part).get("severity", "critical")
+            checks.append(_check(name, None, None, False, severity,
+                                 f"{name}: cannot be checked, the document's data is odd: "
+                                 f"{type(exc).__name__}: {exc}"))
+    failed = [check for check in checks if not check["passed"]]
+    return {
+        "profile": profile.name,
+        "source": profile.source,
+        "sha256": profile.sha256,
+        "passed": not any(check["severity"] == "critical" for check in failed),
+        "checks_total": len(checks),
+        "checks_failed": len(failed),
+        "checks": checks,
+    }
+
+
+def apply_acceptance(document: dict[str, Any], acceptance: dict[str, Any]) -> dict[str, Any]:
+    """The document with its `acceptance` section (after `findings`, before `errors`) and a finding
+    (component "acceptance") for every failed check; an earlier acceptance and its findings are replaced."""
+    findings = [f for f in document.get("findings") or [] if f.get("component") != "acceptance"]
+    findings += [finding(check["severity"], "acceptance", check["message"])
+                 for check in acceptance["checks"] if not check["passed"]]
+    result: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in ("acceptance", "errors", "duration"):
+            continue
+        result[key] = findings if key == "findings" else value
+    result["findings"] = findings
+    result["acceptance"] = acceptance
+    for key in ("errors", "duration"):
+        if key in document:
+            result[key] = document[key]
+    return result
+
+
+def report_acceptance(acceptance: dict[str, Any]) -> None:
+    """PASS or FAIL and every failed check, one line each, on stderr (the live system's log)."""
+    verdict = "PASS" if acceptance["passed"] else "FAIL"
+    log(f"acceptance: {verdict}: {acceptance['checks_failed']} of {acceptance['checks_total']} checks failed "
+        f"(profile {acceptance['profile']})")
+    for check in acceptance["checks"]:
+        if not check["passed"]:
+            log(f"acceptance: {check['severity']}: {check['message']}")
+
+
+# -- acceptance: making a profile from a document (--make-profile) -------------------------------------------
+
+
+def _known(values: list[Any]) -> list[Any] | None:
+    """The distinct values in order, or None when any is unknown (a profile never asks for an unknown)."""
+    if not values or any(value is None for value in values):
+        return None
+    return list(dict.fromkeys(values))
+
+
+def _exact(kind: str, values: list[Any]) -> Any:
+    distinct = _known(values)
+    if distinct is None:
+        return None
+    out = [glob_escape(v) if kind == TEXT else human_size(v) if kind == SIZE and v % (1 << 30) == 0 else v
+           for v in distinct]
+    return out[0] if len(out) == 1 else out
+
+
+def _at_least(values: list[Any]) -> Any:
+    distinct = _known(values)
+    return None if distinct is None else {"min": min(distinct)}
+
+
+def _put(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        target[key] = value
+
+
+def _grouped(items: list[dict[str, Any]], keys: tuple[str, ...]) -> list[tuple[dict, list[dict]]]:
+    groups: dict[tuple, list[dict]] = {}
+    for item in items:
+        groups.setdefault(tuple(item.get(key) for key in keys), []).append(item)
+    made = [({key: glob_escape(value) for key, value in zip(keys, values, strict=True) if value is not None},
+             members) for values, members in groups.items()]
+    return sorted(made, key=lambda group: -len(group[0]))  # groups match in order: the vaguest last
+
+
+def make_profile(document: dict[str, Any]) -> dict[str, Any]:
+    """The profile of the audited machine, to be edited into a fleet spec: what it has, in the profile
+    language, in a stable order (sizes exact, speeds and link widths as minimums, every slot by name).
+    It passes on the document it was made from unless that machine has critical findings or degraded
+    links (the health gates a made profile always holds)."""
+    board = _board_items(document)
+    system = ((document.get("board") or {}).get("system") or {})
+    name = " ".join(str(v) for v in (system.get("product"), machine_serial(document)) if v) or "this server"
+    profile: dict[str, Any] = {
+        "name": f"{name} ({(document.get('generated_at') or '')[:10] or 'undated'})",
+        "severity": "critical",
+    }
+    if board:
+        part: dict[str, Any] = {}
+        for key in ("manufacturer", "product", "bios_version"):
+            _put(part, key, _exact(VERSION if key == "bios_version" else TEXT, [board[0][key]]))
+        if part:
+            profile["board"] = part
+    cpus = _cpu_items(document)
+    if cpus:
+        part = {"count": len(cpus)}
+        _put(part, "model", _exact(TEXT, [c["model"] for c in cpus]))
+        _put(part, "cores", _exact(COUNT, [c["cores"] for c in cpus]))
+        profile["cpu"] = part
+    dimms = _memory_items(document)
+    memory = document.get("memory") or {}
+    if memory.get("slots"):
+        part = {"count": len(dimms)}
+        _put(part, "total_bytes", _exact(SIZE, [memory.get("total_bytes")]))
+        if dimms:
+            _put(part, "size_bytes", _exact(SIZE, [d["size_bytes"] for d in dimms]))
+            _put(part, "type", _exact(TEXT, [d["type"] for d in dimms]))
+            _put(part, "speed_mts", _at_least([d["speed_mts"] for d in dimms]))
+            _put(part, "configured_speed_mts", _at_least([d["configured_speed_mts"] for d in dimms]))
+        slots = memory["slots"]
+        part["slots"] = {key: (_exact(SIZE, [slot.get("size_bytes")]) or "populated")
+                         if slot.get("populated") else "empty"
+                         for key, slot in zip(slot_keys(slots), slots, strict=True)
+                         if slot.get("populated") is not None}
+        profile["memory"] = part
+    disks = [d for d in _disk_items(document) if not d["removable"]]
+    if disks:
+        groups = []
+        for match, members in _grouped(disks, ("transport", "model")):
+            group: dict[str, Any] = {"match": match, "count": len(members)}
+            sizes = _known([d["size_bytes"] for d in members])
+            if sizes:
+                group["size_bytes"] = _exact(SIZE, sizes) if len(sizes) == 1 else {"min": min(sizes),
+                                                                                    "max": max(sizes)}
+            _put(group, "firmware", _exact(VERSION, [d["firmware"] for d in members]))
+            groups.append(group)
+        profile["disks"] = groups
+    gpus = _gpu_items(document)
+    if gpus:
+        part = {"count": len(gpus)}
+        _put(part, "product", _exact(TEXT, [g["product"] for g in gpus]))
+        _put(part, "memory_total_bytes", _exact(SIZE, [g["memory_total_bytes"] for g in gpus]))
+        _put(part, "vbios_version", _exact(VERSION, [g["vbios_version"] for g in gpus]))
+        _put(part, "link_width", _at_least([g["link_width"] for g in gpus]))
+        _put(part, "link_speed_gts", _at_least([g["link_speed_gts"] for g in gpus]))
+        profile["gpus"] = part
+    nics = _nic_items(document)
+    if nics:
+        profile["nics"] = [{"match": match, "count": len(members)}
+                           for match, members in _grouped(nics, ("vendor", "model", "driver"))]
+    psus = _psu_items(document)
+    if psus:
+        part = {"count": len(psus)}
+        _put(part, "part_number", _exact(TEXT, [p["part_number"] for p in psus]))
+        profile["psus"] = part
+    profile["health"] = {"no_critical_findings": True, "no_degraded_links": ["gpu", "nic", "storage"]}
+    return profile
+
+
+def render_profile(profile: dict[str, Any]) -> str:
+    """A profile as JSON text: two-space indent, lists of scalars on one line, keys in the made order."""
+    text = json.dumps(profile, indent=2, ensure_ascii=False)
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]",
+                  lambda m: "[" + ", ".join(part.strip() for part in m[1].split(",\n")) + "]", text) + "\n"
+
+
 # -- outputs: the JSON document ------------------------------------------------------------------------------
 
 
@@ -2299,7 +3220,8 @@ def machine_serial(document: dict[str, Any]) -> str | None:
 
 
 def qr_summary_text(document: dict[str, Any]) -> str:
-    """The compact summary the QR code carries: machine serial (system, else chassis, else baseboard),
+    """The compact summary the QR code carries: PASS or FAIL and the number of failed checks when the
+    document has an acceptance section, machine serial (system, else chassis, else baseboard),
     product, CPU and memory totals, disk and GPU counts, number of findings. ASCII only and at most
     QR_MAX_BYTES long: when it is longer, the CPU line is cut first, then the product, the serial last; a
     cut line ends with "~"."""
@@ -2326,9 +3248,13 @@ def qr_summary_text(document: dict[str, Any]) -> str:
         f"DISK {'?' if disks is None else disks} GPU {'?' if gpus is None else gpus}",
         f"FINDINGS {len(findings)}" + (f" ({critical} critical)" if critical else ""),
     ]
+    acceptance = document.get("acceptance")
+    if isinstance(acceptance, dict):
+        lines.insert(0, f"{'PASS' if acceptance.get('passed') else 'FAIL'} {acceptance.get('checks_failed')}")
     lines = [line.encode("ascii", "replace").decode("ascii") for line in lines]
+    shift = len(lines) - 7  # the acceptance line
     # CPU and product first down to a readable length, then as far as it takes; the serial last
-    for index, shortest in ((3, 24), (2, 16), (3, 8), (2, 4), (1, 4)):
+    for index, shortest in ((3 + shift, 24), (2 + shift, 16), (3 + shift, 8), (2 + shift, 4), (1 + shift, 4)):
         excess = len("\n".join(lines)) - QR_MAX_BYTES
         if excess > 0 and len(lines[index]) > shortest:
             keep = max(len(lines[index]) - excess - 1, shortest - 1)
@@ -2500,21 +3426,91 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also save every raw tool output and file read under DIR")
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="build the document from a capture in DIR, running nothing")
+    parser.add_argument("--document", type=Path, metavar="FILE",
+                        help="take a saved document instead of auditing (no tool runs)")
+    parser.add_argument("--make-profile", type=Path, metavar="FILE",
+                        help="also write the profile of this machine (to edit into a fleet spec) to FILE")
+    parser.add_argument("--expect", metavar="PROFILE",
+                        help="check the machine against a profile (a file or an http(s) URL): the "
+                             "document gets an acceptance section, every failed check is a finding")
+    parser.add_argument("--expect-live", type=Path, metavar="FILE",
+                        help="find the profile as the live system does: bee.profile=URL on the kernel "
+                             "command line, else bee-profile.json on a USB stick, else FILE (if it exists)")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when the acceptance failed")
     return parser.parse_args(argv)
+
+
+def load_document(path: Path) -> dict[str, Any]:
+    """A saved audit document. Raises ProfileError with one line naming the problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{path}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict) or "schema_version" not in data or "collectors" not in data:
+        raise ProfileError(f"{path}: not a bee audit document (no schema_version and collectors)")
+    return data
+
+
+def write_profile(path: Path, document: dict[str, Any]) -> bool:
+    """Write the profile made from the document; say on stderr when it would not pass on this machine.
+    False (and one line on stderr) when the file cannot be written."""
+    try:
+        text = render_profile(make_profile(document))
+        own = check_profile(document, parse_profile(text.encode(), str(path)))
+    except Exception as exc:  # a hand-edited saved document
+        log(f"--make-profile: cannot make a profile from this document: {type(exc).__name__}: {exc}")
+        return False
+    if not own["passed"]:
+        failed = [check["message"] for check in own["checks"] if not check["passed"]]
+        log(f"--make-profile: this machine fails its own profile ({'; '.join(failed)}); "
+            "fix it or edit the health part of the profile")
+    try:
+        write_atomically(path, text)
+    except OSError as exc:
+        log(f"cannot write {path}: {exc.strerror or exc}; choose another --make-profile path")
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the audit. Exit 0 whenever a document was produced and written (collector errors included, and
     --usb finding no USB disk); 1, with one line on stderr, when an output could not be written; 2 for
-    bad arguments."""
+    bad arguments (a missing, unreadable or invalid profile or document included); 3 with --strict when
+    the acceptance failed and nothing else did."""
     args = parse_args(argv)
+    if args.document is not None and (args.replay is not None or args.capture is not None):
+        log("--document takes a saved document: it cannot be combined with --replay or --capture")
+        return 2
     if args.replay is not None and not (args.replay / "commands").is_dir():
         log(f"{args.replay} is not a capture (no commands/ folder); make one with --capture")
         return 2
-    runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout, args.capture, args.replay)
-    document = build_document(runner)
-    text = render(document)
+    profile = saved = None
+    for option, load, source in (("--expect", load_profile, args.expect),
+                                 ("--document", load_document, args.document)):
+        try:
+            loaded = load(source) if source is not None else None
+        except ProfileError as exc:
+            log(f"{option} {exc}")
+            return 2
+        profile, saved = (loaded, saved) if option == "--expect" else (profile, loaded)
+    if saved is not None:
+        document = saved
+    else:
+        runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout, args.capture, args.replay)
+        document = build_document(runner)
     status = 0
+    if args.make_profile is not None and not write_profile(args.make_profile, document):
+        status = 1
+    if profile is None and args.expect_live is not None:
+        profile = live_profile(args.procfs, args.expect_live)
+    if profile is not None:
+        document = apply_acceptance(document, check_profile(document, profile))
+        report_acceptance(document["acceptance"])
+    text = render(document)
     if args.output is not None:
         try:
             write_atomically(args.output, text)
@@ -2534,6 +3530,8 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     if not args.no_qr:
         print_qr(document, sys.stdout if args.output is not None else sys.stderr)
+    if args.strict and status == 0 and not (document.get("acceptance") or {"passed": True})["passed"]:
+        status = 3
     return status
 
 

@@ -3,7 +3,8 @@
 
 `stage_live_system()` writes the OpenRC services (rendered from openrc/), /etc/conf.d/dropbear, the files
 of iso/overlay-debug/ (its `*.j2` rendered, such as /etc/doas.d/bee.conf), /etc/network/interfaces,
-/etc/hostname, /etc/apk/world, the live user's SSH keys and password hash, then the JSON config
+/etc/hostname, /etc/apk/world, the live user's SSH keys and password hash, the acceptance profile of
+`bee.live.expect_profile` (when set, checked first), then the JSON config
 scripts/genapkovl.py reads when mkimage runs it. Every value comes from invoke.yaml (`bee.live`,
 `bee.iso`, `bee.paths`).
 
@@ -202,6 +203,27 @@ def stage_credentials(cfg: Any, overlay_dir: Path, password_file: Path) -> None:
         hash_target.unlink(missing_ok=True)
 
 
+def stage_expect_profile(cfg: Any, overlay_dir: Path) -> None:
+    """Put the acceptance profile of `bee.live.expect_profile` (if set) at `bee.live.expect_profile_file`
+    in the overlay, after checking it with the audit's own loader: a typo fails the build, not the boot."""
+    live = cfg.bee.live
+    target = live_path(overlay_dir, live.expect_profile_file)
+    if not live.expect_profile:
+        target.unlink(missing_ok=True)
+        return
+    from audit import audit  # standard library only; the live system runs the same loader
+
+    source = buildconfig.resolve_path(cfg, live.expect_profile)
+    try:
+        profile = audit.load_profile(str(source))
+    except audit.ProfileError as exc:
+        raise StagingError(f"bee.live.expect_profile: {exc}; fix the profile (audit --make-profile makes "
+                           "one) or set bee.live.expect_profile to \"\"") from None
+    write_file(target, source.read_bytes(), 0o644)
+    print(f"live_system: acceptance profile {profile.name!r} ({source}) built in as "
+          f"{live.expect_profile_file}")
+
+
 def generator_config(cfg: Any, overlay_dir: Path) -> dict[str, Any]:
     """Return what scripts/genapkovl.py needs: overlay, hostname, runlevels, date, credential paths."""
     live = cfg.bee.live
@@ -233,6 +255,7 @@ def stage_live_system(cfg: Any, overlay_dir: Path, *, password_file: Path) -> Pa
     stage_services(cfg, overlay_dir)
     stage_system_files(cfg, overlay_dir)
     stage_credentials(cfg, overlay_dir, Path(password_file))
+    stage_expect_profile(cfg, overlay_dir)
     config_file = Path(buildconfig.template_context(cfg)["generator"]["config"])
     generator = json.dumps(generator_config(cfg, overlay_dir), indent=2, sort_keys=True)
     write_file(config_file, generator + "\n", 0o644)

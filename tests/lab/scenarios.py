@@ -8,6 +8,7 @@ under <lab cache>/runs (console log, qemu arguments, disks, unpacked results).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -59,6 +60,10 @@ def audit_lab_folder(folder: Path) -> Path:
     (folder / "audit-options").write_text(" ".join(AUDIT_OPTIONS) + "\n")
     disks = (expected.NVME, expected.SATA, expected.USB_STICK)
     (folder / "expect-serials").write_text("".join(f"{d.serial}\n" for d in disks))
+    # acceptance: the stick the made profile goes onto, and a profile expecting every slot populated
+    (folder / "usb-label").write_text(expected.USB_STICK.extra["label"] + "\n")
+    all_dimms = {"name": "every DIMM slot populated", "memory": {"count": len(expected.DIMMS)}}
+    (folder / "profile-all-dimms.json").write_text(json.dumps(all_dimms, indent=2) + "\n")
     return folder
 
 

@@ -7,6 +7,7 @@ audit is in — then the audit's document, its --usb copy, its QR summary and it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -248,3 +249,45 @@ def test_replaying_the_capture_gives_the_same_document(lab, document, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert without_times(json.loads(replayed_path.read_text())) == without_times(document)
+
+
+# -- acceptance: a profile made from the server passes on it; one expecting every slot populated fails -----
+
+
+def acceptance_result(lab, name: str) -> tuple[int, dict, str]:
+    folder = lab.results / "acceptance"
+    stderr = (folder / f"{name}.stderr").read_text(errors="replace")
+    assert (folder / f"{name}.json").is_file(), f"no {name}.json; stderr:\n{stderr[-3000:]}"
+    return int((folder / f"{name}.rc").read_text()), json.loads((folder / f"{name}.json").read_text()), stderr
+
+
+def test_acceptance_profile_made_from_the_server_says_what_it_has(lab):
+    folder = lab.results / "acceptance"
+    assert int((folder / "make.rc").read_text()) == 0, (folder / "make.stderr").read_text()
+    made = json.loads((folder / "made.json").read_text())
+    assert made["board"]["bios_version"] == expected.BIOS["version"]
+    assert made["cpu"]["count"] == expected.CPU["sockets"]
+    assert made["memory"]["count"] == sum(d.populated for d in expected.DIMMS)
+    assert made["memory"]["slots"] == {
+        d.locator: f"{d.size_bytes // expected.GiB} GiB" if d.populated else "empty" for d in expected.DIMMS}
+
+
+def test_acceptance_made_profile_found_on_the_stick_passes_on_a_second_audit(lab):
+    status, document, stderr = acceptance_result(lab, "made-check")
+    assert status == 0, stderr[-3000:]
+    acceptance = document["acceptance"]
+    assert acceptance["passed"] is True and acceptance["checks_failed"] == 0, acceptance
+    assert acceptance["source"].endswith(":/bee-profile.json")   # found on the USB stick
+    made = (lab.results / "acceptance" / "made.json").read_bytes()
+    assert acceptance["sha256"] == hashlib.sha256(made).hexdigest()
+    assert "audit: acceptance: PASS: 0 of " in stderr
+
+
+def test_acceptance_expecting_every_slot_populated_fails_and_names_the_empty_ones(lab):
+    status, document, stderr = acceptance_result(lab, "all-dimms")
+    assert status == 3, stderr[-3000:]
+    empty = [d.locator for d in expected.DIMMS if not d.populated]
+    message = (f"memory: {len(expected.DIMMS) - len(empty)} of {len(expected.DIMMS)} DIMMs found; "
+               f"empty slots: {', '.join(empty)}")
+    assert [f["message"] for f in document["findings"] if f["component"] == "acceptance"] == [message]
+    assert document["acceptance"]["passed"] is False

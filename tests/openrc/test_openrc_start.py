@@ -118,7 +118,8 @@ def test_audit_writes_its_json_where_configured_and_its_qr_to_the_console(box, s
     audit = box.stand_in("audit", 'echo "QR-SUMMARY"\n')
     result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit))
     assert result.returncode == 0
-    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json"]
+    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json "
+                                  f"--expect-live {cfg.bee.live.expect_profile_file} --strict"]
     assert "QR-SUMMARY" in result.stdout
 
 

@@ -267,3 +267,34 @@ def test_doas_rule_is_staged_from_the_template(env, tmp_path):
     assert conf.read_text().splitlines()[-1] == "permit nopass inspector"
     assert mode(conf) & 0o022 == 0
     assert not (tmp_path / "overlay/etc/doas.d/bee.conf.j2").exists()
+
+
+# -- the built-in acceptance profile (bee.live.expect_profile) ----------------------------------------------
+
+
+def test_no_profile_is_built_in_by_default(env, tmp_path):
+    stage(load(env), tmp_path)
+    assert not (tmp_path / "overlay/etc/bee/profile.json").exists()
+
+
+def test_the_built_in_profile_is_checked_and_staged_where_the_service_looks(env, tmp_path):
+    profile = tmp_path / "fleet.json"
+    profile.write_text('{"name": "GPU fleet 2026", "gpus": {"count": 8, "product": "*H100*"}}\n')
+    cfg = load(env, **{'    expect_profile: ""\n': f"    expect_profile: {profile}\n",
+                       "    expect_profile_file: /etc/bee/profile.json\n":
+                       "    expect_profile_file: /etc/bee/fleet.json\n"})
+    stage(cfg, tmp_path)
+    staged = tmp_path / "overlay/etc/bee/fleet.json"
+    assert staged.read_bytes() == profile.read_bytes()
+    assert mode(staged) == 0o644
+    service = (tmp_path / "overlay/etc/init.d/bee-audit-debug").read_text()
+    assert ': "${BEE_EXPECT_PROFILE:=/etc/bee/fleet.json}"' in service
+
+
+def test_an_invalid_built_in_profile_fails_the_build_in_one_line(env, tmp_path):
+    profile = tmp_path / "fleet.json"
+    profile.write_text('{"gpus": {"count": 8, "prodcut": "*H100*"}}\n')
+    cfg = load(env, **{'    expect_profile: ""\n': f"    expect_profile: {profile}\n"})
+    with pytest.raises(live_system.StagingError) as error:
+        stage(cfg, tmp_path)
+    assert str(error.value).startswith(f"bee.live.expect_profile: {profile}: gpus.prodcut: unknown key")

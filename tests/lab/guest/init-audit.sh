@@ -108,4 +108,24 @@ python3 /tmp/audit.py --output "$out/audit.json" $(cat /lab/audit-options) --cap
     > "$out/audit.stdout" 2> "$out/audit.stderr"
 echo $? > "$out/audit.rc"
 mark "audit finished (exit $(cat "$out/audit.rc"))"
+
+# Acceptance: a profile made from this server's document, put on the USB stick as bee-profile.json and
+# found there by a second full audit (--expect-live, as the live system looks for it on the next boot);
+# then a profile expecting every DIMM slot populated, checked against this boot's document.
+acc=$out/acceptance
+mkdir -p "$acc" /mnt/stick
+python3 /tmp/audit.py --no-qr --document "$out/audit.json" --make-profile "$acc/made.json" \
+    > /dev/null 2> "$acc/make.stderr"
+echo $? > "$acc/make.rc"
+if mount -L "$(cat /lab/usb-label)" /mnt/stick 2> "$acc/mount.stderr"; then
+    cp "$acc/made.json" /mnt/stick/bee-profile.json
+    umount /mnt/stick
+fi
+python3 /tmp/audit.py --no-qr --output "$acc/made-check.json" --expect-live /nonexistent --strict \
+    > /dev/null 2> "$acc/made-check.stderr"
+echo $? > "$acc/made-check.rc"
+python3 /tmp/audit.py --no-qr --document "$out/audit.json" --output "$acc/all-dimms.json" \
+    --expect /lab/profile-all-dimms.json --strict > /dev/null 2> "$acc/all-dimms.stderr"
+echo $? > "$acc/all-dimms.rc"
+mark "acceptance checked"
 finish

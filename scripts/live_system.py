@@ -207,7 +207,7 @@ def stage_expect_profile(cfg: Any, overlay_dir: Path) -> None:
     """Put the acceptance profile of `bee.live.expect_profile` (if set) at `bee.live.expect_profile_file`
     in the overlay, after checking it with the audit's own loader: a typo fails the build, not the boot."""
     live = cfg.bee.live
-    target = live_path(overlay_dir, live.expect_profile_file)
+    target = buildconfig.live_path(overlay_dir, live.expect_profile_file)
     if not live.expect_profile:
         target.unlink(missing_ok=True)
         return

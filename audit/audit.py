@@ -105,11 +105,14 @@ class Runner:
 
     # Commands
 
-    def run(self, argv: list[str], timeout: float | None = None) -> ToolResult | None:
+    def run(
+        self, argv: list[str], timeout: float | None = None, redact: Callable[[bytes], bytes] | None = None
+    ) -> ToolResult | None:
         """Run `argv` under a timeout; None when the tool is not installed (not an error).
 
         A run that exceeds the timeout is killed with its whole process group and comes back with
         `timed_out` set. Output is decoded leniently; nothing here raises for what a tool prints.
+        `redact` rewrites stdout before it is captured or returned (secrets a tool prints never leave it).
         """
         if self.replay is not None:
             return self._replayed(argv)
@@ -130,6 +133,7 @@ class Runner:
             proc, timed_out, out, err = None, False, b"", f"cannot run: {exc}".encode()
         else:
             timed_out, (out, err) = self._communicate(proc, timeout)
+            out = redact(out) if redact is not None else out
         returncode = 127 if proc is None else proc.returncode
         duration = time.monotonic() - started
         if self.capture is not None:
@@ -321,9 +325,11 @@ class Context:
         self.errors.append({"collector": self.name, "command": cmd, "message": message})
         log(f"{self.name}: {cmd + ': ' if cmd else ''}{message}")
 
-    def run(self, argv: list[str], timeout: float | None = None) -> ToolResult | None:
+    def run(
+        self, argv: list[str], timeout: float | None = None, redact: Callable[[bytes], bytes] | None = None
+    ) -> ToolResult | None:
         """Run a tool (see Runner.run); None when it is not installed."""
-        return self.runner.run(argv, timeout)
+        return self.runner.run(argv, timeout, redact)
 
     def output(
         self, argv: list[str], ok_codes: tuple[int, ...] = (0,), timeout: float | None = None
@@ -744,6 +750,12 @@ def run_ipmitool(ctx: Context, argv: list[str]) -> str | None:
     if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
         return result.stdout
     return result.stdout if ctx.check(result) else None
+
+
+def run_ipmitool_quiet(ctx: Context, argv: list[str], redact=None) -> ToolResult | None:
+    """One ipmitool run under the process-wide ipmitool lock; the caller judges the result."""
+    with IPMITOOL_LOCK:
+        return ctx.run(argv, redact=redact)
 
 
 # -- board: BIOS, system, baseboard and chassis (dmidecode -t 0,1,2,3) ---------------------------------------
@@ -1896,7 +1908,7 @@ def collect_psu(ctx: Context) -> dict[str, Any] | None:
     return {"source": source, "power_supplies": supplies, **fru_identity(fru_records)}
 
 
-# -- nvidia: GPUs from nvidia-smi -q -x ----------------------------------------------------------------------
+# -- nvidia: GPUs from nvidia-smi -q -x, their NVLinks (nvlink -s) and topology (topo -m) --------------------
 
 NVSMI_NOT_AVAILABLE = {
     "", "n/a", "[n/a]", "[not supported]", "not supported", "unknown error", "[unknown error]",
@@ -2005,6 +2017,9 @@ def parse_gpu(gpu: Any, driver_version: str | None, cuda_version: str | None) ->
         },
         "mig_mode": xml_value(gpu, "mig_mode/current_mig"),
         "mig_devices": len(gpu.findall("mig_devices/mig_device")),
+        "fabric": fabric_state(gpu),
+        "nvlink": None,
+        "topology": None,
     }
 
 
@@ -2025,6 +2040,112 @@ def parse_nvidia_smi_xml(text: str | None) -> list[dict[str, Any]] | None:
     return [parse_gpu(gpu, driver_version, cuda_version) for gpu in root.findall("gpu")]
 
 
+NVLINK_GPU = re.compile(r"^GPU (\d+): (.*?)(?: \(UUID: ([^)]*)\))?\s*$")
+NVLINK_LINK = re.compile(r"^Link (\d+): (.*?)\s*$")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TOPO_NVLINK = re.compile(r"^NV(\d+)$")
+FABRIC_DONE = ("completed", "success")
+
+
+def parse_nvlink_status(text: str | None) -> list[dict[str, Any]]:
+    """Per GPU of `nvidia-smi nvlink -s` (in nvidia-smi's index order): its index, UUID and links. A link
+    is active only with a bandwidth figure ("Link 3: 26.562 GB/s"); "<inactive>" or anything else is
+    inactive. `supported` is False for "Device does not have or support Nvlink", None when nvidia-smi
+    could not tell (MIG mode, "all links are inActive" without a list), True when links were listed."""
+    gpus: list[dict[str, Any]] = []
+    for raw in (text or "").replace("\r", "").split("\n"):
+        line = raw.strip()
+        if match := NVLINK_GPU.match(line):
+            gpus.append({"index": int(match[1]), "uuid": clean(match[3]), "supported": None, "links": [],
+                         "message": None})
+            continue
+        if not gpus or not line:
+            continue
+        gpu = gpus[-1]
+        if match := NVLINK_LINK.match(line):
+            speed = re.fullmatch(r"([\d.]+)\s*GB/s", match[2])
+            gpu["links"].append({"link": int(match[1]), "active": speed is not None,
+                                 "speed_gbps": float(speed[1]) if speed else None})
+            gpu["supported"] = True
+        elif re.search(r"(?i)does not have or support nvlink", line):
+            gpu["supported"], gpu["message"] = False, line
+        elif gpu["message"] is None and not gpu["links"]:
+            gpu["message"] = line  # MIG mode, "all links are inActive": the links are not listed
+            if re.search(r"(?i)all links are inactive", line):
+                gpu["supported"] = True
+    return gpus
+
+
+def parse_topology(text: str | None) -> list[dict[str, Any]]:
+    """Per GPU row of `nvidia-smi topo -m`: NVLinks to each peer GPU ("NV12" -> 12), the path to each NIC
+    (PIX, PXB, NODE, SYS...; NICn renamed by the NIC legend), CPU affinity and NUMA node. TAB- or
+    space-separated, with or without the bold escape codes of a terminal; unreadable rows are skipped."""
+    lines = [ANSI_ESCAPE.sub("", line).rstrip() for line in (text or "").replace("\r", "").split("\n")]
+    at = next((number for number, line in enumerate(lines) if "GPU0" in line.split()), None)
+    if at is None:
+        return []
+    header = lines[at].split()
+    columns = header[: header.index("CPU")] if "CPU" in header else header
+    legend = dict(re.findall(r"^\s*(NIC\d+):\s*(\S+)\s*$", "\n".join(lines), re.M))
+    rows = []
+    for line in lines[at + 1 :]:
+        cells = line.split()
+        if not cells or not re.fullmatch(r"GPU\d+", cells[0]) or len(cells) < len(columns) + 1:
+            continue
+        matrix, rest = cells[1 : len(columns) + 1], cells[len(columns) + 1 :]
+        peers, nics = {}, {}
+        for column, cell in zip(columns, matrix, strict=True):
+            if cell == "X":
+                continue
+            if column.startswith("GPU"):
+                nvlink = TOPO_NVLINK.match(cell)
+                peers[column] = int(nvlink[1]) if nvlink else 0
+            else:
+                nics[legend.get(column, column)] = cell
+        rows.append({
+            "gpu": cells[0],
+            "nvlink_peers": peers,
+            "nics": nics,
+            "cpu_affinity": clean(rest[0]) if rest else None,
+            "numa_node": to_int(rest[1]) if len(rest) > 1 else None,
+        })
+    return rows
+
+
+def fabric_state(gpu: Any) -> dict[str, Any] | None:
+    """The NVSwitch fabric registration of a GPU from `nvidia-smi -q -x` <fabric> (535+): state and status;
+    None when the GPU has none ("N/A": not an NVSwitch system, or an older driver)."""
+    state, status = xml_value(gpu, "fabric/state"), xml_value(gpu, "fabric/status")
+    if state is None and status is None:
+        return None
+    return {"state": state, "status": status}
+
+
+def nvlink_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the document keeps of one GPU's `nvlink -s` entry: supported, links, active link count."""
+    if entry is None:
+        return None
+    active = sum(link["active"] for link in entry["links"]) if entry["supported"] else None
+    if entry["supported"] and not entry["links"]:
+        active = 0  # "all links are inActive"
+    return {"supported": entry["supported"], "active_links": active, "links": entry["links"],
+            "message": entry["message"]}
+
+
+def attach_nvlink(ctx: Context, gpus: list[dict[str, Any]]) -> None:
+    """Give every GPU its NVLinks (`nvidia-smi nvlink -s`) and topology row (`nvidia-smi topo -m`), matched
+    by UUID where both name one, else by position (nvidia-smi lists GPUs in one index order)."""
+    status = parse_nvlink_status(ctx.output(["nvidia-smi", "nvlink", "-s"]))
+    topology = parse_topology(ctx.output(["nvidia-smi", "topo", "-m"]))
+    by_uuid = {entry["uuid"]: entry for entry in status if entry["uuid"]}
+    for position, gpu in enumerate(gpus):
+        entry = by_uuid.get(gpu.get("uuid")) if gpu.get("uuid") else None
+        if entry is None and position < len(status):
+            entry = status[position]
+        gpu["nvlink"] = nvlink_summary(entry)
+        gpu["topology"] = topology[position] if position < len(topology) else None
+
+
 @collector("nvidia")
 def collect_nvidia(ctx: Context) -> list[dict[str, Any]] | None:
     """GPUs from nvidia-smi's XML; skipped silently when the NVIDIA driver is not loaded."""
@@ -2037,6 +2158,8 @@ def collect_nvidia(ctx: Context) -> list[dict[str, Any]] | None:
     gpus = parse_nvidia_smi_xml(text)
     if gpus is None:
         ctx.error(argv, "printed no nvidia-smi XML")
+    elif gpus:
+        attach_nvlink(ctx, gpus)
     return gpus
 
 
@@ -2051,13 +2174,18 @@ def link_gpus_to_pcie(document: dict[str, Any]) -> None:
             entry["gpu_uuid"] = gpu.get("uuid")
 
 
+def gpu_label(gpu: dict[str, Any]) -> str:
+    """How a finding names a GPU: its bus id, product and serial."""
+    names = ", ".join(str(gpu[k]) for k in ("product", "serial") if gpu.get(k))
+    return f"gpu {gpu.get('bus_id')}" + (f" ({names})" if names else "")
+
+
 @finding_rule
 def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Uncorrected ECC errors, pages pending retirement, rows pending remapping or failed to remap."""
     found = []
     for gpu in document.get("nvidia") or []:
-        names = ", ".join(str(gpu[k]) for k in ("product", "serial") if gpu.get(k))
-        label = f"gpu {gpu.get('bus_id')}" + (f" ({names})" if names else "")
+        label = gpu_label(gpu)
         for scope in ("volatile", "aggregate"):
             uncorrected = ((gpu.get("ecc_errors") or {}).get(scope) or {}).get("uncorrected")
             if uncorrected:
@@ -2069,6 +2197,38 @@ def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
             found.append(finding("warning", label, "remapped memory rows pending (reset the GPU)"))
         if rows.get("failure"):
             found.append(finding("critical", label, "memory row remapping failed"))
+    return found
+
+
+@finding_rule
+def nvlink_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """A GPU with fewer active NVLinks than its peers (warning), or none at all on an NVLink system
+    (critical); GPUs whose NVSwitch fabric registration is not completed/success (they cannot do multi-GPU
+    work until the fabric manager has run)."""
+    found = []
+    gpus = document.get("nvidia") or []
+    counted = [(gpu, (gpu.get("nvlink") or {}).get("active_links")) for gpu in gpus]
+    counted = [(gpu, active) for gpu, active in counted if active is not None]
+    most = max((active for _, active in counted), default=0)
+    fabric_note = ""
+    states = {(gpu.get("fabric") or {}).get("state") for gpu in gpus} - {None}
+    if states and not states <= {"Completed"}:
+        fabric_note = f" (NVSwitch fabric state: {', '.join(sorted(states))})"
+    for gpu, active in counted:
+        links = len((gpu.get("nvlink") or {}).get("links") or [])
+        if active == 0 and (most > 0 or links > 0):
+            found.append(finding("critical", gpu_label(gpu),
+                                 f"no active NVLink (of {links or most}){fabric_note}"))
+        elif active < most:
+            found.append(finding("warning", gpu_label(gpu),
+                                 f"{active} active NVLinks where other GPUs have {most}{fabric_note}"))
+    for gpu in gpus:
+        fabric = gpu.get("fabric") or {}
+        state, status = fabric.get("state"), fabric.get("status")
+        if fabric and ((state or "").lower(), (status or "").lower()) != FABRIC_DONE:
+            found.append(finding("warning", gpu_label(gpu),
+                                 f"NVSwitch fabric state {state}, status {status}: not usable for multi-GPU "
+                                 "work until the fabric manager has run"))
     return found
 
 
@@ -2098,9 +2258,106 @@ def net_speed(text: str | None) -> int | None:
     return number if number is not None and 0 < number < 0xFFFFFFFF else None
 
 
+ETHTOOL_WORKERS = 8  # ethtool runs at once: quick on a server with 128 SR-IOV functions, bounded too
+ETHTOOL_NOT_APPLICABLE = re.compile(r"(?i)operation not supported|no data available|no such device")
+FIRMWARE_PSID = re.compile(r"^(?P<version>.*?)\s*\((?P<psid>[A-Z]{2,4}_[0-9A-Za-z_]+)\)$")
+
+
+def ethtool_fields(text: str | None) -> dict[str, str]:
+    """The "name: value" lines of ethtool's output (`-i`, or the link settings, TAB- or space-indented);
+    continuation lines of multi-line values are ignored. The first of a repeated name wins."""
+    fields: dict[str, str] = {}
+    for raw in (text or "").replace("\r", "").split("\n"):
+        name, sep, value = raw.strip().partition(":")
+        if sep and name.strip() and not name.startswith(("Settings for", "netlink error")):
+            fields.setdefault(name.strip().lower(), value.strip())
+    return fields
+
+
+def split_firmware(printed: str | None) -> dict[str, Any] | None:
+    """A NIC's firmware as `ethtool -i` prints it, plus the version and the Mellanox/NVIDIA PSID split out
+    where the string carries one ("28.42.1000 (MT_0000000834)"); other forms ("4.22 0x80010446 1.3197.0",
+    "1.61, 0x8000090e", "bc 7.14.37", "sb") are their own version. None when there is none ("N/A", "")."""
+    text = clean(printed)
+    if text is None:
+        return None
+    match = FIRMWARE_PSID.match(text)
+    if match:
+        return {"printed": text, "version": match["version"] or None, "psid": match["psid"]}
+    return {"printed": text, "version": text, "psid": None}
+
+
+def parse_ethtool_info(text: str | None) -> dict[str, Any] | None:
+    """Driver, driver version, firmware, expansion ROM and bus info from `ethtool -i IFACE`; None when the
+    output has no driver line."""
+    fields = ethtool_fields(text)
+    if "driver" not in fields:
+        return None
+    bus_info = clean(fields.get("bus-info"))
+    return {
+        "driver": clean(fields.get("driver")),
+        "driver_version": clean(fields.get("version")),
+        "firmware": split_firmware(fields.get("firmware-version")),
+        "expansion_rom_version": clean(fields.get("expansion-rom-version")),
+        "bus_info": normalize_pci_address(bus_info) or bus_info,
+    }
+
+
+def parse_ethtool_link(text: str | None) -> dict[str, Any] | None:
+    """Speed (Mb/s), duplex, port, auto-negotiation and link detected from `ethtool IFACE`; "Unknown!"
+    values are None. None when the output has none of these."""
+    fields = ethtool_fields(text)
+    keys = ("speed", "duplex", "port", "auto-negotiation", "link detected")
+    if not any(key in fields for key in keys):
+        return None
+    speed = re.match(r"(\d+)\s*Mb/s", fields.get("speed") or "")
+    duplex = (fields.get("duplex") or "").lower()
+    return {
+        "speed_mbps": int(speed[1]) if speed and int(speed[1]) > 0 else None,
+        "duplex": duplex if duplex in ("full", "half") else None,
+        "port": clean(fields.get("port")),
+        "auto_negotiation": {"on": True, "off": False}.get((fields.get("auto-negotiation") or "").lower()),
+        "link_detected": yes_no(fields.get("link detected")),
+    }
+
+
+def run_ethtool(ctx: Context, argv: list[str]) -> str | None:
+    """ethtool's output, or None: absent tool, or an interface that does not support the query ("Operation
+    not supported", "No data available": not an error). Link settings that come with an error exit status
+    still count when they hold the "Settings for" block."""
+    result = ctx.run(argv)
+    if result is None:
+        return None
+    if not result.timed_out and "Settings for" in result.stdout and parse_ethtool_link(result.stdout):
+        return result.stdout
+    if not result.timed_out and result.returncode != 0 and ETHTOOL_NOT_APPLICABLE.search(
+            result.stderr + result.stdout):
+        return None
+    return result.stdout if ctx.check(result) else None
+
+
+def ethtool_facts(ctx: Context, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(`ethtool -i`, `ethtool`) of one interface, parsed; an output that parses to nothing is an error."""
+    parsed = []
+    queries = ((["ethtool", "-i", name], parse_ethtool_info), (["ethtool", name], parse_ethtool_link))
+    for argv, parse in queries:
+        text = run_ethtool(ctx, argv)
+        facts = parse(text) if text is not None else None
+        if text is not None and facts is None:
+            ctx.error(argv, f"unreadable output: {first_line(text)}")
+        parsed.append(facts)
+    return parsed[0], parsed[1]
+
+
+def net_duplex(text: str | None) -> str | None:
+    """"full" or "half" from sysfs `duplex`; None when unknown (link down, virtual)."""
+    return text if text in ("full", "half") else None
+
+
 @collector("network")
 def collect_network(ctx: Context) -> list[dict[str, Any]] | None:
-    """Physical network interfaces (those with a `device` link) from /sys/class/net."""
+    """Physical network interfaces (those with a `device` link) from /sys/class/net, with driver version,
+    firmware and bus info from `ethtool -i` and the link from sysfs (ethtool's where sysfs has none)."""
     names = ctx.listdir("sysfs", "class/net")
     if not names:
         return None
@@ -2114,6 +2371,7 @@ def collect_network(ctx: Context) -> list[dict[str, Any]] | None:
         driver = ctx.realpath("sysfs", f"{base}/device/driver")
         subsystem = ctx.realpath("sysfs", f"{base}/device/subsystem")
         bus = subsystem.rsplit("/", 1)[-1] if subsystem else None
+        carrier = ctx.read("sysfs", f"{base}/carrier")
         interfaces.append({
             "name": name,
             "mac": mac,
@@ -2124,8 +2382,305 @@ def collect_network(ctx: Context) -> list[dict[str, Any]] | None:
             "pci_address": pci_address_in_path(device) if bus in ("pci", "virtio") else None,
             "operstate": ctx.read("sysfs", f"{base}/operstate") or None,
             "speed_mbps": net_speed(ctx.read("sysfs", f"{base}/speed")),
+            "duplex": net_duplex(ctx.read("sysfs", f"{base}/duplex")),
+            "link_detected": {"1": True, "0": False}.get(carrier or ""),
+            "port": None,
+            "driver_version": None,
+            "firmware": None,
+            "expansion_rom_version": None,
+            "bus_info": None,
         })
+    with concurrent.futures.ThreadPoolExecutor(max_workers=ETHTOOL_WORKERS) as pool:
+        facts = list(pool.map(lambda interface: ethtool_facts(ctx, interface["name"]), interfaces))
+    for interface, (info, link) in zip(interfaces, facts, strict=True):
+        if info is not None:
+            interface.update({key: info[key] for key in
+                              ("driver_version", "firmware", "expansion_rom_version", "bus_info")})
+            interface["driver"] = interface["driver"] or info["driver"]
+        if link is not None:
+            interface["port"] = link["port"]
+            interface["link_detected"] = link["link_detected"] if link["link_detected"] is not None \
+                else interface["link_detected"]
+            for key, linked in (("speed_mbps", "speed_mbps"), ("duplex", "duplex")):
+                interface[key] = interface[key] if interface[key] is not None else link[linked]
     return interfaces
+
+
+# -- infiniband: InfiniBand and RoCE HCAs from /sys/class/infiniband (no tool needed) ------------------------
+
+IB_STATE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")  # "4: ACTIVE", "5: LinkUp", "3: Disabled"
+
+
+def ib_state(text: str | None) -> str | None:
+    """The name in a port state file ("4: ACTIVE" -> "ACTIVE", "5: LinkUp" -> "LinkUp"); a bare name as is."""
+    value = (text or "").strip()
+    match = IB_STATE.match(value)
+    return (match[2] if match else value) or None
+
+
+def ib_rate(text: str | None) -> float | None:
+    """Gb/s from a port's `rate` ("400 Gb/sec (4X NDR)", "2.5 Gb/sec (1X SDR)"); None when unreadable."""
+    value = leading_float(text)
+    return value if value is not None and value > 0 else None
+
+
+def ib_guid(text: str | None) -> str | None:
+    """A node GUID as sysfs writes it ("946d:ae03:00cd:e72c"), lower case; None when absent or all zeros."""
+    value = clean(text)
+    if value is None or not re.fullmatch(r"[0-9a-fA-F]{4}(?::[0-9a-fA-F]{4}){3}", value):
+        return None
+    return value.lower()
+
+
+def read_ib_port(ctx: Context, base: str, port: str) -> dict[str, Any]:
+    """One port of an HCA: state, physical state, rate, link layer and the netdev behind it (RoCE)."""
+    where = f"{base}/ports/{port}"
+    rate = clean(ctx.read("sysfs", f"{where}/rate"))
+    return {
+        "port": to_int(port),
+        "state": ib_state(ctx.read("sysfs", f"{where}/state")),
+        "phys_state": ib_state(ctx.read("sysfs", f"{where}/phys_state")),
+        "rate": rate,
+        "rate_gbps": ib_rate(rate),
+        "link_layer": clean(ctx.read("sysfs", f"{where}/link_layer")),
+        "lid": to_int(ctx.read("sysfs", f"{where}/lid")),
+        "netdev": clean(ctx.read("sysfs", f"{where}/gid_attrs/ndevs/0")),
+    }
+
+
+@collector("infiniband")
+def collect_infiniband(ctx: Context) -> list[dict[str, Any]] | None:
+    """InfiniBand/RoCE HCAs from /sys/class/infiniband: firmware, PSID (board_id), HCA type, node GUID, the
+    PCI function and netdevs behind each, and every port's state, physical state, rate and link layer.
+    None (skipped) when the kernel has no InfiniBand class (no RDMA driver loaded)."""
+    names = ctx.listdir("sysfs", "class/infiniband")
+    if not names:
+        return None
+    hcas = []
+    for name in names:
+        base = f"class/infiniband/{name}"
+        device = ctx.realpath("sysfs", f"{base}/device")
+        hcas.append({
+            "name": name,
+            "hca_type": clean(ctx.read("sysfs", f"{base}/hca_type")),
+            "firmware_version": clean(ctx.read("sysfs", f"{base}/fw_ver")),
+            "psid": clean(ctx.read("sysfs", f"{base}/board_id")),
+            "hw_revision": clean(ctx.read("sysfs", f"{base}/hw_rev")),
+            "node_guid": ib_guid(ctx.read("sysfs", f"{base}/node_guid")),
+            "node_description": clean(ctx.read("sysfs", f"{base}/node_desc")),
+            "pci_address": pci_address_in_path(device),
+            "netdevs": ctx.listdir("sysfs", f"{base}/device/net") if device else [],
+            "ports": [read_ib_port(ctx, base, port) for port in sorted(
+                ctx.listdir("sysfs", f"{base}/ports"), key=lambda p: (to_int(p) is None, to_int(p) or 0, p))],
+        })
+    return hcas
+
+
+def hca_label(hca: dict[str, Any]) -> str:
+    return f"hca {hca.get('name')}" + (f" ({hca['pci_address']})" if hca.get("pci_address") else "")
+
+
+def port_up(port: dict[str, Any]) -> bool:
+    return (port.get("phys_state") or "").lower() == "linkup"
+
+
+@finding_rule
+def infiniband_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """A port whose physical link is up but whose state is not ACTIVE (no subnet manager, or stuck in
+    INIT/ARMED); a port down on an adapter whose other ports are up (the functions of one PCI device are one
+    card); HCAs of one model with different firmware in one machine."""
+    found = []
+    hcas = document.get("infiniband") or []
+    cards: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for hca in hcas:
+        card = (hca.get("pci_address") or "").rsplit(".", 1)[0] or hca.get("name")
+        for port in hca.get("ports") or []:
+            cards.setdefault(card, []).append((hca, port))
+            if port_up(port) and (port.get("state") or "").upper() != "ACTIVE":
+                found.append(finding(
+                    "warning", hca_label(hca), f"port {port.get('port')}: physical link up but state "
+                    f"{port.get('state')} (not ACTIVE: no subnet manager, or the port is stuck)"))
+    for ports in cards.values():
+        if any(port_up(port) for _, port in ports):
+            for hca, port in ports:
+                if not port_up(port):
+                    found.append(finding("warning", hca_label(hca),
+                                         f"port {port.get('port')} is down ({port.get('phys_state')}) while "
+                                         "other ports of the adapter are up"))
+    models: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for hca in hcas:
+        firmware = hca.get("firmware_version")
+        if hca.get("hca_type") and firmware:
+            # the firmware's major number is the silicon (20 ConnectX-6, 22 -6 Dx, 28 -7, 32 BlueField-3):
+            # VFs of different cards share one hca_type (MT4126) but are not one model
+            model = (hca["hca_type"], firmware.split(".")[0])
+            models.setdefault(model, {}).setdefault(firmware, []).append(hca["name"])
+    for (model, _), versions in models.items():
+        if len(versions) > 1:
+            listing = "; ".join(f"{fw}: {', '.join(names)}" for fw, names in sorted(versions.items()))
+            found.append(finding("warning", f"hca {model}",
+                                 f"HCAs of one model run different firmware ({listing})"))
+    return found
+
+
+# -- bmc: identity and LAN address of the BMC (ipmitool mc info, channel info, lan print) --------------------
+
+IPMI_CHANNELS = range(1, 12)  # IPMI numbers channels 0-0xB; 0 is IPMB, 0xE "this channel", 0xF the system
+MC_INFO_INTS = {"Device ID": "device_id", "Device Revision": "device_revision",
+                "Manufacturer ID": "manufacturer_id", "Product ID": "product_id"}
+MC_INFO_KEYS = ("firmware_revision", "ipmi_version", "manufacturer_id", "manufacturer", "product_id",
+                "product_name", "device_id", "device_revision", "aux_firmware_revision")
+IPMI_UNKNOWN_NAME = re.compile(r"(?i)^unknown\s*\(0x[0-9a-f]+\)$")
+LAN_SECRETS = re.compile(rb"(?im)^(\s*SNMP Community String\s*:).*$")
+IP_SOURCES = {"static address": "static", "dhcp address": "dhcp", "bios assigned address": "bios",
+              "other protocol": "other", "unspecified": None}
+
+
+def key_value_lines(text: str | None) -> list[tuple[str, str]]:
+    """The "Name   : value" lines of ipmitool's text output, in order; continuation lines (no colon, or
+    an empty name: "      : User : MD5") come back with an empty name. CRLF and stray bytes are fine."""
+    pairs = []
+    for raw in (text or "").replace("\r", "").split("\n"):
+        if not raw.strip():
+            continue
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip():
+            pairs.append(("", raw.strip().lstrip(":").strip()))
+        else:
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def parse_mc_info(text: str | None) -> dict[str, Any] | None:
+    """The BMC's identity from `ipmitool mc info` (Get Device ID): firmware revision as printed, IPMI
+    version, manufacturer id and name, product id and name (None when ipmitool prints "Unknown (0x...)"),
+    and the four "Aux Firmware Rev Info" bytes when the BMC sent them. None when no field was found."""
+    info: dict[str, Any] = dict.fromkeys(MC_INFO_KEYS)
+    found, current = False, ""
+    for name, value in key_value_lines(text):
+        if name:
+            current = name
+        if name in MC_INFO_INTS:
+            info[MC_INFO_INTS[name]] = to_int(value.split("(")[0])
+        elif name == "Firmware Revision":
+            info["firmware_revision"] = value or None
+        elif name == "IPMI Version":
+            info["ipmi_version"] = value or None
+        elif name in ("Manufacturer Name", "Product Name"):
+            key = "manufacturer" if name == "Manufacturer Name" else "product_name"
+            info[key] = None if IPMI_UNKNOWN_NAME.match(value) else clean(value)
+        elif name == "Aux Firmware Rev Info":
+            info["aux_firmware_revision"] = [value] if re.fullmatch(r"0x[0-9a-fA-F]{2}", value) else []
+        elif not name and current == "Aux Firmware Rev Info" and re.fullmatch(r"0x[0-9a-fA-F]{2}", value):
+            info["aux_firmware_revision"].append(value.lower())
+        found = found or name in MC_INFO_INTS or name == "Firmware Revision"
+    if info["aux_firmware_revision"] == []:
+        info["aux_firmware_revision"] = None
+    return info if found else None
+
+
+def lan_channel_medium(text: str | None) -> str | None:
+    """The "Channel Medium Type" of `ipmitool channel info N` ("802.3 LAN", "IPMB (I2C)"...)."""
+    for name, value in key_value_lines(text):
+        if name == "Channel Medium Type":
+            return value or None
+    return None
+
+
+def ipv4(text: str | None) -> str | None:
+    """A dotted IPv4 address; None for anything else (garbage, an empty value)."""
+    value = (text or "").strip()
+    if re.fullmatch(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", value) and all(
+            int(part) <= 255 for part in value.split(".")):
+        return value
+    return None
+
+
+def parse_lan_print(text: str | None, channel: int | None = None) -> dict[str, Any] | None:
+    """The BMC's address on one LAN channel from `ipmitool lan print N`: IP source ("static", "dhcp",
+    "bios", "other"), IP address, netmask, default gateway, MAC and VLAN id (a number, None when
+    disabled). Authentication types, cipher suites, community strings and password policy are never
+    kept. None when the output holds no address at all."""
+    lan: dict[str, Any] = {"channel": channel, "ip_source": None, "ip_address": None, "netmask": None,
+                           "gateway": None, "mac": None, "vlan_id": None}
+    found = False
+    for name, value in key_value_lines(text):
+        if name == "IP Address Source":
+            lan["ip_source"] = IP_SOURCES.get(value.lower(), clean(value))
+        elif name == "IP Address":
+            lan["ip_address"], found = ipv4(value), True
+        elif name == "Subnet Mask":
+            lan["netmask"] = ipv4(value)
+        elif name == "Default Gateway IP":
+            lan["gateway"] = ipv4(value)
+        elif name == "MAC Address":
+            lan["mac"], found = hardware_address(value), True
+        elif name == "802.1q VLAN ID":
+            lan["vlan_id"] = to_int(value)  # "Disabled" -> None
+    return lan if found else None
+
+
+def redact_lan_secrets(output: bytes) -> bytes:
+    """`ipmitool lan print` output with the SNMP community string's value removed (never captured)."""
+    return LAN_SECRETS.sub(rb"\1 <redacted>", output)
+
+
+def bmc_lan_channels(ctx: Context) -> list[int]:
+    """The BMC's LAN channels (medium 802.3 LAN) among channels 1-11, asked one by one with `ipmitool
+    channel info N`. A channel that does not exist fails and is skipped; a timeout stops the search (a BMC
+    that does not answer would otherwise cost eleven timeouts)."""
+    channels = []
+    for channel in IPMI_CHANNELS:
+        result = run_ipmitool_quiet(ctx, ["ipmitool", "channel", "info", str(channel)])
+        if result is None:
+            break
+        if result.timed_out:
+            ctx.check(result)
+            break
+        if result.ok and (lan_channel_medium(result.stdout) or "").lower().startswith("802.3"):
+            channels.append(channel)
+    return channels
+
+
+@collector("bmc")
+def collect_bmc(ctx: Context) -> dict[str, Any] | None:
+    """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then `lan print N` on every LAN channel
+    that `channel info` finds. One ipmitool at a time, shared with psu, sensors and the event log."""
+    if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
+        return None
+    argv = ["ipmitool", "mc", "info"]
+    result = run_ipmitool_quiet(ctx, argv)
+    if result is None:
+        return None
+    info = parse_mc_info(result.stdout) if ctx.check(result) else None
+    if result.ok and info is None:
+        ctx.error(argv, f"no BMC identity in the output: {first_line(result.stdout)}")
+    lan = []
+    for channel in bmc_lan_channels(ctx):
+        argv = ["ipmitool", "lan", "print", str(channel)]
+        result = run_ipmitool_quiet(ctx, argv, redact=redact_lan_secrets)
+        if result is None or not ctx.check(result):
+            continue
+        parsed = parse_lan_print(result.stdout, channel)
+        if parsed is None:
+            ctx.error(argv, f"no LAN address in the output: {first_line(result.stdout)}")
+        else:
+            lan.append(parsed)
+    if info is None and not lan:
+        return None
+    return {**(info or dict.fromkeys(MC_INFO_KEYS)), "lan": lan}
+
+
+@finding_rule
+def bmc_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Info when the BMC has LAN channels but no address on any of them: it cannot be managed remotely."""
+    bmc = document.get("bmc") or {}
+    channels = bmc.get("lan") or []
+    if channels and not any(lan.get("ip_address") not in (None, "0.0.0.0") for lan in channels):
+        numbers = ", ".join(str(lan.get("channel")) for lan in channels)
+        return [finding("info", "bmc", f"the BMC has no IP address (LAN channel {numbers}): it cannot be "
+                                       "managed remotely until it gets one")]
+    return []
 
 
 # -- document assembly: run the collectors, link, derive findings --------------------------------------------

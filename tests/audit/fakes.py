@@ -1,5 +1,5 @@
 """Helpers for the audit tests (and the lab's): qemu-lab outputs, fake tools on PATH that print real
-fixture files, documents compared without their times."""
+fixture files, documents compared without their times, parts checked against the document schema."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import shlex
 import shutil
 from pathlib import Path
 
-from tests.paths import LAB_FIXTURES
+import jsonschema
+
+from tests.paths import LAB_FIXTURES, REPO_ROOT
 
 REAL_DMIDECODE = shutil.which("dmidecode") or next(
     (str(path) for path in (Path("/usr/sbin/dmidecode"), Path("/sbin/dmidecode")) if path.exists()), None
@@ -54,7 +56,11 @@ def dmidecode_from_text(bin_dir: Path, text_file: Path) -> Path:
 
 LAB_TOOLS = {  # tool -> [(shell case pattern on "$*", qemu-lab file)]
     "dmidecode": [("*", "dmidecode-all.txt")],
-    "ipmitool": [("fru", "ipmitool-fru.txt"), ("fru print 0", "ipmitool-fru-print0.txt")],
+    "ipmitool": [
+        ("fru", "ipmitool-fru.txt"),
+        ("fru print 0", "ipmitool-fru-print0.txt"),
+        ("mc info", "ipmitool-mc-info.txt"),
+    ],
     "lsblk": [("*", "lsblk.txt")],
     "lspci": [("-vmm -D", "lspci-vmm.txt")],
     "smartctl": [
@@ -92,3 +98,11 @@ def without_times(document: dict) -> dict:
     for report in (copy.get("collectors") or {}).values():
         report.pop("duration", None)
     return copy
+
+
+def assert_schema(definition: str, value) -> None:
+    """`value` is valid against the document schema's `$defs/<definition>` (audit/bee-audit.schema.json)."""
+    schema = json.loads((REPO_ROOT / "audit" / "bee-audit.schema.json").read_text())
+    jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}).validate(
+        json.loads(json.dumps(value))
+    )

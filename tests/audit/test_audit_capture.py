@@ -1,6 +1,7 @@
 """--capture then --replay, end to end through main(): a fake machine (the lab server's tool outputs, a real
-nvidia-smi XML, and a sysfs/procfs/devfs tree with PCIe links, AER, EDAC, a disk and a NIC) where all 8
-collectors find data; the replayed document equals the live one, times aside, with no tool on PATH."""
+nvidia-smi XML, and a sysfs/procfs/devfs tree with PCIe links, AER, EDAC, a disk, a NIC and an InfiniBand
+HCA) where every collector finds data; the replayed document equals the live one, times aside, with no tool
+on PATH."""
 
 from __future__ import annotations
 
@@ -83,6 +84,20 @@ def fake_machine(root):
         "dimm0/dimm_ue_count": "1",
     }.items():
         write(edac / name, value + "\n")
+    hca = sysfs / "devices/pci0000:00/0000:00:1f.6/infiniband/mlx5_0"  # an HCA, sharing the NIC's function
+    for name, value in {
+        "hca_type": "MT4129",
+        "fw_ver": "28.41.1000",
+        "board_id": "MT_0000000838",
+        "ports/1/state": "2: INIT",
+        "ports/1/phys_state": "5: LinkUp",
+        "ports/1/rate": "400 Gb/sec (4X NDR)",
+        "ports/1/link_layer": "InfiniBand",
+    }.items():
+        write(hca / name, value + "\n")
+    (hca / "device").symlink_to("../..")
+    (sysfs / "class/infiniband").mkdir(parents=True)
+    (sysfs / "class/infiniband/mlx5_0").symlink_to("../../devices/pci0000:00/0000:00:1f.6/infiniband/mlx5_0")
     write(procfs / "driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  418.67\n")
     write(devfs / "ipmi0", "")
     return ["--sysfs", str(sysfs), "--procfs", str(procfs), "--devfs", str(devfs)]
@@ -92,6 +107,16 @@ def fake_machine(root):
 def machine(tmp_path, monkeypatch):
     lab_tools(tmp_path / "bin", tmp_path / "files")
     tool_printing(tmp_path / "bin", "nvidia-smi", GPU_XML)
+    write(
+        tmp_path / "files/ethtool-i",
+        "driver: e1000e\nversion: 6.1.0\nfirmware-version: 28.41.1000 (MT_0000000838)\n"
+        "bus-info: 0000:00:1f.6\n",
+    )
+    write_tool(
+        tmp_path / "bin",
+        "ethtool",
+        f'case "$1" in -i) /bin/cat {tmp_path}/files/ethtool-i;; *) exit 75;; esac',
+    )
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     return fake_machine(tmp_path)
 
@@ -111,7 +136,14 @@ def test_capture_then_replay_of_all_collectors_gives_the_same_document(tmp_path,
         ("critical", "DIMM CPU0_DIMM_A1: 1 uncorrected memory errors (EDAC)"),
         ("warning", "3 AER non-fatal errors"),
         ("warning", "PCIe link x8 is narrower than the x16 both the device and its upstream port support"),
+        (
+            "warning",
+            "port 1: physical link up but state INIT (not ACTIVE: no subnet manager, or the port is stuck)",
+        ),
     ]
+    assert live["infiniband"][0]["pci_address"] == "0000:00:1f.6"
+    assert live["bmc"]["firmware_revision"] == "3.88"  # the lab BMC's `mc info`
+    assert live["network"][0]["firmware"]["psid"] == "MT_0000000838"  # from the fake ethtool -i
 
     shutil.rmtree(tmp_path / "bin")  # nothing can run now
     shutil.rmtree(tmp_path / "sys")

@@ -42,6 +42,18 @@ def every_parser(text: str) -> None:
     document["pcie"] = audit.parse_lspci_vmm(text)
     audit.parse_aer(text)
     document["nvidia"] = audit.parse_nvidia_smi_xml(text)
+    for gpu, status in zip(document["nvidia"] or [], audit.parse_nvlink_status(text), strict=False):
+        gpu["nvlink"] = audit.nvlink_summary(status)
+    audit.parse_topology(text)
+    document["bmc"] = {**(audit.parse_mc_info(text) or {}), "lan": [audit.parse_lan_print(text, 1) or {}]}
+    audit.lan_channel_medium(text)
+    audit.redact_lan_secrets(text.encode())
+    link = audit.parse_ethtool_link(text) or {}
+    document["network"] = [{**(audit.parse_ethtool_info(text) or {}), **link}]
+    port = {"state": audit.ib_state(text), "phys_state": audit.ib_state(text[::-1])}
+    port["rate_gbps"] = audit.ib_rate(text)
+    hca = {"name": "x", "node_guid": audit.ib_guid(text), "ports": [port, {"port": text}]}
+    document["infiniband"] = [hca]
     audit.usb_targets(audit.load_json(text))
     audit.link_gpus_to_pcie(document)
     for rule in audit.FINDING_RULES:

@@ -1,12 +1,17 @@
 """The network collector on fake /sys/class/net trees: physical interfaces only, permanent MAC without
-ethtool, driver, bus, PCI address, state and speed."""
+ethtool, driver, bus, PCI address, state, speed and duplex; `ethtool -i` and `ethtool IFACE` on every real
+fixture and as fake tools, and the real ethtool on this machine's own interfaces."""
 
 from __future__ import annotations
+
+import shlex
+import shutil
 
 import pytest
 
 from audit import audit
-from tests.paths import LAB_FIXTURES
+from tests.audit.fakes import assert_schema, write_tool
+from tests.paths import LAB_FIXTURES, REAL_FIXTURES
 
 
 def add_bus_device(sysfs, path: str, bus: str, driver: str | None):
@@ -37,13 +42,25 @@ def add_interface(sysfs, name, device=None, **files):
     (sysfs / "class/net" / name).symlink_to(directory)
 
 
+NO_ETHTOOL = {  # what an interface has when ethtool is absent and sysfs has no duplex or carrier file
+    "duplex": None,
+    "link_detected": None,
+    "port": None,
+    "driver_version": None,
+    "firmware": None,
+    "expansion_rom_version": None,
+    "bus_info": None,
+}
+
+
 def collect(sysfs):
     runner = audit.Runner(sysfs=sysfs, procfs=sysfs / "proc", devfs=sysfs / "dev")
     return audit.build_document(runner, [("network", audit.collect_network)])
 
 
 @pytest.fixture
-def sysfs(tmp_path):
+def sysfs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no ethtool unless a test writes one
     root = tmp_path / "sys"
     root.mkdir()
     return root
@@ -90,6 +107,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "pci_address": "0000:00:1f.6",
             "operstate": "up",
             "speed_mbps": 1000,
+            **NO_ETHTOOL,
         },
         {
             "name": "ens1f1",
@@ -100,6 +118,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "pci_address": "0000:18:00.1",
             "operstate": "up",
             "speed_mbps": 25000,
+            **NO_ETHTOOL,
         },
         {
             "name": "enx00e04c680001",
@@ -110,6 +129,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "pci_address": None,
             "operstate": "unknown",
             "speed_mbps": None,
+            **NO_ETHTOOL,
         },
         {
             "name": "eth0",
@@ -120,6 +140,7 @@ def test_physical_interfaces_and_their_facts(sysfs):
             "pci_address": "0000:00:03.0",
             "operstate": "down",
             "speed_mbps": None,
+            **NO_ETHTOOL,
         },
     ]
 
@@ -191,3 +212,261 @@ def test_capture_then_replay_gives_the_same_interfaces(sysfs, tmp_path):
     assert captured["errors"] == []
     assert captured["network"][0]["pci_address"] == "0000:00:1f.6"
     assert replayed["network"] == captured["network"]
+
+
+# -- ethtool ----------------------------------------------------------------------------------------------
+
+ETHTOOL = REAL_FIXTURES / "ethtool"
+
+
+def info(driver, version, firmware, bus, version_only=None, psid=None):
+    return {
+        "driver": driver,
+        "driver_version": version,
+        "firmware": None
+        if firmware is None
+        else {"printed": firmware, "version": version_only or firmware, "psid": psid},
+        "expansion_rom_version": None,
+        "bus_info": bus,
+    }
+
+
+# What a person reads in each `ethtool -i` file.
+ETHTOOL_INFO_FILES = {
+    "adamxiao-intel-ixgbe-ethtool-i.txt": info("ixgbe", "5.3.7", "0x800003df, 255.65535.255", "0000:01:00.0"),
+    "aoi-broadcom-tg3-ethtool-i.txt": info("tg3", "5.10.0-30-2-amd64", "sb", "0000:02:00.0"),
+    "ethq-issue27-intel-e810-iavf-vf-ethtool-i.txt": info(
+        "iavf", "5.19.4-100.fc35.x86_64", None, "0000:3b:01.0"
+    ),  # firmware-version: N/A
+    "ethq-issue27-intel-e810-ice-ethtool-i.txt": info(
+        "ice", "5.19.4-100.fc35.x86_64", "4.22 0x80010446 1.3197.0", "0000:3b:00.0"
+    ),
+    "ethq-issue4-intel-i350-igb-ethtool-i.txt": info("igb", "5.4.0-k", "1.61, 0x8000090e", "0000:02:00.0"),
+    "ethq-issue6-broadcom-bcm57840-bnx2x-ethtool-i.txt": info(
+        "bnx2x", "1.712.30-0", "bc 7.14.37", "0000:06:00.0"
+    ),
+    "ice-linux-issue24-intel-e810xxv-ice-oot-ethtool-i.txt": info(
+        "ice", "1.16.3", "4.30 0x8001af27 1.3429.0", "0000:27:00.0"
+    ),
+    "ubuntu-mlnx-dpdk-nvidia-cx7-vf-mlx5_core-ethtool-i.txt": info(
+        "mlx5_core",
+        "6.1.106-116.188.amzn2023.x86_64",
+        "28.42.1000 (MT_0000000834)",
+        "0000:02:00.3",
+        "28.42.1000",
+        "MT_0000000834",
+    ),
+}
+
+# What a person reads in each `ethtool IFACE` file.
+ETHTOOL_LINK_FILES = {
+    "adamxiao-intel-ixgbe-10g-fibre-ethtool-link.txt": {
+        "speed_mbps": 10000,
+        "duplex": "full",
+        "port": "FIBRE",
+        "auto_negotiation": True,
+        "link_detected": True,
+    },
+    "aoi-broadcom-tg3-1g-ethtool-link.txt": {  # the source stops before "Link detected"
+        "speed_mbps": 1000,
+        "duplex": "full",
+        "port": "Twisted Pair",
+        "auto_negotiation": True,
+        "link_detected": None,
+    },
+    "dklog-issue33-1g-copper-ethtool-link-tabs.txt": {
+        "speed_mbps": 1000,
+        "duplex": "full",
+        "port": "Twisted Pair",
+        "auto_negotiation": True,
+        "link_detected": True,
+    },
+}
+
+
+def test_every_ethtool_fixture_is_covered():
+    assert sorted(p.name for p in ETHTOOL.iterdir()) == sorted([*ETHTOOL_INFO_FILES, *ETHTOOL_LINK_FILES])
+
+
+@pytest.mark.parametrize("name", sorted(ETHTOOL_INFO_FILES))
+def test_ethtool_info_fixture(name):
+    assert audit.parse_ethtool_info((ETHTOOL / name).read_text()) == ETHTOOL_INFO_FILES[name]
+
+
+@pytest.mark.parametrize("name", sorted(ETHTOOL_LINK_FILES))
+def test_ethtool_link_fixture(name):
+    text = (ETHTOOL / name).read_text()
+    assert audit.parse_ethtool_link(text) == ETHTOOL_LINK_FILES[name]
+    assert audit.parse_ethtool_link(text.replace("\n", "\r\n")) == ETHTOOL_LINK_FILES[name]
+
+
+@pytest.mark.parametrize(
+    "printed, version, psid",
+    [
+        ("28.42.1000 (MT_0000000834)", "28.42.1000", "MT_0000000834"),
+        ("22.39.1002 (MT_0000000359)", "22.39.1002", "MT_0000000359"),
+        ("14.30.1284 (MSF0010110035)", "14.30.1284 (MSF0010110035)", None),  # not a PSID form: kept whole
+        ("220.0.59.0/pkg 220.0.83.0", "220.0.59.0/pkg 220.0.83.0", None),
+        ("sb", "sb", None),
+    ],
+)
+def test_firmware_split(printed, version, psid):
+    assert audit.split_firmware(printed) == {"printed": printed, "version": version, "psid": psid}
+
+
+@pytest.mark.parametrize("printed", ["N/A", "", "   ", None])
+def test_no_firmware(printed):
+    assert audit.split_firmware(printed) is None
+
+
+def test_ethtool_unknowns_and_garbage():
+    """What the real ethtool 6.1 prints for a virtio NIC here: speed and duplex "Unknown!"."""
+    virtio = (
+        "Settings for eth0:\n\tSpeed: Unknown!\n\tDuplex: Unknown! (255)\n\tPort: Other\n"
+        "\tLink detected: yes\n"
+    )
+    assert audit.parse_ethtool_link(virtio) == {
+        "speed_mbps": None,
+        "duplex": None,
+        "port": "Other",
+        "auto_negotiation": None,
+        "link_detected": True,
+    }
+    assert audit.parse_ethtool_link("No data available\n") is None
+    assert audit.parse_ethtool_info("\x00\xff garbage") is None
+    truncated = (ETHTOOL / "ethq-issue4-intel-i350-igb-ethtool-i.txt").read_text()[:60]
+    assert audit.parse_ethtool_info(truncated)["driver_version"] == "5.4.0-k"
+
+
+def fake_ethtool(bin_dir, answers: dict[str, tuple[str, int, str]]):
+    """An ethtool on PATH: for each "args" the text it prints (a fixture's path or literal text), its exit
+    status and its stderr; anything else fails as ethtool does for an unknown interface."""
+    arms = []
+    for args, (stdout, rc, stderr) in answers.items():
+        source = (
+            f"/bin/cat {shlex.quote(stdout)}"
+            if stdout.startswith("/")
+            else f"printf %s {shlex.quote(stdout)}"
+        )
+        arms.append(f'  "{args}") {source}; printf %s {shlex.quote(stderr)} >&2; exit {rc};;')
+    write_tool(
+        bin_dir,
+        "ethtool",
+        'case "$*" in\n'
+        + "\n".join(arms)
+        + '\nesac\necho "Cannot get driver information: No such device" >&2\n'
+        "exit 71",
+    )
+
+
+def test_ethtool_facts_join_the_interfaces(sysfs, tmp_path):
+    """A ConnectX-7 VF whose sysfs speed is unreadable (ethtool's is used), an igb port with sysfs link facts
+    (kept over ethtool's), a NIC whose link settings are not supported (silent) and one whose ethtool prints
+    garbage (an error, the interface still listed)."""
+    cx7 = add_bus_device(sysfs, "pci0000:00/0000:00:02.0/0000:02:00.3", "pci", "mlx5_core")
+    add_interface(sysfs, "net1", cx7, address="b8:3f:d2:00:00:01", addr_assign_type=0, operstate="up")
+    igb = add_bus_device(sysfs, "pci0000:00/0000:00:1c.0/0000:02:00.0", "pci", "igb")
+    add_interface(
+        sysfs,
+        "eth0",
+        igb,
+        address="a0:36:9f:00:00:01",
+        addr_assign_type=0,
+        operstate="up",
+        speed=100,
+        duplex="half",
+        carrier=1,
+    )
+    vf = add_bus_device(sysfs, "pci0000:3a/0000:3a:00.0/0000:3b:01.0", "pci", "iavf")
+    add_interface(sysfs, "enp59s0f0v0", vf, address="02:00:00:00:00:01", operstate="down", carrier=0)
+    tg3 = add_bus_device(sysfs, "pci0000:00/0000:00:1c.4/0000:04:00.0", "pci", "tg3")
+    add_interface(sysfs, "eno2", tg3, address="d0:94:66:00:00:02", addr_assign_type=0, operstate="down")
+    mellanox_link = tmp_path / "cx7-link.txt"
+    mellanox_link.write_text(
+        "Settings for net1:\n\tSpeed: 200000Mb/s\n\tDuplex: Full\n\tPort: Direct Attach Copper\n"
+        "\tLink detected: yes\n"
+    )
+    fake_ethtool(
+        tmp_path / "bin",
+        {
+            "-i net1": (str(ETHTOOL / "ubuntu-mlnx-dpdk-nvidia-cx7-vf-mlx5_core-ethtool-i.txt"), 0, ""),
+            "net1": (str(mellanox_link), 0, ""),
+            "-i eth0": (str(ETHTOOL / "ethq-issue4-intel-i350-igb-ethtool-i.txt"), 0, ""),
+            "eth0": (str(ETHTOOL / "dklog-issue33-1g-copper-ethtool-link-tabs.txt"), 0, ""),
+            "-i enp59s0f0v0": (str(ETHTOOL / "ethq-issue27-intel-e810-iavf-vf-ethtool-i.txt"), 0, ""),
+            "enp59s0f0v0": ("", 75, "netlink error: Operation not supported\n"),
+            "-i eno2": ("\x01\x02 nothing useful\n", 0, ""),
+            "eno2": ("No data available\n", 75, ""),
+        },
+    )
+    document = collect(sysfs)
+    by_name = {interface["name"]: interface for interface in document["network"]}
+    assert by_name["net1"] == {
+        "name": "net1",
+        "mac": "b8:3f:d2:00:00:01",
+        "permanent_mac": "b8:3f:d2:00:00:01",
+        "driver": "mlx5_core",
+        "bus": "pci",
+        "pci_address": "0000:02:00.3",
+        "operstate": "up",
+        "speed_mbps": 200000,
+        "duplex": "full",
+        "link_detected": True,
+        "port": "Direct Attach Copper",
+        **{
+            key: ETHTOOL_INFO_FILES["ubuntu-mlnx-dpdk-nvidia-cx7-vf-mlx5_core-ethtool-i.txt"][key]
+            for key in ("driver_version", "firmware", "expansion_rom_version", "bus_info")
+        },
+    }
+    assert by_name["net1"]["firmware"]["psid"] == "MT_0000000834"
+    eth0 = by_name["eth0"]
+    assert (eth0["speed_mbps"], eth0["duplex"], eth0["link_detected"], eth0["port"]) == (
+        100,
+        "half",
+        True,
+        "Twisted Pair",
+    )
+    assert (eth0["driver_version"], eth0["firmware"]["printed"]) == ("5.4.0-k", "1.61, 0x8000090e")
+    vf_entry = by_name["enp59s0f0v0"]
+    assert (
+        vf_entry["firmware"],
+        vf_entry["bus_info"],
+        vf_entry["link_detected"],
+        vf_entry["speed_mbps"],
+    ) == (
+        None,
+        "0000:3b:01.0",
+        False,
+        None,
+    )
+    assert (by_name["eno2"]["driver"], by_name["eno2"]["firmware"]) == ("tg3", None)
+    assert [(e["command"], e["message"]) for e in document["errors"]] == [
+        ("ethtool -i eno2", "unreadable output: \x01\x02 nothing useful")
+    ]
+    assert document["collectors"]["network"]["status"] == "partial"
+    assert_schema("network", document["network"])
+
+
+def test_a_hung_ethtool_is_killed_and_the_rest_is_kept(sysfs, tmp_path):
+    nic = add_bus_device(sysfs, "pci0000:00/0000:00:1f.6", "pci", "e1000e")
+    add_interface(
+        sysfs, "eno1", nic, address="3c:ec:ef:01:02:03", addr_assign_type=0, operstate="up", speed=1000
+    )
+    write_tool(tmp_path / "bin", "ethtool", "exec /bin/sleep 30")
+    runner = audit.Runner(sysfs=sysfs, procfs=sysfs / "proc", devfs=sysfs / "dev", timeout=1.0)
+    document = audit.build_document(runner, [("network", audit.collect_network)])
+    assert [e["command"] for e in document["errors"]] == ["ethtool -i eno1", "ethtool eno1"]
+    assert document["network"][0]["speed_mbps"] == 1000
+
+
+def test_real_ethtool_on_this_machine(monkeypatch):
+    """The real ethtool (installed by test.sh) on this machine's real interfaces: its bus info and driver
+    agree with what sysfs says about every PCI interface."""
+    monkeypatch.setenv("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+    assert shutil.which("ethtool"), "ethtool is not installed (apt-get install ethtool)"
+    document = audit.build_document(audit.Runner(), [("network", audit.collect_network)])
+    assert document["errors"] == []
+    pci = [interface for interface in document["network"] if interface["pci_address"]]
+    for interface in pci:
+        assert interface["bus_info"] == interface["pci_address"], interface
+        assert interface["driver_version"] is not None, interface

@@ -308,6 +308,22 @@ def test_ecc_counts_of_newer_branches(children, counts):
 # -- the collector ---------------------------------------------------------------------------------------
 
 
+def register_pcie_only_nvlink(fp, gpus: int) -> None:
+    """`nvlink -s` and `topo -m` of PCIe cards without NVLink (as nvidia-smi 595 prints them for an L40S)."""
+    fp.register(
+        ["nvidia-smi", "nvlink", "-s"],
+        stdout="".join(
+            f"GPU {n}: Tesla V100S-PCIE-32GB\nDevice does not have or support Nvlink\n" for n in range(gpus)
+        ),
+    )
+    header = "\t" + "\t".join(f"GPU{n}" for n in range(gpus)) + "\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n"
+    rows = "".join(
+        f"GPU{n}\t" + "\t".join(" X " if m == n else "PHB" for m in range(gpus)) + "\t0-15\t0\t\tN/A\n"
+        for n in range(gpus)
+    )
+    fp.register(["nvidia-smi", "topo", "-m"], stdout=header + rows)
+
+
 def load_driver(tools):
     """The NVIDIA driver loaded (/proc/driver/nvidia) and an nvidia-smi on PATH."""
     (tools.procfs / "driver/nvidia").mkdir(parents=True)
@@ -334,6 +350,7 @@ def test_driver_without_nvidia_smi_is_skipped_silently(tools, monkeypatch, tmp_p
 def test_collector_reads_the_xml(fp, tools):
     load_driver(tools)
     fp.register(NVSMI, stdout=xml("datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml"))
+    register_pcie_only_nvlink(fp, 8)
     document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
     assert [gpu["bus_id"] for gpu in document["nvidia"]] == [
         f"0000:00:{slot}.0" for slot in ("0d", "0e", "0f", "10", "11", "12", "13", "14")
@@ -377,6 +394,7 @@ def test_hung_nvidia_smi_is_killed(tools):
 def test_linker_attaches_gpus_to_their_pcie_entries(fp, tools):
     load_driver(tools)
     fp.register(NVSMI, stdout=xml("datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml"))
+    register_pcie_only_nvlink(fp, 8)
     pcie = [
         {"address": "0000:00:0d.0", "class_id": "0302"},
         {"address": "0000:00:0e.0", "class_id": "0302"},

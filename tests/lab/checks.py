@@ -137,6 +137,21 @@ def check_fru(fru0: str, fru1: str) -> list[str]:
     return problems
 
 
+def check_mc_info(text: str) -> list[str]:
+    """Check `ipmitool mc info` against the BMC table (what QEMU's ipmi-bmc-sim was told)."""
+    problems: list[str] = []
+    got, bmc = ipmitool_fields(text), expected.BMC
+    wanted = {
+        "Device ID": str(bmc["device_id"]), "Device Revision": str(bmc["device_rev"]),
+        "Firmware Revision": bmc["firmware_revision"], "IPMI Version": bmc["ipmi_version"],
+        "Manufacturer ID": str(bmc["mfg_id"]), "Manufacturer Name": bmc["manufacturer"],
+        "Product ID": f"{bmc['product_id']} (0x{bmc['product_id']:04x})", "Product Name": bmc["product_name"],
+    }
+    for key, value in wanted.items():
+        compare(problems, f"mc info {key}", got.get(key), value)
+    return problems
+
+
 def lsblk_by_serial(text: str) -> dict[str, dict]:
     """Parse `lsblk -J -b -O` into {serial: device}."""
     return {d["serial"]: d for d in json.loads(text)["blockdevices"] if d.get("serial")}

@@ -138,6 +138,15 @@ PSU = {"fru_id": 1, "name": "PSU1 FRU", "manufacturer": "Acme Power", "model": "
        "part": "PWS-1K62A-1R", "version": "1.0", "serial": "PSU-SN-000777"}
 FRU_AREA_SIZE = 1024
 
+# The BMC's Get Device ID (ipmitool mc info), set on QEMU's ipmi-bmc-sim. ipmitool names the manufacturer
+# and product from its own tables (IANA 10876 is Supermicro); the minor firmware revision is BCD (0x88 = 88).
+BMC = {"device_id": 32, "device_rev": 0, "fwrev1": 3, "fwrev2": 0x88, "firmware_revision": "3.88",
+       "ipmi_version": "2.0", "mfg_id": 10876, "manufacturer": "Super Micro Computer Inc.",
+       "product_id": 2402, "product_name": "X11DPT-B+"}
+# A network card (no backend: its link is down), for `ethtool -i` and the audit's network section.
+NIC = {"model": "e1000e", "driver": "e1000e", "bdf": "0000:00:06.0", "addr": "0x6",
+       "mac": "52:54:00:be:e0:18"}
+
 # Disks the lab itself uses (not the server's hardware): the audit must not call them wrong, only list them.
 LAB_DISK_SERIALS = {"in": "LABIN", "out": "LABOUT"}
 GUEST_MEMORY_MIB = 1024

@@ -28,7 +28,7 @@ SUITE = "bookworm"
 # debootstrap --include: the audit's tools (scenario 1) and the kernel.
 DEBOOTSTRAP_PACKAGES = [
     "python3", "dmidecode", "smartmontools", "nvme-cli", "pciutils", "ipmitool", "util-linux", "kmod",
-    "udev", "busybox", "qrencode", "linux-image-amd64", "e2fsprogs",
+    "udev", "busybox", "qrencode", "linux-image-amd64", "e2fsprogs", "ethtool",
 ]
 # Installed afterwards with apt inside the root: sysvinit-core's "sysv-rc | file-rc | openrc" needs apt's
 # resolver (debootstrap would take sysv-rc, which conflicts with openrc). Scenario 2: the boot sequence.

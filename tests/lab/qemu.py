@@ -106,7 +106,7 @@ def hardware_args(workdir: Path, usb_image: Path) -> tuple[list[str], dict[str, 
     fru, sdr = ipmi_fru.write_files(workdir / "ipmi")
     nvme = sparse_file(workdir / "nvme.img", expected.NVME.size_bytes)
     sata = sparse_file(workdir / "sata.img", expected.SATA.size_bytes)
-    port = expected.NVME_ROOT_PORT
+    port, bmc, nic = expected.NVME_ROOT_PORT, expected.BMC, expected.NIC
     args = smbios.qemu_options()
     for table in tables:
         args += ["-smbios", f"file={table}"]
@@ -123,8 +123,11 @@ def hardware_args(workdir: Path, usb_image: Path) -> tuple[list[str], dict[str, 
         "-device", f"usb-storage,bus=xhci.0,drive=usb0,serial={expected.USB_STICK.serial},"
                    f"removable={'on' if expected.USB_STICK.removable else 'off'}",
         "-device", f"ipmi-bmc-sim,id=bmc0,frudatafile={fru},sdrfile={sdr},"
-                   f"fruareasize={expected.FRU_AREA_SIZE}",
+                   f"fruareasize={expected.FRU_AREA_SIZE},device_id={bmc['device_id']},"
+                   f"device_rev={bmc['device_rev']},fwrev1={bmc['fwrev1']},fwrev2={bmc['fwrev2']},"
+                   f"mfg_id={bmc['mfg_id']},product_id={bmc['product_id']}",
         "-device", "isa-ipmi-kcs,bmc=bmc0",
+        "-device", f"{nic['model']},id=nic1,mac={nic['mac']},bus=pcie.0,addr={nic['addr']}",
     ]
     return args, {"nvme": nvme, "sata": sata, "usb": usb_image}
 

@@ -92,6 +92,31 @@ def test_real_ipmitool_reads_both_frus(lab, raw):
     assert f"{expected.PSU['name']} (ID {expected.PSU['fru_id']})" in raw["ipmitool-fru"]
 
 
+def test_real_ipmitool_mc_info_shows_the_bmc(lab, raw):
+    assert raw_rc(lab, "ipmitool-mc-info") == 0
+    assert checks.check_mc_info(raw["ipmitool-mc-info"]) == []
+
+
+def nic_name(raw) -> str:
+    """The guest's name for the lab's network card (udev names it), found by its MAC."""
+    names = [name.removeprefix("net-address-") for name, text in raw.items()
+             if name.startswith("net-address-") and text.strip() == expected.NIC["mac"]]
+    assert len(names) == 1, f"network cards seen: {[n for n in raw if n.startswith('net-address-')]}"
+    return names[0]
+
+
+def ethtool_info(raw, name: str) -> dict[str, str]:
+    """The guest's `ethtool -i NAME` as {field: value}."""
+    return dict(line.split(": ", 1) for line in raw[f"ethtool-i-{name}"].splitlines() if ": " in line)
+
+
+def test_real_ethtool_shows_the_network_card(lab, raw):
+    name = nic_name(raw)
+    assert raw_rc(lab, f"ethtool-i-{name}") == 0
+    fields = ethtool_info(raw, name)
+    assert (fields["driver"], fields["bus-info"]) == (expected.NIC["driver"], expected.NIC["bdf"])
+
+
 # -- the audit's document -----------------------------------------------------------------------------------
 
 
@@ -210,6 +235,25 @@ def test_audit_psu_from_the_fru(document):
         (expected.PSU["manufacturer"], expected.PSU["model"], expected.PSU["part"], expected.PSU["serial"])]
     assert psu["board"]["serial"] == expected.BOARD["serial"]
     assert psu["product"]["serial"] == expected.SYSTEM["serial"]
+
+
+def test_audit_bmc_identity(document):
+    bmc = document["bmc"]
+    assert (bmc["firmware_revision"], bmc["ipmi_version"], bmc["manufacturer_id"], bmc["manufacturer"],
+            bmc["product_id"], bmc["product_name"], bmc["device_id"], bmc["device_revision"]) == (
+        expected.BMC["firmware_revision"], expected.BMC["ipmi_version"], expected.BMC["mfg_id"],
+        expected.BMC["manufacturer"], expected.BMC["product_id"], expected.BMC["product_name"],
+        expected.BMC["device_id"], expected.BMC["device_rev"])
+    assert bmc["lan"] == []  # QEMU's BMC has no LAN channel (it answers no Get Channel Info)
+
+
+def test_audit_network_card_with_ethtool_facts(document, raw):
+    (nic,) = [entry for entry in document["network"] if entry["pci_address"] == expected.NIC["bdf"]]
+    assert (nic["name"], nic["mac"], nic["driver"], nic["bus_info"]) == (
+        nic_name(raw), expected.NIC["mac"], expected.NIC["driver"], expected.NIC["bdf"])
+    fields = ethtool_info(raw, nic["name"])
+    assert nic["driver_version"] == fields["version"]
+    assert (nic["firmware"] or {}).get("printed") == (fields.get("firmware-version") or None)
 
 
 def test_audit_has_no_false_findings(document):

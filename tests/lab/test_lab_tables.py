@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from tests.audit.fakes import lab_output
 from tests.lab import checks, expected, guest_image, ipmi_fru, qemu, qr, scenarios, smbios
 
 
@@ -210,3 +211,14 @@ def test_a_damaged_cache_entry_is_built_again(tmp_path, monkeypatch):
     monkeypatch.setattr(guest_image, "build_entry", fake_build)
     image = guest_image.ensure_image(tmp_path)
     assert image.root.read_text() == "new" and image.build_seconds is not None
+
+
+def test_the_bmc_table_is_what_ipmitool_printed_for_it():
+    """The qemu-lab `ipmitool mc info` (real ipmitool 1.8.19, QEMU's BMC with these settings) matches
+    expected.BMC, and a wrong value is noticed."""
+    text, rc = lab_output("ipmitool-mc-info.txt")
+    assert rc == 0
+    assert checks.check_mc_info(text) == []
+    assert checks.check_mc_info(text.replace("3.88", "3.87")) == [
+        "mc info Firmware Revision: got '3.87', expected '3.88'"
+    ]

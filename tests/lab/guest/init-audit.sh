@@ -94,6 +94,11 @@ record ipmitool-fru ipmitool fru
 record ipmitool-fru-print0 ipmitool fru print 0
 record ipmitool-fru-print1 ipmitool fru print 1
 record ipmitool-mc-info ipmitool mc info
+for net in /sys/class/net/*; do
+    [ -e "$net/device" ] || continue   # hardware only, as the audit lists them
+    record "ethtool-i-${net##*/}" ethtool -i "${net##*/}"
+    record "net-address-${net##*/}" cat "$net/address"
+done
 for dev in /sys/bus/pci/devices/*; do
     printf '%s class=%s cur=%s/x%s max=%s/x%s\n' "${dev##*/}" "$(cat "$dev/class")" \
         "$(cat "$dev/current_link_speed" 2>/dev/null)" "$(cat "$dev/current_link_width" 2>/dev/null)" \

@@ -2,7 +2,8 @@
 """Benchmark of audit/audit.py on a simulated large GPU server, and on this machine beside `lshw -json`.
 
 The simulated server: fake tools on PATH that print real fixture outputs after realistic delays
-(24 SATA disks with smartctl ~0.3 s each, `nvidia-smi -q -x` ~2 s for 8 GPUs, `ipmitool fru` ~3 s,
+(24 SATA disks with smartctl ~0.3 s each, `nvidia-smi -q -x` ~2 s for 8 GPUs then `nvlink -s` and
+`topo -m`, `ipmitool fru` ~3 s and the BMC's mc info, 11 channel infos and lan print, ethtool per NIC,
 dmidecode with 32 DIMM slots, ~150 PCI functions in a fake sysfs). Prints the audit's wall time, the sum of
 all tool delays (what running them one after another would cost), the longest chain of tools that must
 run one after another, their ratio (target <= 1.3) and the audit's peak RSS (target < 80 MB).
@@ -34,15 +35,35 @@ DELAYS = {  # seconds, per run
     "lsblk": 0.05,
     "smartctl": 0.30,
     "lspci": 0.25,
-    "nvidia-smi": 2.0,
-    "ipmitool": 3.0,
 }
 OUTPUTS = {  # tool -> fixture printed (the parsers under test accept these)
     "dmidecode": FIXTURES / "real/dmidecode/linuxhw-gigabyte-g482-z54-gpu-server-2s-epyc.txt",
     "smartctl": FIXTURES / "real/smartctl/netdata-sat-hdd-wd181kryz.json",
-    "nvidia-smi": FIXTURES / "real/nvidia-smi/datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml",
-    "ipmitool": FIXTURES / "real/ipmitool/glpi-fru-dell-r640-psu.txt",
 }
+# Tools whose answer depends on the command:
+# tool -> [(shell case pattern on "$*", fixture printed or None, delay, exit status)]
+CASES = {
+    "ipmitool": [  # one at a time (the audit's ipmitool lock): their chain is their sum
+        ("fru", FIXTURES / "real/ipmitool/glpi-fru-dell-r640-psu.txt", 3.0, 0),
+        ("mc info", FIXTURES / "real/ipmitool/manageiq-dell-idrac-fw157-mc-info.txt", 0.1, 0),
+        ("channel info 1", None, 0.05, 0),  # the LAN channel: its text is written by simulated()
+        ("channel info *", None, 0.05, 1),  # no such channel
+        ("lan print 1", FIXTURES / "real/ipmitool/go-hal-supermicro-static-lan-print.txt", 0.3, 0),
+    ],
+    "nvidia-smi": [  # one after another in the nvidia collector
+        ("-q -x", FIXTURES / "real/nvidia-smi/datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml", 2.0, 0),
+        ("nvlink -s", FIXTURES / "real/nvidia-smi/gpud-a100-sxm4-80gb-8gpu-nvlink-status.txt", 0.3, 0),
+        ("topo -m", FIXTURES / "real/nvidia-smi/cheatsheets-dgx-a100-8gpu-12nic-nvidia-smi-topo-m.txt", 0.3,
+         0),
+    ],
+    "ethtool": [  # two per interface, interfaces side by side
+        ("-i *", FIXTURES / "real/ethtool/adamxiao-intel-ixgbe-ethtool-i.txt", 0.02, 0),
+        ("*", FIXTURES / "real/ethtool/adamxiao-intel-ixgbe-10g-fibre-ethtool-link.txt", 0.02, 0),
+    ],
+}
+LAN_CHANNEL_INFO = (  # `ipmitool channel info 1` of a BMC whose LAN is channel 1
+    "Channel 0x1 info:\n  Channel Medium Type   : 802.3 LAN\n  Channel Protocol Type : IPMB-1.0\n"
+)
 
 
 def lab_text(name: str) -> str:
@@ -53,12 +74,23 @@ def lab_text(name: str) -> str:
 
 def fake_tool(bin_dir: Path, name: str, output: Path, delay: float, log: Path) -> None:
     """A /bin/sh tool that logs its start and end, sleeps `delay` and prints `output`."""
+    fake_cases(bin_dir, name, [("*", output, delay, 0)], log)
+
+
+def fake_cases(bin_dir: Path, name: str, cases, log: Path) -> None:
+    """A /bin/sh tool that logs its start and end and, by its arguments, sleeps and prints a file."""
+    arms = []
+    for pattern, output, delay, rc in cases:
+        case = f'"{pattern}"' if " " in pattern and "*" not in pattern else pattern.replace(" ", "\\ ")
+        text = f"/bin/cat {shlex.quote(str(output))}" if output else ":"
+        arms.append(f"  {case}) /bin/sleep {delay}; {text}; rc={rc};;")
     script = (
         "#!/bin/sh\n"
         f'echo "start $(/bin/date +%s.%N) {name} $*" >> {log}\n'
-        f"/bin/sleep {delay}\n"
-        f"/bin/cat {shlex.quote(str(output))}\n"
+        "rc=1\n"
+        'case "$*" in\n' + "\n".join(arms) + "\nesac\n"
         f'echo "end $(/bin/date +%s.%N) {name} $*" >> {log}\n'
+        "exit $rc\n"
     )
     path = bin_dir / name
     path.write_text(script)
@@ -253,6 +285,12 @@ def simulated(work: Path) -> None:
     outputs = {**OUTPUTS, "lsblk": work / "lsblk.json", "lspci": work / "lspci.txt"}
     for tool, delay in DELAYS.items():
         fake_tool(bin_dir, tool, outputs[tool], delay, log)
+    (work / "channel-info-1.txt").write_text(LAN_CHANNEL_INFO)
+    for tool, cases in CASES.items():
+        lan = work / "channel-info-1.txt"
+        cases = [(pattern, lan if pattern == "channel info 1" else output, delay, rc)
+                 for pattern, output, delay, rc in cases]
+        fake_cases(bin_dir, tool, cases, log)
     out = work / "audit.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     wall, status, stderr = run_audit(
@@ -277,11 +315,16 @@ def simulated(work: Path) -> None:
     for command, start, end in runs:
         by_tool.setdefault(command.split()[0], []).append(end - start)
     # Tools that must run one after another: lsblk then a disk's smartctl (disks are independent of each
-    # other); every other collector runs a single tool (dmidecode, lspci, nvidia-smi, ipmitool fru).
+    # other); every ipmitool (psu's fru, bmc's mc info, channel info and lan print: one at a time); the
+    # nvidia collector's nvidia-smi runs; one interface's two ethtool runs. dmidecode and lspci run once.
+    sequential = {"lsblk", "smartctl", "ipmitool", "nvidia-smi", "ethtool"}
     chains = {
         "storage (lsblk, then one smartctl)": max(by_tool.get("lsblk", [0]))
         + max(by_tool.get("smartctl", [0])),
-        **{f"{tool}": max(times) for tool, times in by_tool.items() if tool not in {"lsblk", "smartctl"}},
+        "ipmitool (every run, one at a time)": sum(by_tool.get("ipmitool", [0])),
+        "nvidia-smi (-q -x, nvlink -s, topo -m)": sum(by_tool.get("nvidia-smi", [0])),
+        "ethtool (-i and link of one interface)": 2 * max(by_tool.get("ethtool", [0])),
+        **{f"{tool}": max(times) for tool, times in by_tool.items() if tool not in sequential},
     }
     longest_name, longest = max(chains.items(), key=lambda item: item[1])
     print("Simulated 8-GPU server (fake tools with real fixture outputs):")

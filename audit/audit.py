@@ -2477,10 +2477,12 @@ def collect_infiniband(ctx: Context) -> list[dict[str, Any]] | None:
 
 
 def hca_label(hca: dict[str, Any]) -> str:
+    """How a finding names an HCA: its name and PCI address."""
     return f"hca {hca.get('name')}" + (f" ({hca['pci_address']})" if hca.get("pci_address") else "")
 
 
 def port_up(port: dict[str, Any]) -> bool:
+    """Whether a port's physical link is up (LinkUp), whatever its logical state."""
     return (port.get("phys_state") or "").lower() == "linkup"
 
 
@@ -2645,7 +2647,8 @@ def bmc_lan_channels(ctx: Context) -> list[int]:
 @collector("bmc")
 def collect_bmc(ctx: Context) -> dict[str, Any] | None:
     """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then `lan print N` on every LAN channel
-    that `channel info` finds. One ipmitool at a time, shared with psu, sensors and the event log."""
+    that `channel info` finds. One ipmitool at a time, shared with every collector that asks the BMC. A BMC
+    that does not answer `mc info` in time is asked nothing more."""
     if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
         return None
     argv = ["ipmitool", "mc", "info"]
@@ -2653,6 +2656,8 @@ def collect_bmc(ctx: Context) -> dict[str, Any] | None:
     if result is None:
         return None
     info = parse_mc_info(result.stdout) if ctx.check(result) else None
+    if result.timed_out:
+        return None
     if result.ok and info is None:
         ctx.error(argv, f"no BMC identity in the output: {first_line(result.stdout)}")
     lan = []

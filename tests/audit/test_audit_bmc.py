@@ -305,3 +305,13 @@ def test_no_ipmi_device_or_no_ipmitool_is_skipped(tmp_path, monkeypatch):
     runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
     data, report = audit.run_collector("bmc", audit.collect_bmc, runner)
     assert (data, report["status"]) == (None, "skipped")
+
+
+def test_a_bmc_hung_on_mc_info_is_asked_nothing_more(tmp_path, monkeypatch):
+    fake_bmc(tmp_path, IPMI / "rubyipmi-hpe-ilo-mc-info.txt", {1: "802.3 LAN"}, {}, hang="mc info")
+    data, report = audit.run_collector(
+        "bmc", audit.collect_bmc, bmc_runner(tmp_path, monkeypatch, timeout=1.0)
+    )
+    assert (data, report["status"]) == (None, "error")
+    assert [e["command"] for e in report["errors"]] == ["ipmitool mc info"]
+    assert (tmp_path / "ipmitool.log").read_text().split("\n")[:-1] == ["mc info"]

@@ -2798,11 +2798,12 @@ def derive_findings(
 # -- acceptance: the profile language, what a profile of what was ordered can say ----------------------------
 #
 # A profile is a JSON object; every part is optional and what it leaves out is not checked. Each section
-# lists the things it checks (populated CPU sockets, populated DIMMs, disks, GPUs, NIC ports, PSUs) as flat
-# items; a key of the section is either `count` (how many items; at least 1 when absent), a field every
-# item must satisfy (PROFILE_SECTIONS), or one of the section's own keys (memory `total_bytes`, `slots`).
-# `disks` and `nics` are lists of groups: each group's `match` chooses its items by the same fields, and an
-# item belongs to the first group that matches it (so a last {"match": {}, "count": 0} forbids any other).
+# lists the things it checks (populated CPU sockets, populated DIMMs, disks, GPUs, NIC ports, HCAs, PSUs,
+# the BMC) as flat items; a key of the section is either `count` (how many items; at least 1 when absent),
+# a field every item must satisfy (PROFILE_SECTIONS), or one of the section's own keys (memory
+# `total_bytes`, `slots`). `disks`, `nics` and `hcas` are lists of groups: each group's `match` chooses its
+# items by the same fields, and an item belongs to the first group that matches it (so a last
+# {"match": {}, "count": 0} forbids any other).
 # A value is a spec: a number or a string (exact; a string may be a glob), a list (any of these), or
 # {"min": .., "max": ..}. Versions compare as versions (2.9.1 < 2.10.0), sizes take "64 GiB" or bytes.
 
@@ -3061,6 +3062,7 @@ def _gpu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
             "address": gpu.get("bus_id"), "serial": gpu.get("serial"), "product": gpu.get("product"),
             "memory_total_bytes": gpu.get("memory_total_bytes"), "vbios_version": gpu.get("vbios_version"),
             "driver_version": gpu.get("driver_version"), "link_width": width, "link_speed_gts": speed,
+            "nvlinks_active": (gpu.get("nvlink") or {}).get("active_links"),
         })
     return items
 
@@ -3070,10 +3072,36 @@ def _nic_items(document: dict[str, Any]) -> list[dict[str, Any]]:
     items = []
     for interface in document.get("network") or []:
         entry = pcie.get(interface.get("pci_address")) or {}
+        firmware = interface.get("firmware") or {}
         items.append({"name": interface.get("name"), "vendor": entry.get("vendor"),
                       "model": entry.get("device"), "driver": interface.get("driver"),
-                      "speed_mbps": interface.get("speed_mbps")})
+                      "speed_mbps": interface.get("speed_mbps"), "firmware": firmware.get("version"),
+                      "psid": firmware.get("psid")})
     return items
+
+
+def _hca_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One item per InfiniBand/RoCE HCA: its ports' lowest rate, and ACTIVE only when every port is."""
+    items = []
+    for hca in document.get("infiniband") or []:
+        ports = [port for port in hca.get("ports") or [] if isinstance(port, dict)]
+        rates = [port.get("rate_gbps") for port in ports]
+        states = [port.get("state") for port in ports]
+        items.append({
+            "name": hca.get("name"), "hca_type": hca.get("hca_type"), "firmware": hca.get("firmware_version"),
+            "psid": hca.get("psid"), "link_layer": ports[0].get("link_layer") if ports else None,
+            "rate_gbps": min(rates) if rates and None not in rates else None,
+            "state": next((state for state in states if state != "ACTIVE"), "ACTIVE") if ports else None,
+        })
+    return items
+
+
+def _bmc_items(document: dict[str, Any]) -> list[dict[str, Any]]:
+    bmc = document.get("bmc")
+    if not isinstance(bmc, dict):
+        return []
+    return [{"firmware": bmc.get("firmware_revision"), "manufacturer": bmc.get("manufacturer"),
+             "ipmi_version": bmc.get("ipmi_version")}]
 
 
 def _psu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -3172,18 +3200,34 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "driver_version": ProfileField(VERSION, "driver"),
         "link_width": ProfileField(COUNT, "PCIe link width"),
         "link_speed_gts": ProfileField(NUMBER, "PCIe link speed (GT/s)"),
+        "nvlinks_active": ProfileField(COUNT, "active NVLinks"),
     }, _named("gpu", "address", "product", "serial"), "GPUs"),
     "nics": ProfileSection(_nic_items, {
         "vendor": ProfileField(TEXT, "vendor"),
         "model": ProfileField(TEXT, "model"),
         "driver": ProfileField(TEXT, "driver"),
         "speed_mbps": ProfileField(NUMBER, "speed (Mb/s)"),
+        "firmware": ProfileField(VERSION, "firmware"),
+        "psid": ProfileField(TEXT, "PSID"),
     }, _named("nic", "name", "model"), "NIC ports", groups=True),
+    "hcas": ProfileSection(_hca_items, {
+        "hca_type": ProfileField(TEXT, "HCA type"),
+        "firmware": ProfileField(VERSION, "firmware"),
+        "psid": ProfileField(TEXT, "PSID"),
+        "link_layer": ProfileField(TEXT, "link layer"),
+        "rate_gbps": ProfileField(NUMBER, "port rate (Gb/s)"),
+        "state": ProfileField(TEXT, "port state"),
+    }, _named("hca", "name", "hca_type"), "HCAs", groups=True),
     "psus": ProfileSection(_psu_items, {
         "manufacturer": ProfileField(TEXT, "manufacturer"),
         "part_number": ProfileField(TEXT, "part number"),
         "max_power_w": ProfileField(NUMBER, "max power (W)"),
     }, _named("psu", "name", "serial"), "PSUs"),
+    "bmc": ProfileSection(_bmc_items, {
+        "firmware": ProfileField(VERSION, "firmware"),
+        "manufacturer": ProfileField(TEXT, "manufacturer"),
+        "ipmi_version": ProfileField(VERSION, "IPMI version"),
+    }, lambda item: "bmc", "BMC", counted=False),
 }
 HEALTH_KEYS = {"no_critical_findings": "bool", "no_warnings": "bool", "no_degraded_links": "classes"}
 PROFILE_TOP_KEYS = ("$schema", "name", "description", "severity", *PROFILE_SECTIONS, "health")
@@ -3694,16 +3738,38 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         _put(part, "vbios_version", _exact(VERSION, [g["vbios_version"] for g in gpus]))
         _put(part, "link_width", _at_least([g["link_width"] for g in gpus]))
         _put(part, "link_speed_gts", _at_least([g["link_speed_gts"] for g in gpus]))
+        if any(g["nvlinks_active"] for g in gpus):  # an NVLink system: as many active links as now
+            _put(part, "nvlinks_active", _at_least([g["nvlinks_active"] for g in gpus]))
         profile["gpus"] = part
     nics = _nic_items(document)
     if nics:
-        profile["nics"] = [{"match": match, "count": len(members)}
-                           for match, members in _grouped(nics, ("vendor", "model", "driver"))]
+        profile["nics"] = []
+        for match, members in _grouped(nics, ("vendor", "model", "driver")):
+            group = {"match": match, "count": len(members)}
+            _put(group, "firmware", _exact(VERSION, [n["firmware"] for n in members]))
+            _put(group, "psid", _exact(TEXT, [n["psid"] for n in members]))
+            profile["nics"].append(group)
+    hcas = _hca_items(document)
+    if hcas:
+        profile["hcas"] = []
+        for match, members in _grouped(hcas, ("hca_type", "link_layer")):
+            group = {"match": match, "count": len(members)}
+            for key, kind in (("firmware", VERSION), ("psid", TEXT), ("state", TEXT)):
+                _put(group, key, _exact(kind, [h[key] for h in members]))
+            _put(group, "rate_gbps", _at_least([h["rate_gbps"] for h in members]))
+            profile["hcas"].append(group)
     psus = _psu_items(document)
     if psus:
         part = {"count": len(psus)}
         _put(part, "part_number", _exact(TEXT, [p["part_number"] for p in psus]))
         profile["psus"] = part
+    bmc = _bmc_items(document)
+    if bmc:
+        part = {}
+        _put(part, "firmware", _exact(VERSION, [bmc[0]["firmware"]]))
+        _put(part, "manufacturer", _exact(TEXT, [bmc[0]["manufacturer"]]))
+        if part:
+            profile["bmc"] = part
     profile["health"] = {"no_critical_findings": True, "no_degraded_links": ["gpu", "nic", "storage"]}
     return profile
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jsonschema
 
+from audit import audit
 from tests.paths import LAB_FIXTURES, REPO_ROOT
 
 REAL_DMIDECODE = shutil.which("dmidecode") or next(
@@ -106,3 +107,13 @@ def assert_schema(definition: str, value) -> None:
     jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}).validate(
         json.loads(json.dumps(value))
     )
+
+
+def failed_checks(document: dict, profile: dict) -> list[str]:
+    """The messages of the failed acceptance checks of `document` against `profile` (a profile valid
+    against audit/bee-profile.schema.json, parsed as --expect parses a file)."""
+    schema = json.loads((REPO_ROOT / "audit" / "bee-profile.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(profile)
+    rules = audit.parse_profile(json.dumps(profile).encode(), "test.json")
+    checks = audit.check_profile(document, rules)["checks"]
+    return [check["message"] for check in checks if not check["passed"]]

@@ -103,6 +103,7 @@ def test_lab_profile_says_what_the_lab_server_is(lab):
     assert (sata["count"], sata["size_bytes"]) == (1, 256 * MiB)
     assert not any(group["match"].get("transport") == "usb" for group in made["disks"])  # the stick
     assert made["psus"] == {"count": 1, "part_number": "PWS-1K62A-1R"}
+    assert made["bmc"] == {"firmware": "3.88", "manufacturer": "Super Micro Computer Inc."}  # its mc info
     assert made["health"] == {"no_critical_findings": True, "no_degraded_links": ["gpu", "nic", "storage"]}
 
 
@@ -608,7 +609,7 @@ def test_made_profile_is_stable_and_readable(lab):
     assert first == again
     assert '"no_degraded_links": ["gpu", "nic", "storage"]' in first
     assert list(json.loads(first)) == [
-        "name", "severity", "board", "cpu", "memory", "disks", "psus", "health"]
+        "name", "severity", "board", "cpu", "memory", "disks", "psus", "bmc", "health"]
 
 
 def test_the_readme_example_is_a_valid_profile():

@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from audit import audit
-from tests.audit.fakes import assert_schema, lab_output, write_tool
+from tests.audit.fakes import assert_schema, failed_checks, lab_output, write_tool
 from tests.paths import REAL_FIXTURES
 
 IPMI = REAL_FIXTURES / "ipmitool"
@@ -315,3 +315,20 @@ def test_a_bmc_hung_on_mc_info_is_asked_nothing_more(tmp_path, monkeypatch):
     assert (data, report["status"]) == (None, "error")
     assert [e["command"] for e in report["errors"]] == ["ipmitool mc info"]
     assert (tmp_path / "ipmitool.log").read_text().split("\n")[:-1] == ["mc info"]
+
+
+# -- acceptance: the BMC's firmware in a profile ------------------------------------------------------------
+
+
+def test_profile_checks_the_bmc_firmware(tmp_path, monkeypatch):
+    """--make-profile writes the BMC's firmware as found; a fleet spec asks for a minimum (as a version:
+    0.20 < 1.5 < 1.57), and a machine without a BMC fails a profile that names one."""
+    fake_bmc(tmp_path, IPMI / "xcat-issue2350-intel-sgi-uv10-mc-info.txt", {}, {})
+    document = audit.build_document(bmc_runner(tmp_path, monkeypatch), [("bmc", audit.collect_bmc)])
+    made = audit.make_profile(document)
+    assert made["bmc"] == {"firmware": "0.20", "manufacturer": "Intel Corporation"}
+    assert failed_checks(document, {"bmc": made["bmc"]}) == []
+    assert failed_checks(document, {"bmc": {"firmware": {"min": "1.5"}, "ipmi_version": "2.0"}}) == [
+        "bmc: firmware 0.20, expected at least 1.5"
+    ]
+    assert failed_checks({"bmc": None}, {"bmc": {"firmware": {"min": "1.5"}}}) == ["bmc: not in the document"]

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from audit import audit
-from tests.audit.fakes import assert_schema
+from tests.audit.fakes import assert_schema, failed_checks
 from tests.paths import REAL_FIXTURES
 
 IB = REAL_FIXTURES / "infiniband"
@@ -467,3 +467,67 @@ def test_capture_then_replay(sysfs, tmp_path):
     assert replayed["infiniband"] == live["infiniband"]
     assert replayed["findings"] == live["findings"] != []
     assert (capture / "sysfs/class/infiniband/mlx5_0").is_symlink()
+
+
+# -- acceptance: HCA count, firmware, PSID, port rate and state in a profile --------------------------------
+
+
+def test_profile_of_the_h100_node_and_its_degraded_twin(tmp_path):
+    """--make-profile on the all-active H100 node (8 ConnectX-7 and 4 ConnectX-6 Dx, all RoCE there) writes
+    one group per type and link layer; the some-down node (its ConnectX-7 on InfiniBand, three ConnectX-6 Dx
+    down, older ConnectX-6 Dx firmware) fails it port by port, naming what a technician acts on."""
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    tree_from_ibstat(good, (IB / "gpud-h100-8xcx7-4xcx6dx-all-active-ibstat.txt").read_text())
+    tree_from_ibstat(bad, (IB / "gpud-h100-8xcx7-4xcx6dx-some-down-ibstat.txt").read_text())
+    made = audit.make_profile(collect(good))
+    assert made["hcas"] == [
+        {
+            "match": {"hca_type": "MT4129", "link_layer": "Ethernet"},
+            "count": 8,
+            "firmware": "28.39.1002",
+            "state": "ACTIVE",
+            "rate_gbps": {"min": 400.0},
+        },
+        {
+            "match": {"hca_type": "MT4125", "link_layer": "Ethernet"},
+            "count": 4,
+            "firmware": "22.39.1002",
+            "state": "ACTIVE",
+            "rate_gbps": {"min": 100.0},
+        },
+    ]
+    assert failed_checks(collect(good), {"hcas": made["hcas"]}) == []
+    spec = {"hcas": [{**made["hcas"][1]}, {"match": {"hca_type": "MT4129"}, "count": 8, "rate_gbps": 400}]}
+    failed = failed_checks(collect(bad), spec)
+    assert not any(message.startswith("hcas[") for message in failed)  # every card is there: counts hold
+    assert "hca mlx5_2 (MT4125): port state DOWN, expected ACTIVE" in failed
+    assert "hca mlx5_2 (MT4125): port rate (Gb/s) 40, expected at least 100" in failed
+    assert "hca mlx5_1 (MT4125): firmware 22.38.1002, expected 22.39.1002" in failed
+    assert sum("firmware 22.38.1002" in message for message in failed) == 4
+    assert sum("port state DOWN" in message for message in failed) == 3
+    assert not any("MT4129" in message for message in failed)  # the ConnectX-7 group (InfiniBand there)
+    assert len(failed) == 4 + 3 + 3
+
+
+def test_profile_checks_the_psid_and_a_missing_hca(sysfs):
+    gpud_h100_hca(sysfs, "mlx5_0", "0000:18:00.0")
+    document = collect(sysfs)
+    assert audit.make_profile(document)["hcas"] == [
+        {
+            "match": {"hca_type": "MT4129", "link_layer": "InfiniBand"},
+            "count": 1,
+            "firmware": "28.41.1000",
+            "psid": "MT_0000000838",
+            "state": "ACTIVE",
+            "rate_gbps": {"min": 400.0},
+        }
+    ]
+    assert failed_checks(
+        document, {"hcas": [{"count": 2, "psid": "MT_0000000834", "firmware": {"min": "28.42.1000"}}]}
+    ) == [
+        "hcas[0]: 1 of 2 HCAs found",
+        "hca mlx5_0 (MT4129): PSID MT_0000000838, expected MT_0000000834",
+        "hca mlx5_0 (MT4129): firmware 28.41.1000, expected at least 28.42.1000",
+    ]

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from audit import audit
-from tests.audit.fakes import assert_schema, write_tool
+from tests.audit.fakes import assert_schema, failed_checks, write_tool
 from tests.paths import LAB_FIXTURES, REAL_FIXTURES
 
 
@@ -470,3 +470,30 @@ def test_real_ethtool_on_this_machine(monkeypatch):
     for interface in pci:
         assert interface["bus_info"] == interface["pci_address"], interface
         assert interface["driver_version"] is not None, interface
+
+
+# -- acceptance: NIC firmware and PSID in a profile ---------------------------------------------------------
+
+
+def test_profile_checks_nic_firmware_and_psid(sysfs, tmp_path):
+    """--make-profile writes each NIC group's firmware (without the PSID) and PSID; a spec asking for newer
+    firmware (compared as a version) or another PSID names the port."""
+    cx7 = add_bus_device(sysfs, "pci0000:00/0000:00:02.0/0000:02:00.3", "pci", "mlx5_core")
+    add_interface(sysfs, "net1", cx7, address="b8:3f:d2:00:00:01", addr_assign_type=0, operstate="up")
+    fake_ethtool(
+        tmp_path / "bin",
+        {"-i net1": (str(ETHTOOL / "ubuntu-mlnx-dpdk-nvidia-cx7-vf-mlx5_core-ethtool-i.txt"), 0, "")},
+    )
+    document = collect(sysfs)
+    made = audit.make_profile(document)
+    assert made["nics"] == [
+        {"match": {"driver": "mlx5_core"}, "count": 1, "firmware": "28.42.1000", "psid": "MT_0000000834"}
+    ]
+    assert failed_checks(document, {"nics": made["nics"]}) == []
+    spec = {
+        "nics": [{"match": {"driver": "mlx5_core"}, "firmware": {"min": "28.42.1010"}, "psid": "MT_*835"}]
+    }
+    assert failed_checks(document, spec) == [
+        "nic net1: firmware 28.42.1000, expected at least 28.42.1010",
+        "nic net1: PSID MT_0000000834, expected matching MT_*835",
+    ]

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from audit import audit
-from tests.audit.fakes import assert_schema
+from tests.audit.fakes import assert_schema, failed_checks
 from tests.paths import REAL_FIXTURES
 
 NVSMI_DIR = REAL_FIXTURES / "nvidia-smi"
@@ -283,3 +283,23 @@ def test_nvlink_and_topology_failures_are_errors_and_the_gpus_stay(fp, driver):
     (gpu,) = document["nvidia"]
     assert (gpu["nvlink"], gpu["topology"], gpu["fabric"]) == (None, None, None)
     assert document["collectors"]["nvidia"]["status"] == "partial"
+
+
+# -- acceptance: active NVLinks per GPU in a profile --------------------------------------------------------
+
+
+def test_profile_checks_active_nvlinks_per_gpu(fp, driver):
+    """--make-profile on an NVLink system writes the active links per GPU as a minimum; a GPU with two links
+    down fails it. PCIe GPUs (no NVLink) get no such key."""
+    a100_machine(fp)
+    good = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
+    made = audit.make_profile(good)
+    assert made["gpus"]["nvlinks_active"] == {"min": 12}
+    assert failed_checks(good, {"gpus": {"count": 8, "nvlinks_active": made["gpus"]["nvlinks_active"]}}) == []
+    a100_machine(fp, inactive={3: {10, 11}})
+    degraded = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
+    assert failed_checks(degraded, {"gpus": {"count": 8, "nvlinks_active": {"min": 12}}}) == [
+        "gpu 0000:4e:00.0 (NVIDIA H100 80GB HBM3): active NVLinks 10, expected at least 12"
+    ]
+    pcie_only = {"nvidia": [{"bus_id": "0000:01:00.0", "nvlink": {"supported": False, "active_links": None}}]}
+    assert "nvlinks_active" not in audit.make_profile(pcie_only)["gpus"]

@@ -335,3 +335,11 @@ def test_acceptance_expecting_every_slot_populated_fails_and_names_the_empty_one
                f"empty slots: {', '.join(empty)}")
     assert [f["message"] for f in document["findings"] if f["component"] == "acceptance"] == [message]
     assert document["acceptance"]["passed"] is False
+
+
+def test_acceptance_made_profile_holds_the_bmc_and_the_network_card(lab):
+    made = json.loads((lab.results / "acceptance" / "made.json").read_text())
+    assert made["bmc"] == {"firmware": expected.BMC["firmware_revision"],
+                           "manufacturer": expected.BMC["manufacturer"]}
+    assert [(group["match"].get("driver"), group["count"]) for group in made["nics"]] == [
+        (expected.NIC["driver"], 1)]

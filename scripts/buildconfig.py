@@ -21,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_SUFFIX = ".j2"
 # Folders whose *.j2 files are rendered into the build folder, keeping their relative paths.
 TEMPLATE_DIRS = ("iso", "openrc")
+GENERATOR_CONFIG = "apkovl.json"  # scripts/genapkovl.py's configuration, written beside the overlay folder
 
 
 def load_config(config_dir: Path | str = REPO_ROOT) -> Any:
@@ -69,6 +70,15 @@ def live_path(overlay: Path, absolute: str) -> Path:
     return Path(overlay) / str(absolute).lstrip("/")
 
 
+def generator_config_path(cfg: Any, overlay: Path | None = None) -> Path:
+    """Return the JSON configuration scripts/genapkovl.py reads: apkovl.json beside the overlay folder.
+
+    `overlay` defaults to bee.paths.overlay (so build/apkovl.json); staging elsewhere writes beside that.
+    """
+    folder = Path(overlay) if overlay is not None else config_path(cfg, "overlay")
+    return folder.absolute().parent / GENERATOR_CONFIG
+
+
 def nvidia_url(cfg: Any) -> str:
     """Return the download URL of the configured NVIDIA installer."""
     return cfg.bee.nvidia.url.format(version=cfg.bee.nvidia.version)
@@ -88,7 +98,7 @@ def template_context(cfg: Any) -> dict[str, Any]:
     context["alpine"]["repository_urls"] = repository_urls(cfg)
     context["generator"] = {
         "script": str(REPO_ROOT / "scripts" / "genapkovl.py"),
-        "config": str(config_path(cfg, "build") / "apkovl.json"),
+        "config": str(generator_config_path(cfg)),
     }
     return context
 

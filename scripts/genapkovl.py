@@ -13,8 +13,9 @@ the gzip header carries no time and no name. Two runs on the same inputs give th
 
 It refuses, with one line naming the problem: a config or overlay it cannot read, an overlay symlink that
 is absolute or leads outside the overlay, a device/fifo/socket, runlevel links already in the overlay, a
-hostname that differs from the staged one, and an overlay without authorized_keys when no password
-fallback is configured (nobody could log in).
+hostname that differs from the staged one, and an archive that would carry neither authorized_keys nor a
+password hash (nobody could log in). The rule itself is scripts/live_system.py's `login_problem`, checked
+before staging; this is the check that the archive really carries what it promised.
 """
 
 from __future__ import annotations

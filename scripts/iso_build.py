@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -33,9 +34,8 @@ AUDIT_SOURCE = REPO_ROOT / "audit" / "audit.py"
 PROFILE_TEMPLATES = Path("iso") / "mkimg"
 BUILDER_TOOLS = ("abuild", "apk", "xorriso", "mksquashfs", "fakeroot")
 PYTHON3_SHEBANG = b"#!/usr/bin/env python3\n"
-# mkimage work sections: the slow, downloaded ones are kept; the apkovl (keyed on the generator script
-# alone, so a changed overlay would be ignored) and the final image are always rebuilt.
-KEPT_SECTIONS = ("apks_", "kernel_", "syslinux_", "grub_")
+# mkimage work sections rebuilt every time: the apkovl (keyed on the generator script alone, so a changed
+# overlay would be ignored) and the final image. The slow, downloaded ones are kept.
 STALE_SECTIONS = ("apkovl_", "image-")
 GIB = 1024**3
 
@@ -110,8 +110,14 @@ class Actions:
 
 
 def _same_file(path: Path, data: bytes, mode: int) -> bool:
+    """True when `path` is ours (owned by this user), has `mode` and holds `data`.
+
+    A file another user owns is never "already so", even with the same bytes: they could change it before
+    mkimage reads it (a profile copy in /var/tmp, for one), so the build writes its own.
+    """
     try:
-        return path.stat().st_mode & 0o7777 == mode and path.read_bytes() == data
+        st = path.stat()
+        return st.st_uid == os.geteuid() and st.st_mode & 0o7777 == mode and path.read_bytes() == data
     except OSError:
         return False
 
@@ -149,7 +155,29 @@ def check_builder_tools(cfg: Any) -> list[str]:
         problems.append(
             f"no executable {script} (bee.paths.aports): run `invoke setup-builder` to clone aports"
         )
+    aports, wanted = buildconfig.config_path(cfg, "aports"), aports_branch(cfg)
+    branch = checkout_branch(aports)
+    if branch not in (None, wanted):
+        problems.append(
+            f"the aports checkout {aports} is on branch {branch}, not {wanted} (bee.alpine.branch): run "
+            "`invoke setup-builder` to switch it"
+        )
     return problems
+
+
+def aports_branch(cfg: Any) -> str:
+    """Return the aports branch of the configured Alpine branch (vX.Y: X.Y-stable; edge: master)."""
+    branch = str(cfg.bee.alpine.branch)
+    return "master" if branch == "edge" else f"{branch.removeprefix('v')}-stable"
+
+
+def checkout_branch(checkout: Path) -> str | None:
+    """Return the branch a git checkout is on (read from .git/HEAD), or None when unknown or detached."""
+    try:
+        head = (checkout / ".git" / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return head.removeprefix("ref: refs/heads/") if head.startswith("ref: refs/heads/") else None
 
 
 def abuild_private_key(cfg: Any) -> Path | None:
@@ -176,11 +204,14 @@ def check_abuild_key(cfg: Any) -> list[str]:
     return [f"no abuild signing key ({missing}): run `invoke setup-builder` (abuild-keygen -i -a -n)"]
 
 
-def check_headers(cfg: Any, act: Actions) -> list[str]:
-    """The kernel headers exist and are those of the kernel the ISO will boot."""
+def check_headers(cfg: Any) -> list[str]:
+    """Headers of the configured kernel flavor and series are installed (bee.nvidia.kernel_release's if set).
+
+    Local only: whether they are those of the repository's kernel, the nvidia step asks apk.
+    """
     try:
-        kernel_headers(cfg, act)
-    except BuildError as err:
+        iso_kernel.find_headers(cfg)
+    except iso_kernel.KernelError as err:
         return [str(err)]
     return []
 
@@ -211,29 +242,19 @@ def existing_ancestor(path: Path) -> Path:
     return path
 
 
-def password_fallback(cfg: Any) -> bool:
-    """True when the live user gets a password (bee.live.password_fallback: configured or generated)."""
-    return bool(cfg.bee.live.password_fallback)
-
-
 def check_login(cfg: Any) -> list[str]:
-    """The live system can be logged into: authorized_keys holds keys, or the password fallback is on."""
-    keys = buildconfig.config_path(cfg, "authorized_keys")
-    if (keys.is_file() and keys.stat().st_size > 0) or password_fallback(cfg):
-        return []
-    return [
-        f"no SSH keys in {keys} (paths.authorized_keys) and bee.live.password_fallback is false: nobody"
-        " could log in; add your public key there or enable the fallback"
-    ]
+    """The live system can be logged into (live_system.login_problem, the one place of that rule)."""
+    problem = live_system.login_problem(cfg)
+    return [problem] if problem else []
 
 
-PREFLIGHT_CHECKS: dict[str, Callable[[Any, Actions], list[str]]] = {
-    "alpine": lambda cfg, act: check_alpine(cfg),
-    "tools": lambda cfg, act: check_builder_tools(cfg),
-    "abuild_key": lambda cfg, act: check_abuild_key(cfg),
+PREFLIGHT_CHECKS: dict[str, Callable[[Any], list[str]]] = {
+    "alpine": check_alpine,
+    "tools": check_builder_tools,
+    "abuild_key": check_abuild_key,
     "headers": check_headers,
-    "space": lambda cfg, act: check_free_space(cfg),
-    "login": lambda cfg, act: check_login(cfg),
+    "space": check_free_space,
+    "login": check_login,
 }
 
 
@@ -243,10 +264,11 @@ MKIMAGE_CHECKS = ("alpine", "tools", "abuild_key", "space")
 def preflight(cfg: Any, act: Actions, checks: Iterable[str] = tuple(PREFLIGHT_CHECKS)) -> None:
     """Run the named checks (all by default), print one line per problem, raise PreflightError if any.
 
-    Every check is quick and changes nothing, so the build stops before any slow work. In a dry run the
-    problems are printed but do not stop it, so `invoke --dry build-debug` shows the plan anywhere.
+    Every check is local and quick (no network, no command) and changes nothing, so the build stops before
+    any slow work. In a dry run the problems are printed but do not stop it, so `invoke --dry build-debug`
+    shows the plan anywhere.
     """
-    problems = [line for name in checks for line in PREFLIGHT_CHECKS[name](cfg, act)]
+    problems = [line for name in checks for line in PREFLIGHT_CHECKS[name](cfg)]
     for line in problems:
         act.say(f"preflight: {line}")
     if problems and not act.dry:
@@ -307,7 +329,7 @@ def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
     """Return (kernel release, headers folder) of the installed headers, checked against the ISO's kernel.
 
     Raises BuildError (one line naming both versions) when the headers are absent or mismatched. The
-    answer is remembered in `act.memo`, so preflight and the nvidia step ask apk only once per build.
+    answer is remembered in `act.memo`, so apk is asked only once per build.
     A dry run does not ask apk (it writes its cache): it prints the question and takes the installed
     headers unchecked, unless bee.nvidia.kernel_release names the ISO's kernel.
     """
@@ -389,18 +411,19 @@ def overlaps(one: Path, other: Path) -> bool:
     return one.is_relative_to(other) or other.is_relative_to(one)
 
 
-def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild) -> Path:
+def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild, audit: Path | None = None) -> Path:
     """Assemble the live system's overlay in paths.overlay (build/, never the tracked iso/overlay-debug/).
 
-    In order: the audit, the NVIDIA files, then the live system (static files of iso/overlay-debug/,
-    services, configuration, authorized_keys, password) and the generator's JSON configuration. Files of
-    an earlier build that this one does not make again are removed first.
+    In order: the audit (placed here unless the audit step already placed it at `audit`), the NVIDIA
+    files, then the live system (static files of iso/overlay-debug/, services, configuration,
+    authorized_keys, password) and the generator's JSON configuration. Files of an earlier build that
+    this one does not make again are removed first.
     """
     overlay = buildconfig.config_path(cfg, "overlay")
     tracked = live_system.STATIC_OVERLAY
     if overlaps(overlay, tracked):
         raise BuildError(f"paths.overlay {overlay} overlaps the tracked {tracked}: use build/overlay")
-    audit = place_audit(cfg, act, overlay)
+    audit = audit or place_audit(cfg, act, overlay)
     reset_overlay(act, overlay, keep=[audit])
     act.mkdir(overlay)
     if act.dry:
@@ -421,7 +444,7 @@ def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild) -> Path:
         generator_config = Path(live_system.stage_live_system(cfg, overlay, password_file=password_file))
     except live_system.StagingError as err:
         raise BuildError(str(err)) from err
-    expected = Path(buildconfig.template_context(cfg)["generator"]["config"])
+    expected = buildconfig.generator_config_path(cfg)
     if generator_config.resolve() != expected.resolve():
         raise BuildError(f"the live system wrote {generator_config}, but the generator reads {expected}")
     act.say(f"overlay: {overlay} ready, generator configuration {generator_config}")
@@ -524,9 +547,32 @@ def clean_all(cfg: Any, act: Actions) -> list[Path]:
     return removed
 
 
+def takes_one_repository(script: Path) -> bool:
+    """True when the checkout's mkimage.sh keeps a single --repository (a second one replaces the first).
+
+    Such checkouts (older aports) take the others as --extra-repository; current ones take --repository
+    several times and warn that --extra-repository is deprecated. A script that cannot be read is taken
+    as current (preflight reports it missing).
+    """
+    try:
+        text = script.read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"--repository\)\s*REPODIR=", text) is not None
+
+
+def repository_options(cfg: Any) -> list[str]:
+    """Return mkimage's repository options in the form the aports checkout's mkimage.sh supports."""
+    main, *extra = buildconfig.repository_urls(cfg)
+    other = "--extra-repository" if takes_one_repository(mkimage_script(cfg)) else "--repository"
+    options = ["--repository", main]
+    for url in extra:
+        options += [other, url]
+    return options
+
+
 def mkimage_command(cfg: Any) -> list[str]:
     """Return the mkimage.sh command line: profile, tag, arch, outdir, workdir and the repositories."""
-    main, *extra = buildconfig.repository_urls(cfg)
     command = [
         str(mkimage_script(cfg)),
         "--profile", cfg.bee.iso.profile,
@@ -534,10 +580,8 @@ def mkimage_command(cfg: Any) -> list[str]:
         "--arch", cfg.bee.alpine.arch,
         "--outdir", str(buildconfig.config_path(cfg, "mkimage_outdir")),
         "--workdir", str(buildconfig.config_path(cfg, "mkimage_workdir")),
-        "--repository", main,
+        *repository_options(cfg),
     ]
-    for url in extra:
-        command += ["--extra-repository", url]
     return command
 
 
@@ -576,11 +620,13 @@ def mkimage_step(cfg: Any, act: Actions) -> Path | None:
 
 
 def report_password(cfg: Any, act: Actions) -> None:
-    """Print the generated fallback password at the end of a build (when no hash is configured)."""
+    """Say where the generated fallback password is at the end of a build, never the password itself.
+
+    The build's output may be kept in a log others can read (scripts/run_builder.py's, for one).
+    """
     password_file = buildconfig.config_path(cfg, "live_password")
     if not cfg.bee.live.password_hash and password_file.is_file():
-        password = password_file.read_text().strip()
-        act.say(f"live password of {cfg.bee.live.user} and root: {password} (in {password_file})")
+        act.say(f"live password of {cfg.bee.live.user} and root: in {password_file} (mode 0600)")
 
 
 def build_debug(cfg: Any, act: Actions, progress: Any = None) -> Path | None:
@@ -596,9 +642,9 @@ def build_debug(cfg: Any, act: Actions, progress: Any = None) -> Path | None:
         return result
 
     timed("preflight", lambda: preflight(cfg, act))
-    timed("audit", lambda: place_audit(cfg, act))
+    audit = timed("audit", lambda: place_audit(cfg, act))
     nvidia = timed("nvidia", lambda: build_nvidia(cfg, act, progress))
-    timed("overlay", lambda: assemble_overlay(cfg, act, nvidia))
+    timed("overlay", lambda: assemble_overlay(cfg, act, nvidia, audit))
     timed("profile", lambda: install_profile(cfg, act))
     iso = timed("mkimage", lambda: run_mkimage(cfg, act))
     report_password(cfg, act)
@@ -608,17 +654,21 @@ def build_debug(cfg: Any, act: Actions, progress: Any = None) -> Path | None:
 def setup_builder_commands(cfg: Any) -> list[str]:
     """Return the shell commands that prepare an Alpine builder (only those still needed).
 
-    apk add of bee.builder.packages; abuild-keygen when there is no signing key; a clone of aports at the
-    configured Alpine branch when scripts/mkimage.sh is missing.
+    apk add of bee.builder.packages; abuild-keygen when there is no signing key; a clone of aports pinned
+    to the configured Alpine branch (aports_branch) when scripts/mkimage.sh is missing, or a switch of an
+    existing checkout that is on another branch.
     """
     commands = ["apk add " + " ".join(shlex.quote(p) for p in cfg.bee.builder.packages)]
     if check_abuild_key(cfg):
         commands.append("abuild-keygen -i -a -n")
+    ref, url = aports_branch(cfg), shlex.quote(cfg.bee.builder.aports_url)
+    aports = buildconfig.config_path(cfg, "aports")
+    git = f"git -C {shlex.quote(str(aports))}"
     if not mkimage_script(cfg).is_file():
-        branch = cfg.bee.alpine.branch
-        ref = "master" if branch == "edge" else f"{branch.removeprefix('v')}-stable"
-        url, aports = cfg.bee.builder.aports_url, buildconfig.config_path(cfg, "aports")
-        commands.append(f"git clone --depth 1 --branch {ref} {shlex.quote(url)} {shlex.quote(str(aports))}")
+        commands.append(f"git clone --depth 1 --branch {ref} {url} {shlex.quote(str(aports))}")
+    elif checkout_branch(aports) not in (None, ref):
+        commands.append(f"{git} fetch --depth 1 origin +refs/heads/{ref}:refs/remotes/origin/{ref}")
+        commands.append(f"{git} checkout -B {ref} origin/{ref}")
     return commands
 
 

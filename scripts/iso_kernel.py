@@ -23,6 +23,9 @@ if __package__ in (None, ""):  # run as a script: make `scripts` importable
 
 from scripts import buildconfig  # noqa: E402
 
+# What a user types to name the ISO kernel's release, from invoke and from the scripts alike.
+RELEASE_HINT = "INVOKE_BEE_NVIDIA_KERNEL_RELEASE=<release, e.g. 6.12.58-0-lts>"
+
 
 class KernelError(Exception):
     """The ISO kernel's release or headers cannot be established; the message says what to do."""
@@ -75,6 +78,11 @@ def find_headers(cfg: Any, kver: str | None = None, headers_root: Path | None = 
     return installed_headers(cfg, root)
 
 
+def _dev_package(kver: str) -> str:
+    """The -dev package of the kernel release `kver` (`6.12.58-0-lts` -> linux-lts-dev)."""
+    return f"linux-{kver.rsplit('-', 1)[-1]}-dev"
+
+
 def _install_hint(cfg: Any) -> str:
     flavor = cfg.bee.kernel.flavor
     return f"install linux-{flavor}-dev (apk add linux-{flavor}-dev)"
@@ -89,7 +97,7 @@ def installed_headers(cfg: Any, root: Path) -> tuple[str, Path]:
         raise HeadersError(f"no linux-headers-{series}.*-{flavor} in {root}; {_install_hint(cfg)}")
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
-        raise HeadersError(f"several kernel headers in {root} ({names}); choose one with --kver")
+        raise HeadersError(f"several kernel headers in {root} ({names}); name the ISO's with {RELEASE_HINT}")
     return headers_release(found[0]), found[0]
 
 
@@ -146,12 +154,12 @@ def iso_kernel_release(cfg: Any) -> str:
     except FileNotFoundError:
         raise KernelError(
             "apk not found: cannot ask the repository which kernel the ISO boots; run this on the Alpine "
-            "builder or give the release with --iso-kver (bee.nvidia.kernel_release)"
+            f"builder or name the release with {RELEASE_HINT}"
         ) from None
     except subprocess.TimeoutExpired:
         raise KernelError(
             f"{shlex.join(command)} gave no answer in {timeout:g} s and was stopped; check the network and "
-            "bee.alpine.mirror (or set bee.nvidia.kernel_release)"
+            f"bee.alpine.mirror (or name the release with {RELEASE_HINT})"
         ) from None
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
@@ -170,7 +178,7 @@ def check_headers_match(headers_kver: str, iso_kver: str) -> None:
         raise KernelMismatchError(
             f"the kernel headers are for {headers_kver} but the ISO boots {iso_kver}: modules built for "
             "another kernel fail at boot (invalid module format); install the -dev package of the ISO's "
-            "kernel (apk upgrade) or give the ISO's release with --iso-kver"
+            f"kernel: apk add -u {_dev_package(iso_kver)}"
         )
 
 

@@ -4,13 +4,14 @@
 `stage_live_system()` writes the OpenRC services (rendered from openrc/), /etc/conf.d/dropbear, the files
 of iso/overlay-debug/ (its `*.j2` rendered, such as /etc/doas.d/bee.conf), /etc/network/interfaces,
 /etc/hostname, /etc/apk/world, the live user's SSH keys and password hash, the acceptance profile of
-`bee.live.expect_profile` (when set, checked first), then the JSON config
-scripts/genapkovl.py reads when mkimage runs it. Every value comes from invoke.yaml (`bee.live`,
+`bee.live.expect_profile` (when set, checked first), then the JSON config scripts/genapkovl.py reads when
+mkimage runs it (apkovl.json beside the overlay folder: staging into another folder touches nothing
+else). Every value comes from invoke.yaml (`bee.live`,
 `bee.iso`, `bee.paths`).
 
 The password fallback: `bee.live.password_hash` (a crypt hash) is used as it is; when it is empty, a random
 password is made, hashed with `openssl passwd -6` (or busybox `mkpasswd`), written to `password_file`
-(mode 0600) and printed; the overlay, and so the ISO, holds only the hash. With
+(mode 0600), and only that file is named in the output; the overlay, and so the ISO, holds only the hash. With
 `bee.live.password_fallback: false` there is no password at all and SSH keys are required.
 """
 
@@ -39,6 +40,7 @@ STATIC_OVERLAY = buildconfig.REPO_ROOT / "iso" / "overlay-debug"
 IGNORED_STATIC = {".gitkeep"}
 INTERFACES = "auto lo\niface lo inet loopback\n"
 PASSWORD_BYTES = 15  # 20 URL-safe characters
+PASSWORD_FILE = "live-password.txt"  # beside an overlay staged elsewhere than bee.paths.overlay
 RUNLEVEL_ORDER = ("sysinit", "boot", "default", "shutdown")
 NOT_WRITABLE_BY_OTHERS = 0o022  # group and other write bits, dropped from every staged static file
 # What busybox adduser accepts and what the services and /etc/doas.d take unquoted.
@@ -112,7 +114,8 @@ def hash_password(password: str) -> str:
 def password_hash(cfg: Any, password_file: Path) -> str | None:
     """Return the crypt hash for the live user, making a random password when none is configured.
 
-    A made password is written to `password_file` (mode 0600) and printed; only its hash is returned.
+    A made password is written to `password_file` (mode 0600), never printed (build output ends up in
+    logs others can read): only where it is. Only its hash is returned.
     Returns None when `bee.live.password_fallback` is false.
     """
     live = cfg.bee.live
@@ -129,8 +132,8 @@ def password_hash(cfg: Any, password_file: Path) -> str | None:
     password = secrets.token_urlsafe(PASSWORD_BYTES)
     hashed = hash_password(password)
     write_file(password_file, password + "\n", 0o600)
-    print(f"live_system: the password of {live.user} and root is {password} (also in {password_file}; the "
-          "ISO holds only its hash)")
+    print(f"live_system: a new password of {live.user} and root is in {password_file} (mode 0600; the ISO "
+          "holds only its hash)")
     return hashed
 
 
@@ -178,17 +181,34 @@ def stage_system_files(cfg: Any, overlay_dir: Path) -> None:
     write_file(overlay_dir / "etc" / "apk" / "world", "".join(f"{p}\n" for p in cfg.bee.live.packages), 0o644)
 
 
+def has_keys(cfg: Any) -> bool:
+    """True when bee.paths.authorized_keys is a non-empty file."""
+    keys = buildconfig.config_path(cfg, "authorized_keys")
+    return keys.is_file() and keys.stat().st_size > 0
+
+
+def login_problem(cfg: Any) -> str | None:
+    """Return why nobody could log in to the live system (no SSH keys and no password fallback), or None.
+
+    The one place of that rule: preflight and the staging both ask it.
+    """
+    if has_keys(cfg) or cfg.bee.live.password_fallback:
+        return None
+    keys = buildconfig.config_path(cfg, "authorized_keys")
+    return (f"no SSH keys in {keys} (bee.paths.authorized_keys) and bee.live.password_fallback is false: "
+            "nobody could log in; add your public key there or enable the fallback")
+
+
 def stage_credentials(cfg: Any, overlay_dir: Path, password_file: Path) -> None:
     """Stage the SSH keys and the password hash (both 0600); refuse when neither would exist."""
     live = cfg.bee.live
     keys_source = buildconfig.config_path(cfg, "authorized_keys")
     keys_target = buildconfig.live_path(overlay_dir, live.authorized_keys_file)
     hash_target = buildconfig.live_path(overlay_dir, live.password_hash_file)
-    has_keys = keys_source.is_file() and keys_source.stat().st_size > 0
-    if not has_keys and not live.password_fallback:
-        raise StagingError(f"no SSH keys at {keys_source} and bee.live.password_fallback is false: nobody "
-                           "could log in; add keys there (bee.paths.authorized_keys) or enable the fallback")
-    if has_keys:
+    problem = login_problem(cfg)
+    if problem:
+        raise StagingError(problem)
+    if has_keys(cfg):
         try:
             write_file(keys_target, keys_source.read_bytes(), 0o600)
         except OSError as exc:
@@ -239,7 +259,8 @@ def generator_config(cfg: Any, overlay_dir: Path) -> dict[str, Any]:
 
 
 def stage_live_system(cfg: Any, overlay_dir: Path, *, password_file: Path) -> Path:
-    """Stage the live system's files into `overlay_dir` and write genapkovl's JSON config; return its path.
+    """Stage the live system's files into `overlay_dir` and write genapkovl's JSON config beside it (the
+    folder's sibling apkovl.json, build/apkovl.json for the default build/overlay); return its path.
 
     `password_file` receives a generated password (mode 0600) when `bee.live.password_hash` is empty.
     Raises StagingError (one clear line) on bad input.
@@ -256,25 +277,37 @@ def stage_live_system(cfg: Any, overlay_dir: Path, *, password_file: Path) -> Pa
     stage_system_files(cfg, overlay_dir)
     stage_credentials(cfg, overlay_dir, Path(password_file))
     stage_expect_profile(cfg, overlay_dir)
-    config_file = Path(buildconfig.template_context(cfg)["generator"]["config"])
+    config_file = buildconfig.generator_config_path(cfg, overlay_dir)
     generator = json.dumps(generator_config(cfg, overlay_dir), indent=2, sort_keys=True)
     write_file(config_file, generator + "\n", 0o644)
     return config_file
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: `live_system.py [--overlay DIR] [--password-file FILE]`, defaults from bee.paths."""
+    """Command line: `live_system.py [--overlay DIR] [--password-file FILE]`, defaults from bee.paths.
+
+    Staging into another folder than bee.paths.overlay writes only there and beside it (apkovl.json and,
+    unless --password-file says otherwise, live-password.txt): nothing of the build's own.
+    """
     cfg = buildconfig.load_config()
+    configured = buildconfig.config_path(cfg, "overlay")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--overlay", type=Path, default=buildconfig.config_path(cfg, "overlay"),
-                        help="the overlay folder to stage into (default: bee.paths.overlay, %(default)s)")
-    parser.add_argument("--password-file", type=Path, default=buildconfig.config_path(cfg, "live_password"),
+    parser.add_argument("--overlay", type=Path, default=configured,
+                        help="the overlay folder to stage into; genapkovl's apkovl.json is written beside it "
+                             "(default: bee.paths.overlay, %(default)s)")
+    password = buildconfig.config_path(cfg, "live_password")
+    parser.add_argument("--password-file", type=Path, default=None,
                         help="where a generated fallback password goes, mode 0600 (default: "
-                             "bee.paths.live_password, %(default)s)")
+                             f"bee.paths.live_password, {password}; with another --overlay, "
+                             f"{PASSWORD_FILE} beside it)")
     args = parser.parse_args(argv)
+    password_file = args.password_file
+    if password_file is None:
+        same = args.overlay.absolute() == configured.absolute()
+        password_file = password if same else args.overlay.absolute().parent / PASSWORD_FILE
     started = time.monotonic()
     try:
-        config_file = stage_live_system(cfg, args.overlay, password_file=args.password_file)
+        config_file = stage_live_system(cfg, args.overlay, password_file=password_file)
     except StagingError as exc:
         print(f"live_system: {exc}", file=sys.stderr)
         return 1

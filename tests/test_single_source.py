@@ -51,6 +51,8 @@ CHANGES = {
     "flavor: lts": ("lts", "virt"),
     "audit_output: /var/log/bee-audit.json": ("/var/log/bee-audit.json", "/srv/inventory.json"),
     "user: bee": ("bee", "inspector"),
+    "serial_console: {port: 0, baud: 115200}": ("115200", "57600"),
+    "abbrev: bee": ("bee", "hive"),
 }
 
 

@@ -59,8 +59,9 @@ def test_build_debug_runs_every_step_in_order_then_a_warm_rebuild_only_reruns_mk
     iso = iso_build.iso_path(cfg)
     assert f"ISO: {iso}" in out and iso_build.checksum_path(iso).is_file()
     assert (builder.nvidia.downloads, builder.nvidia.extractions, builder.nvidia.makes) == (1, 1, 1)
-    assert builder.kernel.calls[:4] == ["kernel_for_iso", "iso_kernel_release", "find_headers",
-                                        "check_headers_match"]
+    assert builder.kernel.calls == ["find_headers",  # preflight: the installed headers, locally
+                                    "kernel_for_iso", "iso_kernel_release", "find_headers",
+                                    "check_headers_match"], "apk asked once, by the nvidia step"
 
     # Warm rebuild: the same command again, nothing downloaded, extracted or made, cached sections kept.
     cache = builder.path("dist") / f"nvidia-{cfg.bee.nvidia.version}-{KVER}"
@@ -96,7 +97,9 @@ def test_dry_build_debug_changes_nothing_and_prints_the_plan(builder, fp, capsys
     cwd = builder.path("mkimage_cwd")
     assert f"cd {cwd} && TMPDIR={cwd} {' '.join(iso_build.mkimage_command(cfg))}" in out
     assert f"[dry] write {cwd / 'genapkovl-bee_debug.sh'}" in out
-    assert f"[dry] write {builder.path('overlay') / cfg.bee.live.audit_path.lstrip('/')}" in out
+    audit = builder.path('overlay') / cfg.bee.live.audit_path.lstrip('/')
+    assert out.count(f"[dry] write {audit}") == 1, "the audit is placed once per build"
+    assert out.count("[dry] ask the repository for the ISO's kernel") == 1, "by the nvidia step only"
 
 
 def test_a_build_error_ends_the_task_with_one_line_and_status_1(builder, fp):

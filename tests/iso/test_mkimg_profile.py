@@ -11,22 +11,52 @@ from scripts import buildconfig, live_system
 
 # mkimage.sh as it meets the profile, reduced to that: `set -e`, profiles found with its sed over
 # `^profile_NAME() {$` lines and sourced, `$ARCH` set, then build_profile: `profile_$PROFILE`, and a silent
-# `return 0` unless $ARCH is in the profile's `arch`. The stand-ins for aports' profile_base and
-# profile_standard set what those set (lts kernel, initfs_cmdline, multi-arch list, their own apks).
+# `return 0` unless $ARCH is in the profile's `arch`. profile_base and profile_standard are aports' own
+# (scripts/mkimg.base.sh and scripts/mkimg.standard.sh of the 3.22 era, every variable they set), so the
+# tests see what mkimage will.
 MKIMAGE = r"""
 set -e
 profile_base() {
 	kernel_flavors="lts"
 	initfs_cmdline="modules=loop,squashfs,sd-mod,usb-storage quiet"
-	apks="alpine-base busybox chrony doas openssh"
+	initfs_features="ata base bootchart cdrom ext4 mmc nvme raid scsi squashfs usb virtio"
+	modloop_sign=yes
+	grub_mod="all_video disk part_gpt part_msdos linux normal configfile search search_label efi_gop fat"
+	grub_mod="$grub_mod iso9660 cat echo ls test true help gzio"  # one line in aports
+	case "$ARCH" in
+		x86*) grub_mod="$grub_mod multiboot2 efi_uga";;
+	esac
+	case "$ARCH" in
+		x86_64) initfs_features="$initfs_features nfit";;
+	esac
+	apks="alpine-base busybox chrony dhcpcd doas e2fsprogs
+		kbd-bkeymaps network-extras openntpd openssl openssh
+		tzdata wget tiny-cloud-nocloud"
 	apkovl=
 	hostname="alpine"
 }
 profile_standard() {
 	standard_called=yes
+	title="Standard"
+	desc="Alpine as it was intended.
+		Just enough to get you started.
+		Network connection is required."
 	profile_base
-	arch="aarch64 armv7 x86 x86_64 ppc64le s390x"
+	profile_abbrev="std"
 	image_ext="iso"
+	arch="aarch64 armv7 x86 x86_64 ppc64le s390x loongarch64"
+	output_format="iso"
+	kernel_addons="xtables-addons"
+	case "$ARCH" in
+	s390x)
+		apks="$apks s390-tools"
+		initfs_features="$initfs_features dasd_mod qeth zfcp"
+		initfs_cmdline="modules=loop,squashfs,dasd_mod,qeth,zfcp quiet"
+		;;
+	ppc64le)
+		initfs_cmdline="modules=loop,squashfs,sd-mod,usb-storage,ibmvscsi quiet"
+		;;
+	esac
 	apks="$apks iw wpa_supplicant"
 }
 list_has() {
@@ -40,8 +70,10 @@ build_profile() {
 	profile_$PROFILE
 	list_has "$ARCH" $arch || { echo "skipped=yes"; return 0; }
 	printf "%s=%s\n" all_profiles "$all_profiles" standard_called "$standard_called" arch "$arch" \
-		kernel_flavors "$kernel_flavors" kernel_cmdline "$kernel_cmdline" apks "$apks" apkovl "$apkovl" \
-		hostname "$hostname" image_ext "$image_ext"
+		kernel_flavors "$kernel_flavors" kernel_cmdline "$kernel_cmdline" apks "$(echo $apks)" \
+		apkovl "$apkovl" hostname "$hostname" image_ext "$image_ext" output_format "$output_format" \
+		kernel_addons "$kernel_addons" profile_abbrev "$profile_abbrev" syslinux_serial "$syslinux_serial" \
+		volume_label "alpine-${profile_abbrev:-$PROFILE} $RELEASE $ARCH"
 	# What syslinux.cfg and grub.cfg put on the kernel's command line.
 	echo "append=$initfs_cmdline $kernel_cmdline"
 }
@@ -60,7 +92,7 @@ def run_mkimage(cfg, tmp_path, arch):
     plugin = rendered(cfg, tmp_path, f"mkimg.{cfg.bee.iso.profile}.sh")
     result = subprocess.run(["busybox", "sh", "-c", MKIMAGE],
                             env={"PATH": os.environ["PATH"], "PLUGIN": str(plugin), "ARCH": arch,
-                                 "PROFILE": cfg.bee.iso.profile},
+                                 "PROFILE": cfg.bee.iso.profile, "RELEASE": str(cfg.bee.iso.tag)},
                             capture_output=True, text=True, check=True)
     return dict(line.split("=", 1) for line in result.stdout.splitlines())
 
@@ -87,7 +119,40 @@ def test_boot_command_line_keeps_initfs_and_adds_ours(profile):
     append = values["append"].split()
     assert append[:2] == ["modules=loop,squashfs,sd-mod,usb-storage", "quiet"], "initfs_cmdline kept"
     firmware = f"firmware_class.path={cfg.bee.live.firmware_dir}"
-    assert append[2:] == [*cfg.bee.iso.kernel_cmdline.split(), firmware]
+    serial = cfg.bee.iso.serial_console
+    consoles = [f"console=ttyS{serial.port},{serial.baud}", "console=tty0"]
+    assert append[2:] == [*consoles, *cfg.bee.iso.kernel_cmdline.split(), firmware]
+
+
+def test_the_screen_is_the_primary_console_and_the_boot_menu_is_on_serial_too(profile):
+    """The last console= is /dev/console (OpenRC's messages); syslinux's SERIAL takes "port baud"."""
+    cfg, values = profile
+    consoles = [w for w in values["kernel_cmdline"].split() if w.startswith("console=")]
+    assert consoles[-1] == "console=tty0"
+    serial = cfg.bee.iso.serial_console
+    assert consoles[:-1] == [f"console=ttyS{serial.port},{serial.baud}"]
+    assert values["syslinux_serial"] == "0 115200"
+
+
+def test_what_profile_standard_brings_and_bee_does_not_want_is_overridden(profile):
+    cfg, values = profile
+    assert values["kernel_addons"] == "", "no xtables-addons modules built into the image"
+    assert values["profile_abbrev"] == cfg.bee.iso.abbrev == "bee"
+    assert values["volume_label"] == f"alpine-bee {cfg.bee.iso.tag} x86_64"
+    assert values["output_format"] == "iso"
+
+
+def test_the_stand_in_is_aports_profile_standard(tmp_path):
+    """Without our overrides, the stand-in gives what aports' profile_standard gives: the tests can fail."""
+    plugin = tmp_path / "mkimg.plain.sh"
+    plugin.write_text("profile_plain() {\n\tprofile_standard\n}\n")
+    result = subprocess.run(["busybox", "sh", "-c", MKIMAGE],
+                            env={"PATH": os.environ["PATH"], "PLUGIN": str(plugin), "ARCH": "x86_64",
+                                 "PROFILE": "plain", "RELEASE": "1"},
+                            capture_output=True, text=True, check=True)
+    values = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert values["kernel_addons"] == "xtables-addons" and values["profile_abbrev"] == "std"
+    assert values["volume_label"] == "alpine-std 1 x86_64" and values["syslinux_serial"] == ""
 
 
 def test_profile_keeps_the_iso_image_type(profile):
@@ -113,7 +178,7 @@ def test_profile_kernel_flavor(profile):
 def test_profile_cmdline_has_firmware_path_and_blacklist(profile):
     cfg, values = profile
     cmdline = values["kernel_cmdline"].split()
-    assert cfg.bee.iso.kernel_cmdline.split() == cmdline[: len(cfg.bee.iso.kernel_cmdline.split())]
+    assert cfg.bee.iso.kernel_cmdline.split() == cmdline[2: 2 + len(cfg.bee.iso.kernel_cmdline.split())]
     assert f"firmware_class.path={cfg.bee.live.firmware_dir}" in cmdline
     assert "modprobe.blacklist=nouveau" in cmdline
 
@@ -121,7 +186,7 @@ def test_profile_cmdline_has_firmware_path_and_blacklist(profile):
 def test_profile_apks_hold_every_live_package(profile):
     cfg, values = profile
     apks = values["apks"].split()
-    assert apks[:5] == ["alpine-base", "busybox", "chrony", "doas", "openssh"], "profile_base's apks kept"
+    assert apks[:5] == ["alpine-base", "busybox", "chrony", "dhcpcd", "doas"], "profile_base's apks kept"
     assert set(cfg.bee.live.packages) <= set(apks)
 
 
@@ -138,7 +203,7 @@ def test_wrapper_under_fakeroot_writes_the_apkovl_in_its_cwd(config_copy, tmp_pa
     (home / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAA test\n")
     monkeypatch.setenv("HOME", str(home))
     cfg = buildconfig.load_config(config_copy.parent)
-    live_system.stage_live_system(cfg, tmp_path / "overlay", password_file=tmp_path / "pw")
+    live_system.stage_live_system(cfg, buildconfig.config_path(cfg, "overlay"), password_file=tmp_path / "pw")
     wrapper = rendered(cfg, tmp_path, f"genapkovl-{cfg.bee.iso.profile}.sh")
     wrapper.chmod(0o755)
     section = tmp_path / f"apkovl_{cfg.bee.iso.hostname}_0123.work"

@@ -87,13 +87,16 @@ def audit_boot(workdir: Path) -> qemu.Boot:
 # -- scenario 2: the boot sequence ------------------------------------------------------------------------
 
 FAILING_AUDIT = "#!/bin/sh\necho 'lab: this audit is made to fail' >&2\nexit 3\n"
+# An adduser that fails, as busybox's does on a full /etc: bee-sshsetup then fails, and dropbear (which
+# needs it) must stay stopped.
+FAILING_ADDUSER = "#!/bin/sh\necho 'lab: adduser is made to fail' >&2\nexit 1\n"
 LAB_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdC1hLXJlYWwta2V5LWxhYi1vbmx5LTAwMDAwMDAw lab@bee\n"
 
 
-def boot_sequence_folder(folder: Path, *, failing_audit: bool) -> Path:
+def boot_sequence_folder(folder: Path, *, failing_audit: bool, failing_sshsetup: bool = False) -> Path:
     """Fill `folder` with scenario 2's LABIN content: the live system's services staged exactly as the
     ISO stages them (scripts/live_system.py), the default runlevel from invoke.yaml, the lab's stand-ins,
-    and the audit (the repository's, or one that fails)."""
+    the audit (the repository's, or one that fails) and adduser (the lab's, or one that fails)."""
     from scripts import buildconfig, live_system
 
     cfg = buildconfig.load_config()
@@ -112,16 +115,21 @@ def boot_sequence_folder(folder: Path, *, failing_audit: bool) -> Path:
     else:
         install(AUDIT, folder / "audit")
     install(GUEST_DIR / "init-openrc.sh", folder / "init")
-    install(GUEST_DIR / "adduser.sh", folder / "adduser.sh")
+    if failing_sshsetup:
+        (folder / "adduser.sh").write_text(FAILING_ADDUSER)
+    else:
+        install(GUEST_DIR / "adduser.sh", folder / "adduser.sh")
     install(GUEST_DIR / "report.py", folder / "report.py")
     return folder
 
 
-def boot_sequence(workdir: Path, *, nic: str | None, failing_audit: bool) -> qemu.Boot:
+def boot_sequence(workdir: Path, *, nic: str | None, failing_audit: bool,
+                  failing_sshsetup: bool = False) -> qemu.Boot:
     """Boot the guest with OpenRC as init and the live system's services; return the boot and its report.
 
     Without the server's storage and IPMI devices: scenario 1 covers them, and fewer devices make udev's
     start (the slowest part of an emulated boot) shorter.
     """
-    folder = boot_sequence_folder(workdir / "labin", failing_audit=failing_audit)
+    folder = boot_sequence_folder(workdir / "labin", failing_audit=failing_audit,
+                                  failing_sshsetup=failing_sshsetup)
     return qemu.boot(workdir / "vm", folder, hardware=False, nic=nic, timeout=BOOT_TIMEOUT)

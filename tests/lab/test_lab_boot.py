@@ -1,8 +1,9 @@
 """Scenario 2: the live system's boot sequence, with Debian's OpenRC as init and our services from openrc/.
 
 Two boots, each once per module: with no network card at all (and the repository's audit), and with an
-e1000e card that no DHCP server answers (and an audit made to fail). Everything is asserted from what the
-guest reported after `openrc default` returned.
+e1000e card that no DHCP server answers, an audit made to fail and a bee-sshsetup made to fail (its
+adduser fails): everything that may fail does, the boot must still go on, with SSH left stopped.
+Everything is asserted from what the guest reported after `openrc default` returned.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def no_nic():
 
 @pytest.fixture(scope="module")
 def with_nic():
-    """The boot with an e1000e card, no DHCP server and a failing audit: (boot, report)."""
-    boot = scenarios.boot_sequence(scenarios.run_dir("boot-nic"), nic="e1000e", failing_audit=True)
+    """The boot with an e1000e card, no DHCP server, a failing audit and a failing bee-sshsetup."""
+    boot = scenarios.boot_sequence(scenarios.run_dir("boot-nic"), nic="e1000e", failing_audit=True,
+                                   failing_sshsetup=True)
     print(f"lab: scenario 2 (e1000e) booted under {boot.accel} in {boot.seconds:.0f} s")
     return boot, report_of(boot)
 
@@ -62,11 +64,13 @@ def test_configured_default_runlevel_is_the_documented_boot_order():
 def test_every_service_started_in_the_documented_boot_order(request, which):
     _, report = request.getfixturevalue(which)
     started = started_names(report)
-    missing = [s for s in boot_order() if s not in started and s != "localmount"]
+    # In the second boot bee-sshsetup is made to fail, and dropbear, which needs it, must not start.
+    failed = {"bee-sshsetup", "dropbear"} if which == "with_nic" else set()
+    missing = [s for s in boot_order() if s not in started and s != "localmount" and s not in failed]
     assert missing == [], f"not started: {missing}\n{report['rc_status']}"
     # localmount is provided by the lab's stand-in, which OpenRC records under its own name.
     ours = [("localmount" if name == "lab-localmount" else name) for name in started]
-    assert [name for name in ours if name in boot_order()] == boot_order()
+    assert [name for name in ours if name in boot_order()] == [s for s in boot_order() if s not in failed]
 
 
 def test_dropbear_listens_on_port_22_without_any_network(no_nic):
@@ -100,9 +104,18 @@ def test_bee_network_runs_udhcpc_in_the_background_for_the_physical_nic(with_nic
     assert started.index("bee-network") < started.index("bee-audit-debug")
 
 
-def test_dropbear_listens_with_a_card_but_no_lease(with_nic):
-    _, report = with_nic
-    assert SSH_PORT in report["listening_tcp"]
+def test_a_failing_bee_sshsetup_leaves_dropbear_stopped_and_says_why(with_nic):
+    """Root's password may still be blank and dropbear runs with -B: no SSH at all is the safe outcome."""
+    boot, report = with_nic
+    started = started_names(report)
+    assert "bee-sshsetup" not in started and "dropbear" not in started, report["rc_status"]
+    assert SSH_PORT not in report["listening_tcp"]
+    assert not any(argv[0].endswith("dropbear") for argv in report["processes"])
+    rc_log = (boot.results / "rc.log").read_text(errors="replace")
+    user = buildconfig.load_config().bee.live.user
+    assert f"adduser {user} failed" in rc_log, rc_log[-2000:]
+    assert "cannot start dropbear as bee-sshsetup would not start" in rc_log, rc_log[-2000:]
+    assert "bee-audit-debug" in started, "the boot went on after the failed setup"
 
 
 def test_a_failing_audit_still_reports_its_service_started(with_nic):

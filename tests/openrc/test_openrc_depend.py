@@ -133,9 +133,13 @@ def test_every_service_needs_localmount(graph):
 
 def test_dropbear_starts_without_network(graph):
     deps = graph["dropbear"]
-    assert deps["ineed"] == ["localmount"]
     for deptype, names in deps.items():
         assert "net" not in names, f"dropbear still has {deptype} net"
+
+
+def test_dropbear_needs_bee_sshsetup_so_a_failed_setup_leaves_ssh_stopped(graph):
+    """`after` would only order them: with -B and root's blank password, a failed setup must stop SSH."""
+    assert graph["dropbear"]["ineed"] == ["localmount", "bee-sshsetup"]
 
 
 def test_the_harness_sees_stock_dropbear_needing_net():

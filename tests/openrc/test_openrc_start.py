@@ -100,9 +100,12 @@ def test_network_with_no_interface_still_succeeds(box, services, tmp_path):
 
 # --- bee-audit-debug ---------------------------------------------------------------------------------------
 
-def audit_env(tmp_path, audit):
+def audit_env(tmp_path, audit, cmdline="console=tty0"):
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    (tmp_path / "dev").mkdir(exist_ok=True)
     return {"BEE_AUDIT": str(audit), "BEE_AUDIT_OUTPUT": str(tmp_path / "log/bee-audit.json"),
-            "BEE_AUDIT_LOG": str(tmp_path / "log/bee-audit.log")}
+            "BEE_AUDIT_LOG": str(tmp_path / "log/bee-audit.log"), "BEE_CMDLINE": str(tmp_path / "cmdline"),
+            "BEE_DEV": str(tmp_path / "dev")}
 
 
 def test_audit_crash_still_returns_0(box, services, tmp_path):
@@ -121,6 +124,28 @@ def test_audit_writes_its_json_where_configured_and_its_qr_to_the_console(box, s
     assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json "
                                   f"--expect-live {cfg.bee.live.expect_profile_file} --strict"]
     assert "QR-SUMMARY" in result.stdout
+
+
+def test_the_summary_reaches_the_serial_console_too(box, services, tmp_path, cfg):
+    """The screen is /dev/console (the last console=, our output); the serial port gets a copy."""
+    serial = cfg.bee.iso.serial_console
+    cmdline = f"BOOT_IMAGE=/boot/vmlinuz-lts console=ttyS{serial.port},{serial.baud} console=tty0 quiet"
+    env = audit_env(tmp_path, box.stand_in("audit", 'echo "QR-SUMMARY"\necho "PASS"\n'), cmdline)
+    for tty in (f"ttyS{serial.port}", "tty0"):
+        (tmp_path / "dev" / tty).write_text("")
+    result = box.run_function(services["bee-audit-debug"], "start", env)
+    assert result.returncode == 0
+    assert result.stdout == "QR-SUMMARY\nPASS\n"
+    assert (tmp_path / "dev" / f"ttyS{serial.port}").read_text() == "QR-SUMMARY\nPASS\n"
+    assert (tmp_path / "dev" / "tty0").read_text() == "", "/dev/console is the screen already"
+    assert not list((tmp_path / "log").glob("*summary*")), "no temporary file left"
+
+
+def test_a_missing_serial_port_is_no_error(box, services, tmp_path):
+    env = audit_env(tmp_path, box.stand_in("audit", 'echo "QR-SUMMARY"\n'), "console=ttyS1,9600 console=tty0")
+    result = box.run_function(services["bee-audit-debug"], "start", env)
+    assert result.returncode == 0 and result.stdout == "QR-SUMMARY\n" and result.stderr == ""
+    assert box.openrc()[-1] == "eend 0"
 
 
 def test_audit_defaults_come_from_invoke_yaml(services, cfg):

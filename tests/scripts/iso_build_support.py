@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts import build_nvidia_module, buildconfig, iso_build
+from scripts import build_nvidia_module, buildconfig, iso_build, live_system
 from tests.paths import REPO_ROOT
 
 KVER = "6.12.58-0-lts"
@@ -137,7 +137,8 @@ class FakeLive:
     """Stands for scripts/live_system.py: writes a service, the keys and the generator's JSON config."""
 
     StagingError = FakeStagingError
-    STATIC_OVERLAY = REPO_ROOT / "iso" / "overlay-debug"
+    STATIC_OVERLAY = live_system.STATIC_OVERLAY
+    login_problem = staticmethod(live_system.login_problem)  # the rule itself: the real one
 
     def __init__(self):
         self.calls: list[tuple[Path, Path]] = []

@@ -47,8 +47,52 @@ def test_mkimage_command_is_exact(builder):
         "--outdir", str(builder.project / "dist" / "iso"),
         "--workdir", str(builder.root / "host/var/tmp/bee-mkimage"),
         "--repository", "https://dl-cdn.alpinelinux.org/alpine/v3.22/main",
-        "--extra-repository", "https://dl-cdn.alpinelinux.org/alpine/v3.22/community",
+        "--repository", "https://dl-cdn.alpinelinux.org/alpine/v3.22/community",
     ]
+
+
+# How the two forms of aports' scripts/mkimage.sh parse their repository options (their own lines).
+CURRENT_MKIMAGE = """#!/bin/sh
+while [ $# -gt 0 ]; do
+	opt="$1"
+	shift
+	case "$opt" in
+	--repositories-file) REPOS_FILE="$1"; shift ;;
+	--repository)
+		if [ -z "$REPOS" ]; then
+			REPOS="$1"
+		else
+			REPOS=$(printf '%s\\n%s' "$REPOS" "$1");
+		fi
+		shift ;;
+	--extra-repository)
+		warning "--extra-repository is deprecated. Use multiple --repository"
+		EXTRAREPOS="$EXTRAREPOS $1"
+		shift ;;
+	esac
+done
+"""
+OLDER_MKIMAGE = """#!/bin/sh
+while [ $# -gt 0 ]; do
+	opt="$1"
+	shift
+	case "$opt" in
+	--repository) REPODIR="$1"; shift ;;
+	--extra-repository) EXTRAREPOS="$EXTRAREPOS $1"; shift ;;
+	esac
+done
+"""
+
+
+@pytest.mark.parametrize(("script", "second"), [(CURRENT_MKIMAGE, "--repository"),
+                                                (OLDER_MKIMAGE, "--extra-repository")])
+def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, script, second):
+    """Current mkimage.sh takes --repository several times (and warns about --extra-repository); an older
+    one keeps only the last --repository, so the others must be --extra-repository there."""
+    (builder.root / "host/home/aports/scripts/mkimage.sh").write_text(script)
+    cfg = builder.config()
+    main, community = buildconfig.repository_urls(cfg)
+    assert iso_build.mkimage_command(cfg)[-4:] == ["--repository", main, second, community]
 
 
 def test_with_the_shipped_config_mkimage_runs_in_var_tmp_with_tmpdir_var_tmp(fp, monkeypatch, act):
@@ -181,6 +225,20 @@ def test_mkimage_failure_is_an_error(builder, act, fp):
 
 
 # ------------------------------------------------------------------------------------------- profile
+
+
+def test_a_profile_copy_another_user_owns_is_replaced_by_ours(builder, act):
+    """Identical bytes are not enough in /var/tmp: its owner could change them before mkimage runs it."""
+    cfg = builder.config()
+    iso_build.install_profile(cfg, act)
+    copy = builder.path("mkimage_cwd") / "genapkovl-bee_debug.sh"
+    content = copy.read_bytes()
+    os.chown(copy, 54321, 54321)  # the tests run as root, as the lab does
+
+    iso_build.install_profile(cfg, act)
+
+    assert copy.stat().st_uid == os.geteuid() and copy.read_bytes() == content
+    assert f"profile: {copy} written" in act.lines
 
 
 def test_profile_is_rendered_into_both_folders(builder, act):
@@ -340,8 +398,10 @@ def break_headers_absent(builder, monkeypatch):
     builder.kernel.headers_present = False
 
 
-def break_headers_mismatch(builder, monkeypatch):
-    builder.kernel.iso_kver = "6.12.60-0-lts"
+def break_aports_branch(builder, monkeypatch):
+    git = builder.root / "host/home/aports/.git"
+    git.mkdir()
+    (git / "HEAD").write_text("ref: refs/heads/3.20-stable\n")
 
 
 def break_space(builder, monkeypatch):
@@ -361,7 +421,7 @@ BREAKAGES = {
     "no abuild key": (break_abuild_key, "no abuild signing key"),
     "no abuild conf": (break_abuild_conf, "no abuild signing key (no PACKAGER_PRIVKEY"),
     "headers absent": (break_headers_absent, "no kernel headers"),
-    "headers mismatch": (break_headers_mismatch, f"headers are {KVER} but the ISO kernel is 6.12.60-0-lts"),
+    "aports branch": (break_aports_branch, "is on branch 3.20-stable, not 3.22-stable (bee.alpine.branch)"),
     "no space": (break_space, "mkimage needs 1e+06 GiB"),
     "no login": (break_login, "password_fallback is false: nobody could log in"),
 }
@@ -390,9 +450,33 @@ def test_dry_preflight_reports_but_goes_on(builder, monkeypatch):
     break_alpine(builder, monkeypatch)
     lines = []
     iso_build.preflight(builder.config(), iso_build.Actions(dry=True, out=lines.append))
-    assert any(line.startswith("preflight: not an Alpine system") for line in lines), lines
-    assert lines[0].startswith("[dry] ask the repository for the ISO's kernel: apk "), "apk is not run dry"
-    assert "iso_kernel_release" not in builder.kernel.calls
+    assert lines == [f"preflight: not an Alpine system ({builder.path('alpine_release')} is missing): build"
+                     " the ISO on an Alpine builder"]
+
+
+def test_preflight_is_local_it_asks_no_repository_and_creates_nothing(builder, act, fp):
+    """apk's question (network, up to bee.nvidia.apk_timeout) belongs to the nvidia step."""
+    fp.allow_unregistered(False)
+    before = snapshot(builder.root)
+    iso_build.preflight(builder.config(), act)
+    assert builder.kernel.calls == ["find_headers"], "the installed headers only, no apk, no match check"
+    assert list(fp.calls) == [] and snapshot(builder.root) == before
+
+
+def test_headers_of_another_kernel_stop_the_nvidia_step_before_any_build(builder, act):
+    builder.kernel.iso_kver = "6.12.60-0-lts"
+    with pytest.raises(iso_build.BuildError, match=f"headers are {KVER} but the ISO kernel is 6.12.60-0-lts"):
+        iso_build.build_debug(builder.config(), act)
+    assert "==> nvidia" in act.lines and "build" not in builder.nvidia.calls and builder.nvidia.makes == 0
+
+
+def test_the_end_of_a_build_says_where_the_password_is_never_the_password(builder, act):
+    cfg = builder.config()
+    password_file = builder.path("live_password")
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    password_file.write_text("s3cret-Passw0rd-xyz\n")
+    iso_build.report_password(cfg, act)
+    assert act.lines == [f"live password of {cfg.bee.live.user} and root: in {password_file} (mode 0600)"]
 
 
 # ------------------------------------------------------------------------------------------- setup-builder
@@ -401,6 +485,24 @@ def test_dry_preflight_reports_but_goes_on(builder, monkeypatch):
 def test_setup_builder_on_a_ready_builder_only_installs_packages(builder):
     cfg = builder.config()
     assert iso_build.setup_builder_commands(cfg) == ["apk add " + " ".join(cfg.bee.builder.packages)]
+
+
+def test_setup_builder_switches_a_checkout_on_another_branch(builder, monkeypatch):
+    break_aports_branch(builder, monkeypatch)
+    aports = builder.root / "host/home/aports"
+    assert iso_build.setup_builder_commands(builder.config())[1:] == [
+        f"git -C {aports} fetch --depth 1 origin +refs/heads/3.22-stable:refs/remotes/origin/3.22-stable",
+        f"git -C {aports} checkout -B 3.22-stable origin/3.22-stable",
+    ]
+    (aports / ".git/HEAD").write_text("ref: refs/heads/3.22-stable\n")
+    assert len(iso_build.setup_builder_commands(builder.config())) == 1, "on the right branch: nothing"
+
+
+@pytest.mark.parametrize(("branch", "ref"), [("v3.21", "3.21-stable"), ("edge", "master")])
+def test_the_aports_clone_is_pinned_to_the_configured_alpine_branch(builder, monkeypatch, branch, ref):
+    break_mkimage_script(builder, monkeypatch)
+    monkeypatch.setenv("INVOKE_BEE_ALPINE_BRANCH", branch)
+    assert f"git clone --depth 1 --branch {ref} " in iso_build.setup_builder_commands(builder.config())[-1]
 
 
 def test_setup_builder_creates_the_key_and_clones_aports_when_missing(builder, monkeypatch):

@@ -57,7 +57,7 @@ def test_a_configured_release_needs_no_apk(fp, cfg):
 
 def test_without_apk_the_error_says_what_to_do(cfg, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(iso_kernel.KernelError, match="apk not found.*--iso-kver"):
+    with pytest.raises(iso_kernel.KernelError, match="apk not found.*KERNEL_RELEASE=<release"):
         iso_kernel.iso_kernel_release(cfg)
 
 
@@ -90,7 +90,7 @@ def test_no_headers_says_which_package_to_install(cfg, tmp_path):
 def test_several_headers_ask_for_a_choice(cfg, tmp_path):
     fake_headers(tmp_path, KVER)
     fake_headers(tmp_path, "6.12.59-0-lts")
-    with pytest.raises(iso_kernel.HeadersError, match="several kernel headers .*--kver"):
+    with pytest.raises(iso_kernel.HeadersError, match="several kernel headers .*KERNEL_RELEASE="):
         iso_kernel.find_headers(cfg, headers_root=tmp_path)
 
 
@@ -106,6 +106,23 @@ def test_check_headers_match_names_both_versions():
         iso_kernel.check_headers_match("6.12.57-0-lts", KVER)
     assert "6.12.57-0-lts" in str(error.value) and KVER in str(error.value)
     assert "invalid module format" in str(error.value)
+    assert str(error.value).endswith("apk add -u linux-lts-dev"), "the hint is a command the user can type"
+
+
+def test_no_hint_names_an_option_that_invoke_lacks(cfg, tmp_path, monkeypatch):
+    """Reached from `invoke nvidia` too: the hints name the environment variable, never a script's flag."""
+    fake_headers(tmp_path, KVER)
+    fake_headers(tmp_path, "6.12.59-0-lts")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-apk"))
+    messages = []
+    for call in (lambda: iso_kernel.find_headers(cfg, headers_root=tmp_path),
+                 lambda: iso_kernel.iso_kernel_release(cfg),
+                 lambda: iso_kernel.check_headers_match(KVER, "6.12.59-0-lts")):
+        with pytest.raises(iso_kernel.KernelError) as error:
+            call()
+        messages.append(str(error.value))
+    assert not [m for m in messages if "--iso-kver" in m or "--kver" in m], messages
+    assert sum("INVOKE_BEE_NVIDIA_KERNEL_RELEASE=" in m for m in messages) == 2
 
 
 def test_find_headers_defaults_to_the_configured_release(cfg, tmp_path):

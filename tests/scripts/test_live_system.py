@@ -63,14 +63,15 @@ def test_stages_services_and_system_files(env, tmp_path):
         assert script.read_text().startswith("#!/sbin/openrc-run\n")
         assert "{{" not in script.read_text()
     conf = (overlay / "etc/conf.d/dropbear").read_text()
-    assert f'DROPBEAR_OPTS="{cfg.bee.live.dropbear_opts}"' in conf and 'rc_need="localmount !net"' in conf
+    assert f'DROPBEAR_OPTS="{cfg.bee.live.dropbear_opts}"' in conf
+    assert 'rc_need="localmount bee-sshsetup !net"' in conf
     assert not (overlay / "etc/init.d/dropbear").exists(), "the package's init script would replace it"
     assert (overlay / "etc/network/interfaces").read_text() == "auto lo\niface lo inet loopback\n"
     assert (overlay / "etc/hostname").read_text() == f"{cfg.bee.iso.hostname}\n"
     assert (overlay / "etc/apk/world").read_text().split() == list(cfg.bee.live.packages)
     assert "blacklist nouveau" in (overlay / "etc/modprobe.d/blacklist-nouveau.conf").read_text()
     assert not (overlay / ".gitkeep").exists()
-    assert config_file == buildconfig.config_path(cfg, "build") / "apkovl.json"
+    assert config_file == tmp_path / "apkovl.json", "beside the overlay folder"
 
 
 def test_keys_are_staged_private(env, tmp_path):
@@ -91,11 +92,12 @@ def test_generated_password_only_its_hash_reaches_the_overlay(env, tmp_path, cap
     hash_file = tmp_path / "overlay" / cfg.bee.live.password_hash_file.lstrip("/")
     assert mode(hash_file) == 0o600
     assert verify(password, hash_file.read_text().strip())
-    assert password in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert password not in out and str(password_file) in out, "only where it is, never the password"
     for path in (tmp_path / "overlay").rglob("*"):
         if path.is_file():
             assert password not in path.read_text(errors="ignore"), path
-    assert password not in (tmp_path / "config/build/apkovl.json").read_text()
+    assert password not in (tmp_path / "apkovl.json").read_text()
 
 
 def test_each_build_makes_a_new_password(env, tmp_path):
@@ -162,14 +164,27 @@ def test_no_hash_tool_is_a_clear_error(monkeypatch):
         live_system.hash_password("x")
 
 
-def test_runlevels_come_from_one_place(env):
+# What aports' scripts/genapkovl-dhcp.sh (the stock live image's apkovl) enables, level by level.
+APORTS_RUNLEVELS = {
+    "sysinit": ["devfs", "dmesg", "mdev", "hwdrivers", "modloop"],
+    "boot": ["hwclock", "modules", "sysctl", "hostname", "bootmisc", "syslog"],
+    "shutdown": ["mount-ro", "killprocs", "savecache"],
+}
+
+
+def test_runlevels_are_aports_own_plus_the_justified_differences(env):
+    """invoke.yaml explains each difference from aports; a new one must be added there and here."""
     cfg = load(env)
     levels = live_system.runlevels(cfg)
     assert list(levels) == ["sysinit", "boot", "default", "shutdown"]
-    assert levels["sysinit"] == ["devfs", "dmesg", "mdev", "hwdrivers", "modloop"]
-    assert {"modules", "sysctl", "hostname", "bootmisc", "syslog"} <= set(levels["boot"])
-    assert levels["default"] == ["bee-sshsetup", "dropbear", "bee-network", "bee-nvidia", "bee-audit-debug"]
-    assert levels["shutdown"] == ["mount-ro", "killprocs", "savecache"]
+    for level, services in APORTS_RUNLEVELS.items():
+        assert levels[level][: len(services)] == services, level
+    extra = {level: levels[level][len(APORTS_RUNLEVELS.get(level, [])):] for level in levels}
+    assert extra == {"sysinit": [], "boot": ["networking"], "shutdown": [],
+                     "default": ["bee-sshsetup", "dropbear", "bee-network", "bee-nvidia", "bee-audit-debug"]}
+    yaml_text = (buildconfig.REPO_ROOT / "invoke.yaml").read_text()
+    for justified in ("genapkovl-dhcp.sh", "hwclock", "networking", "bee-network"):
+        assert justified in yaml_text.split("runlevels:")[0].rsplit("\n\n", 1)[-1], justified
 
 
 def test_generator_config_is_what_genapkovl_reads(env, tmp_path):
@@ -214,8 +229,25 @@ def test_cli_runs_alone(env, tmp_path, monkeypatch):
                             cwd=buildconfig.REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o/etc/init.d/bee-nvidia").exists()
-    assert (tmp_path / "build/apkovl.json").exists()
+    assert (tmp_path / "apkovl.json").exists() and not (tmp_path / "build").exists()
+    assert json.loads((tmp_path / "apkovl.json").read_text())["overlay_dir"] == str(tmp_path / "o")
     assert mode(tmp_path / "pw") == 0o600
+
+
+def test_cli_staging_into_another_folder_touches_nothing_else(env, tmp_path):
+    """No overrides at all: the repository's build/ and dist/ stay as they are."""
+    def state(folder):
+        return sorted((str(p), p.stat().st_mtime_ns) for p in folder.rglob("*")) if folder.exists() else None
+
+    repo = buildconfig.REPO_ROOT
+    before = {name: state(repo / name) for name in ("build", "dist")}
+    result = subprocess.run([sys.executable, "scripts/live_system.py", "--overlay", str(tmp_path / "o")],
+                            cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert {name: state(repo / name) for name in ("build", "dist")} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in ("config", "home")) == [
+        "apkovl.json", "live-password.txt", "o"]
+    assert mode(tmp_path / "live-password.txt") == 0o600
 
 
 def test_cli_help_names_the_configured_defaults():
@@ -230,14 +262,14 @@ def test_cli_help_names_the_configured_defaults():
 
 def test_cli_default_password_file_is_paths_live_password(env, tmp_path, monkeypatch):
     """One source: without --password-file the generated password goes where bee.paths.live_password says."""
-    monkeypatch.setenv("INVOKE_BEE_PATHS_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("INVOKE_BEE_PATHS_OVERLAY", str(tmp_path / "o"))
     monkeypatch.setenv("INVOKE_BEE_PATHS_LIVE_PASSWORD", str(tmp_path / "elsewhere/pw.txt"))
-    result = subprocess.run([sys.executable, "scripts/live_system.py", "--overlay", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "scripts/live_system.py"],
                             cwd=buildconfig.REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     password = (tmp_path / "elsewhere/pw.txt").read_text().strip()
     assert mode(tmp_path / "elsewhere/pw.txt") == 0o600
-    assert password in result.stdout
+    assert password not in result.stdout and str(tmp_path / "elsewhere/pw.txt") in result.stdout
     assert verify(password, (tmp_path / "o/etc/bee/password.hash").read_text().strip())
 
 

@@ -12,10 +12,26 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import invoke
 from invoke import task
 from invoke.exceptions import Exit
 
 from scripts import buildconfig, iso_build
+
+
+class Executor(invoke.Executor):
+    """invoke's Executor (invoke.yaml names it as tasks.executor_class) that first checks the overrides.
+
+    Invoke casts each `INVOKE_BEE_*` value to its key's type only when a task starts, and a bad one is a
+    traceback; here it is one line naming the variable, the key and the type, and exit status 1.
+    """
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuse bad `INVOKE_BEE_*` values (buildconfig.environment_problems), then run the tasks."""
+        problems = buildconfig.environment_problems(self.config)
+        if problems:
+            raise Exit("\n".join(f"error: {line}" for line in problems), code=1)
+        return super().execute(*args, **kwargs)
 
 
 def actions(c) -> iso_build.Actions:
@@ -44,7 +60,7 @@ def render(c):
     out_dir = buildconfig.config_path(c.config, "build") / "rendered"
     if c.config.run.dry:
         for template in buildconfig.templates():
-            print(f"[dry] render {template} into {out_dir}")
+            print(f"[dry] would render {template} into {out_dir}")
         return
     for written in buildconfig.render_all(c.config, out_dir):
         print(written)
@@ -53,8 +69,13 @@ def render(c):
 @task
 def setup_builder(c):
     """Prepare an Alpine builder: apk add the builder packages, abuild signing key, aports checkout."""
+    not_alpine = iso_build.check_alpine(c.config)  # apk, abuild and mkimage exist nowhere else
+    if not_alpine and not c.config.run.dry:
+        raise Exit(f"error: {not_alpine[0]}; nothing was installed", code=1)
     for command in iso_build.setup_builder_commands(c.config):
         c.run(command)
+    if not_alpine:  # --dry: the plan was shown, but it would fail here
+        raise Exit(f"error: {not_alpine[0]}; a real run would install nothing", code=1)
 
 
 @task

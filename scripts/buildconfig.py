@@ -24,17 +24,65 @@ TEMPLATE_DIRS = ("iso", "openrc")
 GENERATOR_CONFIG = "apkovl.json"  # scripts/genapkovl.py's configuration, written beside the overlay folder
 
 
+class ConfigError(SystemExit):
+    """A bad `INVOKE_BEE_*` value: ends a script with its message, one line per variable, and status 1."""
+
+
 def load_config(config_dir: Path | str = REPO_ROOT) -> Any:
     """Return the invoke Config of `config_dir/invoke.yaml`, with `INVOKE_*` environment overrides applied.
 
-    The result is the same object a task sees as `c.config`: `cfg.bee.nvidia.version` and so on.
+    The result is the same object a task sees as `c.config`: `cfg.bee.nvidia.version` and so on. An
+    override invoke cannot cast to its key's type raises ConfigError naming the variable, key and type.
     """
     from invoke import Config
 
     cfg = Config(project_location=str(Path(config_dir).resolve()))
     cfg.load_project()
+    problems = environment_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"error: {line}" for line in problems))
     cfg.load_shell_env()
     return cfg
+
+
+def environment_problems(cfg: Any, environ: dict[str, str] | None = None) -> list[str]:
+    """Return one line per `INVOKE_BEE_*` variable invoke could not cast to the type of its key.
+
+    Invoke casts an override to the type of the value in invoke.yaml (`int("abc")` fails with a traceback
+    that names neither): this names the variable, the key and the type expected. Booleans and strings
+    take any text; lists cannot be set from the environment at all.
+    """
+    environ = os.environ if environ is None else environ
+    problems = []
+
+    def walk(value: Any, keys: list[str]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, [*keys, key])
+            return
+        variable = "INVOKE_" + "_".join(keys).upper()
+        if variable in environ:
+            expected = _cast_problem(value, environ[variable])
+            if expected:
+                problems.append(f"{variable}={environ[variable]!r}: {'.'.join(keys)} {expected}")
+
+    walk({"bee": plain(cfg.bee)}, [])
+    return problems
+
+
+def _cast_problem(value: Any, text: str) -> str | None:
+    """What `text` would need to be to replace `value` (invoke's cast), or None when it casts."""
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, list | tuple):
+        return "is a list, which an environment variable cannot set: change it in invoke.yaml"
+    try:
+        type(value)(text)
+    except (TypeError, ValueError):
+        kind = {int: "a whole number (int), e.g. 4", float: "a number (float), e.g. 2.5"}.get(
+            type(value), f"a {type(value).__name__}")
+        return f"takes {kind}: fix or unset the variable"
+    return None
 
 
 def project_dir(cfg: Any) -> Path:

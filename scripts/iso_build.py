@@ -45,11 +45,15 @@ class BuildError(Exception):
 
 
 class PreflightError(BuildError):
-    """Preflight found problems; `problems` holds one line each, and no slow step has started."""
+    """Preflight found problems; `problems` holds one line each, and no slow step has started.
 
-    def __init__(self, problems: list[str]):
+    After a dry run (which goes on to show the whole plan) it says that a real build would stop there.
+    """
+
+    def __init__(self, problems: list[str], dry: bool = False):
         self.problems = problems
-        super().__init__(f"preflight found {len(problems)} problem(s); nothing was built")
+        what = "a real build would stop there" if dry else "nothing was built"
+        super().__init__(f"preflight found {len(problems)} problem(s); {what}")
 
 
 # --------------------------------------------------------------------------------------------- actions
@@ -69,7 +73,7 @@ class Actions:
 
     def _dry(self, message: str) -> bool:
         if self.dry:
-            self.out(f"[dry] {message}")
+            self.out(f"[dry] would {message}")
         return self.dry
 
     def mkdir(self, path: Path) -> None:
@@ -97,7 +101,8 @@ class Actions:
     def run(self, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
         """Run `argv` in `cwd` with `env` added to the environment; a failure raises BuildError."""
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
-        self.out(f"cd {shlex.quote(str(cwd))} && {shown} {shlex.join(argv)}".replace("&&  ", "&& "))
+        line = f"cd {shlex.quote(str(cwd))} && {shown} {shlex.join(argv)}".replace("&&  ", "&& ")
+        self.out(f"[dry] would run: {line}" if self.dry else line)
         if self.dry:
             return
         sys.stdout.flush()  # our lines before the command's own output, also when piped to a log
@@ -266,13 +271,14 @@ def preflight(cfg: Any, act: Actions, checks: Iterable[str] = tuple(PREFLIGHT_CH
 
     Every check is local and quick (no network, no command) and changes nothing, so the build stops before
     any slow work. In a dry run the problems are printed but do not stop it, so `invoke --dry build-debug`
-    shows the plan anywhere.
+    shows the plan anywhere; they are kept in `act.memo` and run_step then ends the dry run with status 1.
     """
     problems = [line for name in checks for line in PREFLIGHT_CHECKS[name](cfg)]
     for line in problems:
         act.say(f"preflight: {line}")
     if problems and not act.dry:
         raise PreflightError(problems)
+    act.memo.setdefault("preflight_problems", []).extend(problems)  # run_step ends a dry run with them
 
 
 # --------------------------------------------------------------------------------------------- audit
@@ -338,7 +344,7 @@ def kernel_headers(cfg: Any, act: Actions | None = None) -> tuple[str, Path]:
         try:
             if act is not None and act.dry and not str(cfg.bee.nvidia.kernel_release or "").strip():
                 question = iso_kernel.apk_search_command(cfg, iso_kernel.apk_cache_dir(cfg))
-                act.say(f"[dry] ask the repository for the ISO's kernel: {shlex.join(question)}")
+                act.say(f"[dry] would ask the repository for the ISO's kernel: {shlex.join(question)}")
                 kver, headers = iso_kernel.find_headers(cfg)
             else:
                 kver, headers = iso_kernel.kernel_for_iso(cfg)
@@ -361,8 +367,10 @@ def build_nvidia(cfg: Any, act: Actions, progress: Any = None) -> NvidiaBuild:
         except BuildError as err:  # a dry run shows the plan even on a machine that cannot build
             act.say(f"[dry] nvidia: {err}")
             kver, headers = "KVER", Path("HEADERS")
-        act.say(f"[dry] build NVIDIA {cfg.bee.nvidia.version} for {kver} against {headers} (cached)")
-        return NvidiaBuild(kver, nvidia_cache_dir(cfg, kver))
+        cache = nvidia_cache_dir(cfg, kver)
+        act.say(f"[dry] would build NVIDIA {cfg.bee.nvidia.version} for {kver} against {headers}, or reuse "
+                f"{cache} if its manifest still matches")
+        return NvidiaBuild(kver, cache)
     kver, headers = kernel_headers(cfg, act)
     try:
         cache_dir = build_nvidia_module.build(
@@ -427,7 +435,7 @@ def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild, audit: Path | 
     reset_overlay(act, overlay, keep=[audit])
     act.mkdir(overlay)
     if act.dry:
-        act.say(f"[dry] install NVIDIA files of {nvidia.cache_dir} into {overlay}")
+        act.say(f"[dry] would install the NVIDIA files of {nvidia.cache_dir} into {overlay}")
     else:
         try:
             nvidia_files = build_nvidia_module.install_into_overlay(
@@ -438,7 +446,7 @@ def assemble_overlay(cfg: Any, act: Actions, nvidia: NvidiaBuild, audit: Path | 
         act.say(f"overlay: {len(nvidia_files)} NVIDIA files for {nvidia.kver}")
     password_file = buildconfig.config_path(cfg, "live_password")
     if act.dry:
-        act.say(f"[dry] stage the live system into {overlay} (password file {password_file})")
+        act.say(f"[dry] would stage the live system into {overlay} (password file {password_file})")
         return overlay
     try:
         generator_config = Path(live_system.stage_live_system(cfg, overlay, password_file=password_file))
@@ -521,7 +529,8 @@ def clean_workdir(cfg: Any, act: Actions) -> list[Path]:
     stale += [p for p in (iso, checksum_path(iso)) if p.exists() or p.is_symlink()]
     for path in stale:
         act.remove(path)
-    act.say(f"clean: removed {len(stale)} stale item(s)" + "".join(f"\n  {p}" for p in stale))
+    done = "would remove" if act.dry else "removed"
+    act.say(f"clean: {done} {len(stale)} stale item(s)" + "".join(f"\n  {p}" for p in stale))
     return stale
 
 
@@ -543,7 +552,8 @@ def clean_all(cfg: Any, act: Actions) -> list[Path]:
           for folder in ("mkimage_home", "mkimage_cwd")),
     ]
     removed = [p for p in targets if p != downloads and act.remove(p)]
-    act.say(f"clean --all: removed {len(removed)} item(s)" + "".join(f"\n  {p}" for p in removed))
+    done = "would remove" if act.dry else "removed"
+    act.say(f"clean --all: {done} {len(removed)} item(s)" + "".join(f"\n  {p}" for p in removed))
     return removed
 
 
@@ -688,11 +698,19 @@ STEPS: dict[str, Callable[[Any, Actions], Any]] = {
 
 
 def run_step(step: Callable[..., Any], cfg: Any, act: Actions, *args: Any) -> Any:
-    """Run one build function; an OSError (a full disk, a permission) becomes a one-line BuildError."""
+    """Run one build function; an OSError (a full disk, a permission) becomes a one-line BuildError.
+
+    A dry run whose preflight found problems goes on to the end of its plan, then raises PreflightError:
+    `invoke --dry build-debug` exits 1 on a builder where the real build would stop.
+    """
     try:
-        return step(cfg, act, *args)
+        result = step(cfg, act, *args)
     except OSError as err:
         raise BuildError(fileops.os_error_line(err)) from err
+    problems = act.memo.get("preflight_problems")
+    if act.dry and problems:
+        raise PreflightError(problems, dry=True)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

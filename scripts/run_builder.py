@@ -3,11 +3,14 @@
 
     python scripts/run_builder.py start     # `invoke build-debug` (bee.builder.command) in screen
     python scripts/run_builder.py status    # running / finished with its exit status / never started
+                                            # (exits with the build's status once it finished)
     python scripts/run_builder.py log [-n 40] [--follow]
     python scripts/run_builder.py attach    # watch it live; detach again with Ctrl-a d
 
 The build's output goes to the screen window and to paths.builder_log; its exit status is written to
-paths.builder_status when it ends. A second `start` while a build runs is refused. Works with the screen
+paths.builder_status when it ends. `status` exits with that status once the build finished (0 while it
+runs, 1 when it stopped without one or never started), so a script can tell a failed build from a good
+one. A second `start` while a build runs is refused. Works with the screen
 of Alpine and Debian (only `-dmS`, `-ls` and `-r` are used).
 """
 
@@ -169,6 +172,14 @@ def status(builder: Builder) -> str:
     return "never started"
 
 
+def status_code(builder: Builder) -> int:
+    """Return the exit status `status` ends with: the build's once finished, 0 while running, else 1."""
+    code = read_status(builder)
+    if code is not None:
+        return code
+    return 0 if session_running(builder.session) else 1
+
+
 def tail(builder: Builder, lines: int) -> str:
     """Return the last `lines` lines of the build's log."""
     try:
@@ -209,7 +220,8 @@ def main(argv: list[str] | None = None, cfg: Any = None) -> int:
     parser.add_argument("--command", help="what to run instead of bee.builder.command (e.g. for a test)")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("start", help="start the build in a detached screen session")
-    actions.add_parser("status", help="running, finished (with exit status) or never started")
+    actions.add_parser("status", help="running, finished (with exit status) or never started; exits with "
+                       "the build's status once it finished (0 while running, 1 without a status)")
     log_parser = actions.add_parser("log", help="print the end of the build's log")
     log_parser.add_argument("-n", "--lines", type=int, default=40, help="how many lines (default 40)")
     log_parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the build ends")
@@ -224,6 +236,7 @@ def main(argv: list[str] | None = None, cfg: Any = None) -> int:
             print(start(builder))
         elif args.action == "status":
             print(status(builder))
+            return status_code(builder)
         elif args.action == "log":
             if args.follow:
                 follow(builder, args.lines)

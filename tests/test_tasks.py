@@ -96,10 +96,10 @@ def test_dry_build_debug_changes_nothing_and_prints_the_plan(builder, fp, capsys
     out = capsys.readouterr().out
     cwd = builder.path("mkimage_cwd")
     assert f"cd {cwd} && TMPDIR={cwd} {' '.join(iso_build.mkimage_command(cfg))}" in out
-    assert f"[dry] write {cwd / 'genapkovl-bee_debug.sh'}" in out
+    assert f"[dry] would write {cwd / 'genapkovl-bee_debug.sh'}" in out
     audit = builder.path('overlay') / cfg.bee.live.audit_path.lstrip('/')
-    assert out.count(f"[dry] write {audit}") == 1, "the audit is placed once per build"
-    assert out.count("[dry] ask the repository for the ISO's kernel") == 1, "by the nvidia step only"
+    assert out.count(f"[dry] would write {audit}") == 1, "the audit is placed once per build"
+    assert out.count("[dry] would ask the repository for the ISO's kernel") == 1, "by the nvidia step only"
 
 
 def test_a_build_error_ends_the_task_with_one_line_and_status_1(builder, fp):
@@ -218,11 +218,19 @@ def test_invoke_dry_writes_nothing_anywhere(tmp_path, task):
     result = subprocess.run([sys.executable, "-m", "invoke", "--dry", *task.split()], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, check=False, timeout=120)
 
-    assert result.returncode == 0, result.stderr
+    # No Alpine builder here: where a real run would stop, the dry run shows its plan, then exits 1.
+    if task in ("build-debug", "preflight", "mkimage"):
+        assert result.returncode == 1 and "preflight: not an Alpine system" in result.stdout
+        assert result.stderr.splitlines()[-1].endswith("problem(s); a real build would stop there")
+    elif task == "setup-builder":
+        assert result.returncode == 1 and "apk add " in result.stdout
+        assert result.stderr.startswith("error: not an Alpine system") and result.stderr.count("\n") == 1
+    else:
+        assert result.returncode == 0, result.stderr
     assert state(places) == before
     assert not asked.exists(), asked.read_text() if asked.exists() else ""
     if task == "build-debug":
-        assert "[dry] ask the repository for the ISO's kernel: apk" in result.stdout
+        assert "[dry] would ask the repository for the ISO's kernel: apk" in result.stdout
         assert f"{iso_build.mkimage_script(iso_build.buildconfig.load_config())} --profile" in result.stdout
 
 
@@ -256,4 +264,67 @@ def test_render_honours_dry(builder, capsys):
     before = snapshot(builder.root)
     tasks.render(Context(config=cfg))
     assert snapshot(builder.root) == before
-    assert "[dry] render iso/mkimg/mkimg.bee_debug.sh.j2 into " in capsys.readouterr().out
+    assert "[dry] would render iso/mkimg/mkimg.bee_debug.sh.j2 into " in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- what a new user types wrong
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("INVOKE_BEE_NVIDIA_JOBS", "abc", "bee.nvidia.jobs takes a whole number (int), e.g. 4"),
+    ("INVOKE_BEE_NVIDIA_DOWNLOAD_BACKOFF", "fast", "bee.nvidia.download_backoff takes a number (float)"),
+    ("INVOKE_BEE_ALPINE_REPOSITORIES", "main", "bee.alpine.repositories is a list, which an environment"),
+])
+def test_a_bad_override_is_one_line_naming_variable_key_and_type(variable, value, expected):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}, variable: value}
+    for command in ([sys.executable, "-m", "invoke", "config"], [sys.executable, "scripts/iso_build.py",
+                                                                    "preflight", "--dry"]):
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith(f"error: {variable}={value!r}: {expected}"), result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stdout == ""
+
+
+def test_good_overrides_of_every_type_still_work(monkeypatch):
+    for variable, value in {"INVOKE_BEE_NVIDIA_JOBS": "7", "INVOKE_BEE_NVIDIA_DOWNLOAD_BACKOFF": "0.5",
+                            "INVOKE_BEE_LIVE_PASSWORD_FALLBACK": "0", "INVOKE_BEE_ISO_TAG": "x"}.items():
+        monkeypatch.setenv(variable, value)
+    cfg = iso_build.buildconfig.load_config()
+    assert (cfg.bee.nvidia.jobs, cfg.bee.nvidia.download_backoff) == (7, 0.5)
+    assert (cfg.bee.live.password_fallback, cfg.bee.iso.tag) == (False, "x")
+
+
+def test_setup_builder_off_alpine_says_so_and_runs_nothing(builder):
+    builder.path("alpine_release").unlink()
+    c = MockContext(config=builder.config(), run={})  # no command may run: MockContext refuses any
+    with pytest.raises(Exit) as raised:
+        tasks.setup_builder(c)
+    assert raised.value.code == 1
+    assert raised.value.message.startswith("error: not an Alpine system (")
+    assert raised.value.message.endswith("; nothing was installed")
+    assert not c.run.call_args_list
+
+
+def test_a_dry_build_with_preflight_problems_shows_the_whole_plan_then_exits_1(builder, fp, capsys):
+    builder.path("alpine_release").unlink()
+    cfg = builder.config()
+    cfg.run.dry = True
+    with pytest.raises(Exit) as raised:
+        tasks.build_debug(Context(config=cfg))
+    out = capsys.readouterr().out
+    assert raised.value.code == 1
+    assert raised.value.message == "error: preflight found 1 problem(s); a real build would stop there"
+    assert out.index("preflight: not an Alpine system") < out.index("==> mkimage"), "the whole plan first"
+    assert "[dry] would run: cd " in out and list(fp.calls) == []
+
+
+def test_a_dry_run_says_would_never_done(builder, capsys):
+    cfg = builder.config()
+    cfg.run.dry = True
+    tasks.nvidia(Context(config=cfg))
+    tasks.clean(Context(config=cfg), all=True)
+    out = capsys.readouterr().out
+    assert "(cached)" not in out and "removed" not in out.replace("would remove", "")
+    assert "[dry] would build NVIDIA " in out and "clean --all: would remove " in out
+    assert all(line.startswith(("[dry] would ", "clean", "  ")) for line in out.splitlines()), out

@@ -138,8 +138,8 @@ def test_clean_dry_prints_and_removes_nothing(builder):
     lines = []
     iso_build.clean_workdir(builder.config(), iso_build.Actions(dry=True, out=lines.append))
     assert snapshot(builder.root) == before
-    assert f"[dry] rm -rf {workdir / STALE_SECTIONS[0]}" in lines
-    assert f"[dry] rm -rf {iso}" in lines
+    assert f"[dry] would rm -rf {workdir / STALE_SECTIONS[0]}" in lines
+    assert f"[dry] would rm -rf {iso}" in lines
 
 
 def test_clean_all_keeps_only_the_download_cache(builder, act, fp):

@@ -168,7 +168,7 @@ def test_real_build_then_warm_rebuild(real_builder, processes, capsys):
     tasks.build_debug(Context(config=dry))
     assert snapshot(builder.root) == before
     assert processes == []
-    assert f"[dry] rm -rf {iso}" in capsys.readouterr().out
+    assert f"[dry] would rm -rf {iso}" in capsys.readouterr().out
 
 
 def test_dry_build_on_a_fresh_builder_writes_nothing_and_runs_nothing(real_builder, processes, monkeypatch,
@@ -186,6 +186,6 @@ def test_dry_build_on_a_fresh_builder_writes_nothing_and_runs_nothing(real_build
     assert snapshot(builder.root) == before, "not even build/ or dist/ may appear"
     assert processes == [] and not asked.exists()
     out = capsys.readouterr().out
-    assert "[dry] ask the repository for the ISO's kernel: apk --update-cache" in out
-    assert f"[dry] build NVIDIA {cfg.bee.nvidia.version} for {builder.kver}" in out
+    assert "[dry] would ask the repository for the ISO's kernel: apk --update-cache" in out
+    assert f"[dry] would build NVIDIA {cfg.bee.nvidia.version} for {builder.kver}" in out
     assert f"TMPDIR={builder.path('mkimage_cwd')} {iso_build.mkimage_script(cfg)} --profile" in out

@@ -65,7 +65,8 @@ def stage(tmp_path, monkeypatch):
 
 
 def test_start_status_refusal_exit_status_and_log(stage):
-    assert stage.cli("status").stdout.strip() == "never started"
+    never = stage.cli("status")
+    assert (never.stdout.strip(), never.returncode) == ("never started", 1)
 
     started = stage.cli("start")
     assert started.returncode == 0, started.stderr
@@ -73,7 +74,8 @@ def test_start_status_refusal_exit_status_and_log(stage):
         f"started `{stage.command}` in screen session {stage.session}; log: {stage.log}"
     )
     running = f"running in screen session {stage.session}; log: {stage.log}"
-    assert stage.cli("status").stdout.strip() == running
+    while_running = stage.cli("status")
+    assert (while_running.stdout.strip(), while_running.returncode) == (running, 0)
     stage.wait_for(lambda: "building" in stage.log.read_text())
 
     again = stage.cli("start")
@@ -84,7 +86,9 @@ def test_start_status_refusal_exit_status_and_log(stage):
     stage.gate.touch()
     stage.wait_for(lambda: stage.status.exists())
     stage.wait_for(lambda: not run_builder.session_running(stage.session))
-    assert stage.cli("status").stdout.strip() == f"finished with exit status 3; log: {stage.log}"
+    finished = stage.cli("status")
+    assert finished.stdout.strip() == f"finished with exit status 3; log: {stage.log}"
+    assert finished.returncode == 3, "status exits with the build's own status"
     assert stage.status.read_text() == "3\n"
     lines = stage.log.read_text().splitlines()
     assert lines[0].startswith("run_builder: started ") and lines[0].endswith(stage.command)
@@ -95,6 +99,7 @@ def test_start_status_refusal_exit_status_and_log(stage):
     assert restarted.returncode == 0, restarted.stderr
     stage.wait_for(lambda: stage.status.exists())
     assert stage.cli("status").stdout.strip() == f"finished with exit status 0; log: {stage.log}"
+    assert stage.cli("status").returncode == 0
     assert "second" in stage.log.read_text() and "building" not in stage.log.read_text()
 
 
@@ -115,9 +120,9 @@ def test_a_killed_build_is_reported_without_status(stage):
     stage.wait_for(lambda: "building" in stage.log.read_text())
     stage.quit()
     stage.wait_for(lambda: not run_builder.session_running(stage.session))
-    assert stage.cli("status").stdout.strip() == (
-        f"stopped without recording an exit status (killed?); log: {stage.log}"
-    )
+    killed = stage.cli("status")
+    assert killed.stdout.strip() == f"stopped without recording an exit status (killed?); log: {stage.log}"
+    assert killed.returncode == 1
 
 
 def test_attach_needs_a_running_build_and_then_attaches(stage, monkeypatch):

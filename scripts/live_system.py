@@ -6,8 +6,7 @@ of iso/overlay-debug/ (its `*.j2` rendered, such as /etc/doas.d/bee.conf), /etc/
 /etc/hostname, /etc/apk/world, the live user's SSH keys and password hash, the acceptance profile of
 `bee.live.expect_profile` (when set, checked first), then the JSON config scripts/genapkovl.py reads when
 mkimage runs it (apkovl.json beside the overlay folder: staging into another folder touches nothing
-else). Every value comes from invoke.yaml (`bee.live`,
-`bee.iso`, `bee.paths`).
+else). Every value comes from invoke.yaml (`bee.live`, `bee.iso`, `bee.paths`).
 
 The password fallback: `bee.live.password_hash` (a crypt hash) is used as it is; when it is empty, a random
 password is made, hashed with `openssl passwd -6` (or busybox `mkpasswd`), written to `password_file`

@@ -18,9 +18,11 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
+import decimal
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -313,11 +315,19 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 @dataclass
 class Context:
-    """What a collector works with: the runner, and its own list of errors."""
+    """What a collector works with: the runner, its own list of errors, the tools it found missing and why
+    it skipped (when it says so)."""
 
     name: str
     runner: Runner
     errors: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+    def skip(self, reason: str) -> None:
+        """Say why there is nothing to collect ("driver not loaded"); the report of a skipped collector
+        carries it. Returns None, for `return ctx.skip(...)`."""
+        self.reason = reason
 
     def error(self, command: list[str] | str | None, message: str) -> None:
         """Record an error of this collector (and say it on stderr); the audit goes on."""
@@ -328,8 +338,11 @@ class Context:
     def run(
         self, argv: list[str], timeout: float | None = None, redact: Callable[[bytes], bytes] | None = None
     ) -> ToolResult | None:
-        """Run a tool (see Runner.run); None when it is not installed."""
-        return self.runner.run(argv, timeout, redact)
+        """Run a tool (see Runner.run); None when it is not installed (remembered for the report)."""
+        result = self.runner.run(argv, timeout, redact)
+        if result is None and argv[0] not in self.missing:
+            self.missing.append(argv[0])
+        return result
 
     def output(
         self, argv: list[str], ok_codes: tuple[int, ...] = (0,), timeout: float | None = None
@@ -532,9 +545,18 @@ def sum_known(values) -> int | None:
     return sum(values)
 
 
-def gib(size: int | None) -> str:
-    """Bytes as a short GiB figure for messages and the QR summary ("256 GiB", "0.5 GiB"; "?": unknown)."""
-    return "?" if size is None else f"{size / (1 << 30):g} GiB"
+def human_size(size: Any, unknown: str = "unknown") -> str:
+    """Bytes for a person, in a form a profile takes back: "32 GiB" for a whole number of GiB (memory),
+    else 3 significant digits of a power of 1000 ("3.84 TB", "268 MB": disks as sold), "512 B" below a MB;
+    `unknown` for anything not a number."""
+    if not isinstance(size, int | float) or isinstance(size, bool):
+        return unknown
+    if size and size % (1 << 30) == 0:
+        return f"{size // (1 << 30)} GiB"
+    for unit, factor in (("PB", 10**15), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if abs(size) >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} B"
 
 
 PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
@@ -1074,7 +1096,7 @@ def uneven_dimm_population(document: dict[str, Any]) -> list[dict[str, Any]]:
     if len(set(shapes.values())) == 1:
         return []
     detail = ", ".join(
-        f"socket {number}: {count} DIMMs, {gib(size)}" for number, (count, size) in shapes.items()
+        f"socket {number}: {count} DIMMs, {human_size(size)}" for number, (count, size) in shapes.items()
     )
     return [finding("warning", "memory", f"DIMM population differs between CPU sockets ({detail})")]
 
@@ -1904,7 +1926,7 @@ def collect_psu(ctx: Context) -> dict[str, Any] | None:
         supplies = parse_psu_dmi(parse_dmidecode(dmidecode_text(ctx, "39")))
         source = "dmidecode -t 39" if supplies else None
     if not fru_ran and not supplies:
-        return None
+        return ctx.skip("no BMC (no /dev/ipmi0) and no power supply in dmidecode -t 39")
     return {"source": source, "power_supplies": supplies, **fru_identity(fru_records)}
 
 
@@ -2150,7 +2172,7 @@ def attach_nvlink(ctx: Context, gpus: list[dict[str, Any]]) -> None:
 def collect_nvidia(ctx: Context) -> list[dict[str, Any]] | None:
     """GPUs from nvidia-smi's XML; skipped silently when the NVIDIA driver is not loaded."""
     if not ctx.exists("procfs", "driver/nvidia"):
-        return None
+        return ctx.skip("driver not loaded")
     argv = ["nvidia-smi", "-q", "-x"]
     text = ctx.output(argv)
     if text is None:
@@ -2360,7 +2382,7 @@ def collect_network(ctx: Context) -> list[dict[str, Any]] | None:
     firmware and bus info from `ethtool -i` and the link from sysfs (ethtool's where sysfs has none)."""
     names = ctx.listdir("sysfs", "class/net")
     if not names:
-        return None
+        return ctx.skip("no /sys/class/net")
     interfaces = []
     for name in names:
         device = ctx.realpath("sysfs", f"class/net/{name}/device")
@@ -2455,7 +2477,7 @@ def collect_infiniband(ctx: Context) -> list[dict[str, Any]] | None:
     None (skipped) when the kernel has no InfiniBand class (no RDMA driver loaded)."""
     names = ctx.listdir("sysfs", "class/infiniband")
     if not names:
-        return None
+        return ctx.skip("no /sys/class/infiniband: no RDMA driver loaded")
     hcas = []
     for name in names:
         base = f"class/infiniband/{name}"
@@ -2650,7 +2672,7 @@ def collect_bmc(ctx: Context) -> dict[str, Any] | None:
     that `channel info` finds. One ipmitool at a time, shared with every collector that asks the BMC. A BMC
     that does not answer `mc info` in time is asked nothing more."""
     if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
-        return None
+        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
     argv = ["ipmitool", "mc", "info"]
     result = run_ipmitool_quiet(ctx, argv)
     if result is None:
@@ -2703,7 +2725,11 @@ def run_collector(name: str, function: CollectorFunction, runner: Runner) -> tup
         data = None
     duration = round(time.monotonic() - started, 3)
     status = collector_status(data, ctx.errors)
-    return data, {"status": status, "duration": duration, "errors": ctx.errors}
+    report: dict[str, Any] = {"status": status, "duration": duration, "errors": ctx.errors}
+    if status == "skipped":
+        missing = f"{', '.join(ctx.missing)} not installed" if ctx.missing else None
+        report["reason"] = ctx.reason or missing or "nothing to read"
+    return data, report
 
 
 def collector_status(data: Any, errors: list) -> str:
@@ -2808,7 +2834,8 @@ def derive_findings(
 # {"min": .., "max": ..}. Versions compare as versions (2.9.1 < 2.10.0), sizes take "64 GiB" or bytes.
 
 PROFILE_NAME = "bee-profile.json"        # looked for at the root of a removable USB filesystem
-PROFILE_FETCH_ATTEMPTS = 6               # bee.profile=URL: tries, with PROFILE_FETCH_BACKOFF doubling between
+PROFILE_FETCH_ATTEMPTS = 6               # bee.profile=URL at boot: tries, PROFILE_FETCH_BACKOFF doubling
+PROFILE_EXPECT_ATTEMPTS = 3              # --expect URL on the command line: a person is waiting
 PROFILE_FETCH_BACKOFF = 2.0              # seconds before the second try (2+4+8+16+32: about a minute)
 PROFILE_FETCH_TIMEOUT = 10.0             # seconds per try
 PROFILE_MAX_BYTES = 1 << 20
@@ -2819,7 +2846,7 @@ PCIE_GEN_GTS = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0, 7: 128.0}
 LINK_CLASSES = {"gpu": ("03", "12"), "nic": ("02",), "storage": ("01",), "any": ("",)}  # PCI class prefixes
 
 
-class ProfileError(ValueError):
+class ProfileError(Exception):
     """A profile that cannot be used; the message says where in it and what is wrong."""
 
 
@@ -2838,6 +2865,7 @@ class ProfileSection:
     message names one item and the items together, whether it is a list of groups, and its own keys."""
 
     items: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    collector: str                                      # whose data the items are: skipped/failed = unknown
     fields: dict[str, ProfileField]
     label: Callable[[dict[str, Any]], str]
     noun: str
@@ -2848,26 +2876,40 @@ class ProfileSection:
     count_note: Callable[[dict[str, Any]], str] | None = None   # added to a failed count's message
 
 
-def human_size(size: Any) -> str:
-    """Bytes for a person: "32 GiB" when a whole number of GiB, "3.84 TB" otherwise, "unknown" for None."""
-    if not isinstance(size, int | float) or isinstance(size, bool):
-        return "unknown"
-    if size and size % (1 << 30) == 0:
-        return f"{size // (1 << 30)} GiB"
-    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
-        if size >= factor:
-            return f"{size / factor:.3g} {unit}"
-    return f"{size} bytes"
+class SizeText(int):
+    """A size a profile wrote with a unit ("3.84 TB", "32 GiB"): its bytes (what a range bound means), the
+    text, and the sizes it stands for as an exact value: those that read the same at its precision, at
+    least 3 significant digits (a disk sold as 3.84 TB holds 3,840,755,982,336 bytes; "4 TB" is not 3.84)."""
+
+    text: str
+    low: int
+    high: int
+
+    def __new__(cls, text: str, number: decimal.Decimal, factor: int) -> SizeText:
+        size = super().__new__(cls, round(number * factor))
+        size.text = " ".join(text.split())
+        step = min(number.as_tuple().exponent, number.adjusted() - 2)  # the last digit that counts
+        half = decimal.Decimal(5).scaleb(step - 1)
+        size.low, size.high = math.ceil((number - half) * factor), math.ceil((number + half) * factor)
+        return size
+
+    def holds(self, found: Any) -> bool:
+        """Whether a size found reads as this text: low <= found < high."""
+        number = isinstance(found, int | float) and not isinstance(found, bool)
+        return number and self.low <= found < self.high
 
 
 def parse_size(value: Any) -> int | None:
-    """A size in bytes from an integer or a text with a unit ("64 GiB", "3.84 TB", "512MB"); None if not."""
+    """A size in bytes from an integer or a text with a unit ("64 GiB", "3.84 TB", "512MB"): a text with a
+    unit larger than a byte is a SizeText (it holds at its precision); None if not a size."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b)\s*", value.lower())
         if match and match[2] in SIZE_UNITS:
-            return round(float(match[1]) * SIZE_UNITS[match[2]])
+            if match[2] == "b":
+                return round(float(match[1]))
+            return SizeText(value, decimal.Decimal(match[1]), SIZE_UNITS[match[2]])
     return None
 
 
@@ -2916,7 +2958,12 @@ def normalize_spec(kind: str, spec: Any, where: str) -> Any:
         for bound, value in spec.items():
             if not _scalar_ok(kind, value):
                 raise ProfileError(f"{where}.{bound}: expected {what}, got {json.dumps(value)}")
-        return {bound: _scalar(kind, value) for bound, value in spec.items()}
+        bounds = {bound: _scalar(kind, value) for bound, value in spec.items()}
+        key = version_key if kind == VERSION else (lambda value: value)
+        if len(bounds) == 2 and key(bounds["min"]) > key(bounds["max"]):
+            low, high = json.dumps(spec["min"]), json.dumps(spec["max"])
+            raise ProfileError(f"{where}: min {low} is above max {high}, so nothing could pass; swap them")
+        return bounds
     if isinstance(spec, list) and kind != "bool":
         if not spec:
             raise ProfileError(f"{where}: an empty list allows nothing; remove the key to check nothing")
@@ -2932,6 +2979,8 @@ def normalize_spec(kind: str, spec: Any, where: str) -> Any:
 
 
 def _one_holds(kind: str, spec: Any, found: Any) -> bool:
+    if isinstance(spec, SizeText):
+        return spec.holds(found)
     if kind == "text":
         return fnmatch.fnmatchcase(" ".join(str(found).split()).lower(), " ".join(spec.split()).lower())
     if kind == "version":
@@ -2961,6 +3010,8 @@ def show(kind: str, value: Any) -> str:
     """A value for a message: sizes as "32 GiB", unknown as "unknown"."""
     if value is None:
         return "unknown"
+    if isinstance(value, SizeText):
+        return value.text
     if kind == "size":
         return human_size(value)
     if isinstance(value, float):
@@ -3163,20 +3214,20 @@ TEXT, VERSION, SIZE, COUNT, NUMBER = "text", "version", "size", "count", "number
 
 # The profile language, one table: each section, its items and the fields a profile may check on them.
 PROFILE_SECTIONS: dict[str, ProfileSection] = {
-    "board": ProfileSection(_board_items, {
+    "board": ProfileSection(_board_items, "board", {
         "manufacturer": ProfileField(TEXT, "manufacturer"),
         "product": ProfileField(TEXT, "product"),
         "baseboard_product": ProfileField(TEXT, "baseboard"),
         "bios_vendor": ProfileField(TEXT, "BIOS vendor"),
         "bios_version": ProfileField(VERSION, "BIOS version"),
     }, lambda item: "board", "board", counted=False),
-    "cpu": ProfileSection(_cpu_items, {
+    "cpu": ProfileSection(_cpu_items, "cpu", {
         "model": ProfileField(TEXT, "model"),
         "cores": ProfileField(COUNT, "cores"),
         "threads": ProfileField(COUNT, "threads"),
         "max_speed_mhz": ProfileField(NUMBER, "max speed (MHz)"),
     }, _named("cpu", "socket"), "populated CPU sockets"),
-    "memory": ProfileSection(_memory_items, {
+    "memory": ProfileSection(_memory_items, "memory", {
         "size_bytes": ProfileField(SIZE, "size"),
         "type": ProfileField(TEXT, "type"),
         "speed_mts": ProfileField(NUMBER, "speed (MT/s)"),
@@ -3185,7 +3236,7 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "part_number": ProfileField(TEXT, "part number"),
     }, _named("memory: slot", "slot"), "DIMMs", own={"total_bytes": SIZE, "slots": "slots"},
         own_checks=_memory_own_checks, count_note=_empty_slots_note),
-    "disks": ProfileSection(_disk_items, {
+    "disks": ProfileSection(_disk_items, "storage", {
         "transport": ProfileField(TEXT, "transport"),
         "model": ProfileField(TEXT, "model"),
         "size_bytes": ProfileField(SIZE, "size"),
@@ -3193,7 +3244,7 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "rotational": ProfileField("bool", "rotational"),
         "removable": ProfileField("bool", "removable"),
     }, _named("disk", "path", "model", "serial"), "disks", groups=True),
-    "gpus": ProfileSection(_gpu_items, {
+    "gpus": ProfileSection(_gpu_items, "nvidia", {
         "product": ProfileField(TEXT, "product"),
         "memory_total_bytes": ProfileField(SIZE, "memory"),
         "vbios_version": ProfileField(VERSION, "VBIOS"),
@@ -3202,7 +3253,7 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "link_speed_gts": ProfileField(NUMBER, "PCIe link speed (GT/s)"),
         "nvlinks_active": ProfileField(COUNT, "active NVLinks"),
     }, _named("gpu", "address", "product", "serial"), "GPUs"),
-    "nics": ProfileSection(_nic_items, {
+    "nics": ProfileSection(_nic_items, "network", {
         "vendor": ProfileField(TEXT, "vendor"),
         "model": ProfileField(TEXT, "model"),
         "driver": ProfileField(TEXT, "driver"),
@@ -3210,7 +3261,7 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "firmware": ProfileField(VERSION, "firmware"),
         "psid": ProfileField(TEXT, "PSID"),
     }, _named("nic", "name", "model"), "NIC ports", groups=True),
-    "hcas": ProfileSection(_hca_items, {
+    "hcas": ProfileSection(_hca_items, "infiniband", {
         "hca_type": ProfileField(TEXT, "HCA type"),
         "firmware": ProfileField(VERSION, "firmware"),
         "psid": ProfileField(TEXT, "PSID"),
@@ -3218,12 +3269,12 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "rate_gbps": ProfileField(NUMBER, "port rate (Gb/s)"),
         "state": ProfileField(TEXT, "port state"),
     }, _named("hca", "name", "hca_type"), "HCAs", groups=True),
-    "psus": ProfileSection(_psu_items, {
+    "psus": ProfileSection(_psu_items, "psu", {
         "manufacturer": ProfileField(TEXT, "manufacturer"),
         "part_number": ProfileField(TEXT, "part number"),
         "max_power_w": ProfileField(NUMBER, "max power (W)"),
     }, _named("psu", "name", "serial"), "PSUs"),
-    "bmc": ProfileSection(_bmc_items, {
+    "bmc": ProfileSection(_bmc_items, "bmc", {
         "firmware": ProfileField(VERSION, "firmware"),
         "manufacturer": ProfileField(TEXT, "manufacturer"),
         "ipmi_version": ProfileField(VERSION, "IPMI version"),
@@ -3361,39 +3412,45 @@ def parse_profile(data: bytes, source: str) -> Profile:
     return Profile(source, name, hashlib.sha256(data).hexdigest(), rules)
 
 
-def fetch_profile(url: str) -> bytes:
-    """The bytes at an http(s) URL, tried PROFILE_FETCH_ATTEMPTS times with doubling waits while the network
-    may still be coming up (no route, refused, timeout, 5xx); a 4xx is final. Raises ProfileError after
-    the last try."""
+def fetch_profile(url: str, attempts: int = PROFILE_EXPECT_ATTEMPTS) -> bytes:
+    """The bytes at an http(s) URL, tried up to `attempts` times with doubling waits while the network may
+    still be coming up (no route, refused, timeout, 5xx, a garbled answer), each failed try that is tried
+    again one line on stderr. Final at once: a 4xx, a URL that cannot be fetched, a profile that arrived but
+    is larger than PROFILE_MAX_BYTES. Raises ProfileError saying why."""
+    import http.client
     import urllib.error
     import urllib.request
 
-    last = "no attempt"
-    for attempt in range(PROFILE_FETCH_ATTEMPTS):
-        if attempt:
-            time.sleep(PROFILE_FETCH_BACKOFF * (2 ** (attempt - 1)))
+    for attempt in range(1, attempts + 1):
         try:
             with urllib.request.urlopen(url, timeout=PROFILE_FETCH_TIMEOUT) as response:
                 data = response.read(PROFILE_MAX_BYTES + 1)
-            if len(data) > PROFILE_MAX_BYTES:
+        except urllib.error.HTTPError as exc:
+            last, final = f"HTTP {exc.code} {exc.reason}", exc.code < 500
+        except (urllib.error.URLError, OSError) as exc:
+            last, final = " ".join(str(getattr(exc, "reason", exc)).split()) or type(exc).__name__, False
+        except http.client.HTTPException as exc:  # a garbled answer (a proxy, a captive portal)
+            last, final = f"{type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": "), False
+        except ValueError as exc:  # not a URL urllib can fetch: no try will do better
+            last, final = str(exc) or type(exc).__name__, True
+        else:
+            if len(data) > PROFILE_MAX_BYTES:  # it arrived: trying again would bring the same bytes
                 raise ProfileError(f"larger than {PROFILE_MAX_BYTES} bytes")
             return data
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code} {exc.reason}"
-            if exc.code < 500:
-                break
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            last = str(reason) or type(exc).__name__
-    raise ProfileError(f"cannot fetch it: {last} (after {attempt + 1} tries)")
+        if final or attempt == attempts:
+            break
+        wait = PROFILE_FETCH_BACKOFF * (2 ** (attempt - 1))
+        log(f"profile {url}: try {attempt} of {attempts} failed: {last}; trying again in {wait:g} s")
+        time.sleep(wait)
+    raise ProfileError(f"cannot fetch it: {last} (after {attempt} tries)")
 
 
 def load_profile(source: str) -> Profile:
-    """A profile from a file or an http(s) URL. Raises ProfileError with one line naming the source and the
-    problem."""
+    """A profile from a file or an http(s) URL (a few tries: PROFILE_EXPECT_ATTEMPTS). Raises ProfileError
+    with one line naming the source and the problem."""
     try:
         if re.match(r"(?i)https?://", source):
-            data = fetch_profile(source)
+            data = fetch_profile(source, PROFILE_EXPECT_ATTEMPTS)
         else:
             path = Path(source)
             if path.stat().st_size > PROFILE_MAX_BYTES:
@@ -3457,7 +3514,7 @@ def live_profile(procfs: Path, fallback: Path | None) -> Profile | None:
         try:
             if not re.match(r"(?i)https?://", url):
                 raise ProfileError("bee.profile= takes an http:// or https:// URL")
-            return parse_profile(fetch_profile(url), url)
+            return parse_profile(fetch_profile(url, PROFILE_FETCH_ATTEMPTS), url)
         except ProfileError as exc:
             log(f"acceptance: profile {url}: {exc}; trying the next source")
     found = profile_from_usb()
@@ -3543,7 +3600,11 @@ def _health_checks(document: dict[str, Any], health: dict[str, Any]) -> list[dic
             ": " + "; ".join(f"{f.get('component')}: {f.get('message')}" for f in bad) if bad else "")
         checks.append(_check(f"health.{key}", True, len(bad), not bad, health["severity"], message))
     classes = health.get("no_degraded_links")
-    if classes:
+    gap = collector_gap(document, "pcie", not document.get("pcie")) if classes else None
+    if gap is not None:
+        checks.append(_check("health.no_degraded_links", classes, None, False, health["severity"],
+                             f"health: PCIe links unknown, {gap}"))
+    elif classes:
         prefixes = tuple(prefix for name in classes for prefix in LINK_CLASSES[name])
         entries = document.get("pcie") or []
         upstream_ports = switch_upstream_ports(entries)
@@ -3562,9 +3623,36 @@ def _health_checks(document: dict[str, Any], health: dict[str, Any]) -> list[dic
     return checks
 
 
+def collector_gap(document: dict[str, Any], name: str, found_nothing: bool) -> str | None:
+    """Why the document cannot say what a collector would have found: "the nvidia collector was skipped
+    (driver not loaded)", "the memory collector failed (dmidecode -t 17: exit status 1: ...)" (also when it
+    failed in part and found nothing); None when its data can be trusted (a document without the collector's
+    report included)."""
+    report = (document.get("collectors") or {}).get(name)
+    if not isinstance(report, dict):
+        return None
+    status, errors = report.get("status"), report.get("errors") or []
+    if status == "skipped":
+        return f"the {name} collector was skipped ({report.get('reason') or 'no reason recorded'})"
+    if status == "error" or (status == "partial" and found_nothing):
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        detail = ": ".join(str(part) for part in (first.get("command"), first.get("message")) if part)
+        return f"the {name} collector failed" + (f" ({detail})" if detail else "")
+    return None
+
+
+def _unknown_check(name: str, parts: list[dict[str, Any]], gap: str) -> dict[str, Any]:
+    """One failed check for a whole section whose collector gave nothing to check: we could not verify."""
+    severity = min((part["severity"] for part in parts), key=SEVERITIES.index)
+    return _check(name, None, None, False, severity, f"{name}: unknown, {gap}")
+
+
 def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict[str, Any]]:
     section = PROFILE_SECTIONS[name]
     items = section.items(document)
+    gap = collector_gap(document, section.collector, not items)
+    if gap is not None:
+        return [_unknown_check(name, part if section.groups else [part], gap)]
     checks = []
     for index, group in enumerate(part if section.groups else [part]):
         label = f"{name}[{index}]" if section.groups else name
@@ -3651,11 +3739,13 @@ def _known(values: list[Any]) -> list[Any] | None:
 
 
 def _exact(kind: str, values: list[Any]) -> Any:
+    """The values as a profile writes them (texts escaped as globs, sizes as "3.84 TB"/"32 GiB", which hold
+    at their precision): one value, or the distinct ones as a list."""
     distinct = _known(values)
     if distinct is None:
         return None
-    out = [glob_escape(v) if kind == TEXT else human_size(v) if kind == SIZE and v % (1 << 30) == 0 else v
-           for v in distinct]
+    out = list(dict.fromkeys(glob_escape(v) if kind == TEXT else human_size(v) if kind == SIZE else v
+                             for v in distinct))
     return out[0] if len(out) == 1 else out
 
 
@@ -3723,10 +3813,7 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         groups = []
         for match, members in _grouped(disks, ("transport", "model")):
             group: dict[str, Any] = {"match": match, "count": len(members)}
-            sizes = _known([d["size_bytes"] for d in members])
-            if sizes:
-                group["size_bytes"] = _exact(SIZE, sizes) if len(sizes) == 1 else {"min": min(sizes),
-                                                                                    "max": max(sizes)}
+            _put(group, "size_bytes", _exact(SIZE, [d["size_bytes"] for d in members]))
             _put(group, "firmware", _exact(VERSION, [d["firmware"] for d in members]))
             groups.append(group)
         profile["disks"] = groups
@@ -3869,7 +3956,7 @@ def qr_summary_text(document: dict[str, Any]) -> str:
         f"SN {machine_serial(document) or '?'}",
         f"PN {system.get('product') or baseboard.get('product') or '?'}",
         f"CPU {len(sockets)}x {' / '.join(models) or '?'}" + (f" {cores}c" if cores else ""),
-        f"MEM {gib(total)} {memory.get('populated_slots', '?')}/"
+        f"MEM {human_size(total, '?')} {memory.get('populated_slots', '?')}/"
         f"{memory.get('total_slots', '?')} DIMM",
         f"DISK {'?' if disks is None else disks} GPU {'?' if gpus is None else gpus}",
         f"FINDINGS {len(findings)}" + (f" ({critical} critical)" if critical else ""),
@@ -4067,7 +4154,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_document(path: Path) -> dict[str, Any]:
-    """A saved audit document. Raises ProfileError with one line naming the problem."""
+    """A saved audit document of this audit's SCHEMA_VERSION. Raises ProfileError with one line naming the
+    problem."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except OSError as exc:
@@ -4078,6 +4166,9 @@ def load_document(path: Path) -> dict[str, Any]:
         raise ProfileError(f"{path}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, dict) or "schema_version" not in data or "collectors" not in data:
         raise ProfileError(f"{path}: not a bee audit document (no schema_version and collectors)")
+    if data["schema_version"] != SCHEMA_VERSION:  # its keys mean other things: checks would read nothing
+        raise ProfileError(f"{path}: schema_version {json.dumps(data['schema_version'])}, this audit reads "
+                           f"{SCHEMA_VERSION}; audit the machine again with this audit")
     return data
 
 
@@ -4094,6 +4185,10 @@ def write_profile(path: Path, document: dict[str, Any]) -> bool:
         failed = [check["message"] for check in own["checks"] if not check["passed"]]
         log(f"--make-profile: this machine fails its own profile ({'; '.join(failed)}); "
             "fix it or edit the health part of the profile")
+    for name, section in PROFILE_SECTIONS.items():  # a section left out for want of data checks nothing
+        gap = collector_gap(document, section.collector, not section.items(document))
+        if gap is not None:
+            log(f"--make-profile: no {name} in the profile: {gap}; add them by hand or audit again")
     try:
         write_atomically(path, text)
     except OSError as exc:

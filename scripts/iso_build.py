@@ -253,6 +253,16 @@ def check_login(cfg: Any) -> list[str]:
     return [problem] if problem else []
 
 
+def check_expect_profile(cfg: Any) -> list[str]:
+    """The built-in acceptance profile (bee.live.expect_profile), when set, is one the audit can use: a bad
+    one stops the build before the slow NVIDIA step, not after it."""
+    try:
+        live_system.load_expect_profile(cfg)
+    except live_system.StagingError as err:
+        return [str(err)]
+    return []
+
+
 PREFLIGHT_CHECKS: dict[str, Callable[[Any], list[str]]] = {
     "alpine": check_alpine,
     "tools": check_builder_tools,
@@ -260,6 +270,7 @@ PREFLIGHT_CHECKS: dict[str, Callable[[Any], list[str]]] = {
     "headers": check_headers,
     "space": check_free_space,
     "login": check_login,
+    "profile": check_expect_profile,
 }
 
 

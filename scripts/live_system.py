@@ -222,22 +222,33 @@ def stage_credentials(cfg: Any, overlay_dir: Path, password_file: Path) -> None:
         hash_target.unlink(missing_ok=True)
 
 
-def stage_expect_profile(cfg: Any, overlay_dir: Path) -> None:
-    """Put the acceptance profile of `bee.live.expect_profile` (if set) at `bee.live.expect_profile_file`
-    in the overlay, after checking it with the audit's own loader: a typo fails the build, not the boot."""
+def load_expect_profile(cfg: Any) -> tuple[Path, Any] | None:
+    """The file and the loaded profile of `bee.live.expect_profile`, checked with the audit's own loader (a
+    typo fails the build, not the boot); None when none is set. Raises StagingError (one line). The one
+    place this is checked: the build's preflight and the staging below both call it."""
     live = cfg.bee.live
-    target = buildconfig.live_path(overlay_dir, live.expect_profile_file)
     if not live.expect_profile:
-        target.unlink(missing_ok=True)
-        return
+        return None
     from audit import audit  # standard library only; the live system runs the same loader
 
     source = buildconfig.resolve_path(cfg, live.expect_profile)
     try:
-        profile = audit.load_profile(str(source))
+        return source, audit.load_profile(str(source))
     except audit.ProfileError as exc:
         raise StagingError(f"bee.live.expect_profile: {exc}; fix the profile (audit --make-profile makes "
                            "one) or set bee.live.expect_profile to \"\"") from None
+
+
+def stage_expect_profile(cfg: Any, overlay_dir: Path) -> None:
+    """Put the acceptance profile of `bee.live.expect_profile` (if set) at `bee.live.expect_profile_file`
+    in the overlay, after checking it (load_expect_profile)."""
+    live = cfg.bee.live
+    target = buildconfig.live_path(overlay_dir, live.expect_profile_file)
+    loaded = load_expect_profile(cfg)
+    if loaded is None:
+        target.unlink(missing_ok=True)
+        return
+    source, profile = loaded
     write_file(target, source.read_bytes(), 0o644)
     print(f"live_system: acceptance profile {profile.name!r} ({source}) built in as "
           f"{live.expect_profile_file}")

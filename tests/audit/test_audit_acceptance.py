@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -98,9 +99,9 @@ def test_lab_profile_says_what_the_lab_server_is(lab):
     assert len(memory["slots"]) == 16
     groups = {json.dumps(group["match"], sort_keys=True): group for group in made["disks"]}
     nvme = groups[json.dumps({"model": "QEMU NVMe Ctrl", "transport": "nvme"}, sort_keys=True)]
-    assert (nvme["count"], nvme["size_bytes"], nvme["firmware"]) == (1, 256 * MiB, "7.2.22")
+    assert (nvme["count"], nvme["size_bytes"], nvme["firmware"]) == (1, "268 MB", "7.2.22")  # 256 MiB
     sata = groups[json.dumps({"model": "ST4000NM0035-1V4107", "transport": "sata"}, sort_keys=True)]
-    assert (sata["count"], sata["size_bytes"]) == (1, 256 * MiB)
+    assert (sata["count"], sata["size_bytes"]) == (1, "268 MB")
     assert not any(group["match"].get("transport") == "usb" for group in made["disks"])  # the stick
     assert made["psus"] == {"count": 1, "part_number": "PWS-1K62A-1R"}
     assert made["bmc"] == {"firmware": "3.88", "manufacturer": "Super Micro Computer Inc."}  # its mc info
@@ -193,7 +194,7 @@ def gpu_path(tmp_path, monkeypatch):
 def test_gpu_server_profile_and_its_own_pass(gpu_path):
     document = audit.build_document(gpu_server(gpu_path / "a", V100S_XML.read_text()))
     made = audit.make_profile(document)
-    assert made["gpus"] == {"count": 8, "product": "Tesla V100S-PCIE-32GB", "memory_total_bytes": 32510 * MiB,
+    assert made["gpus"] == {"count": 8, "product": "Tesla V100S-PCIE-32GB", "memory_total_bytes": "34.1 GB",
                             "vbios_version": "88.00.98.00.01", "link_width": {"min": 16},
                             "link_speed_gts": {"min": 8.0}}
     assert made["board"]["product"] == "G482-Z54-00"
@@ -235,6 +236,37 @@ def test_gpu_server_with_another_vbios_fails_and_versions_compare_as_versions(gp
     assert failures(document, profile({"gpus": {"vbios_version": "88.00.*"}})) == []
 
 
+# -- every real nvidia-smi -q -x XML: its profile passes on it, fails with another VBIOS or one GPU fewer ---
+
+NVIDIA_XMLS = sorted((REAL_FIXTURES / "nvidia-smi").glob("*.xml"))
+
+
+@pytest.mark.parametrize("fixture", NVIDIA_XMLS, ids=[path.stem for path in NVIDIA_XMLS])
+def test_every_nvidia_smi_fixture_passes_its_own_profile_and_fails_mutated(fixture, gpu_path):
+    xml = fixture.read_text()
+    document = audit.build_document(gpu_server(gpu_path / "a", xml), [("nvidia", audit.collect_nvidia)])
+    gpus = document["nvidia"]
+    assert gpus and document["collectors"]["nvidia"]["status"] == "ok"
+    rules = profile_of(document)
+    made = rules.rules["sections"]["gpus"]
+    assert made["count"] == len(gpus) == xml.count('<gpu id="')
+    assert audit.check_profile(document, rules)["passed"] is True
+    assert made["fields"]["product"] == gpus[0]["product"]
+    vbios = gpus[0]["vbios_version"]
+    if vbios:  # another VBIOS on the first GPU: exactly that GPU fails, by address and words
+        other = xml.replace(f"<vbios_version>{vbios}<", "<vbios_version>1.2.3<", 1)
+        changed = audit.build_document(gpu_server(gpu_path / "b", other), [("nvidia", audit.collect_nvidia)])
+        failed = failures(changed, rules)
+        assert len(failed) == 1 and failed[0].startswith(f"gpu {gpus[0]['bus_id']} (")
+        assert failed[0].endswith(f"VBIOS 1.2.3, expected {vbios}")
+    if len(gpus) > 1:
+        last = xml.rindex('<gpu id="')
+        fewer = xml[:last] + xml[xml.index("</gpu>", last) + len("</gpu>"):]
+        changed = audit.build_document(gpu_server(gpu_path / "c", fewer), [("nvidia", audit.collect_nvidia)])
+        count = f"gpus: {len(gpus) - 1} of {len(gpus)} {gpus[0]['product']} found"
+        assert failures(changed, rules) == [count]
+
+
 # -- disks: a real lsblk listing with real smartctl JSON per disk ------------------------------------------
 
 
@@ -257,6 +289,99 @@ def test_a_disk_failing_smart_is_a_critical_finding_that_fails_the_health_gate(g
     failed = failures(bad, rules)
     assert any(message.startswith("health: 1 critical findings: disk /dev/nvme1n1")
                and "SMART overall health self-assessment FAILED" in message for message in failed)
+
+
+NVME_SMART = sorted(path for path in (REAL_FIXTURES / "smartctl").glob("*nvme*.json")
+                    if "scan" not in path.name)
+AZURE_LSBLK = REAL_FIXTURES / "lsblk" / "azuremetadata-azure-vm-sles-lsblk-J-default.json"
+
+
+def disks_machine(root: Path, lsblk: Path, smart: dict[str, Path]) -> dict:
+    """The storage collector on stand-in lsblk and smartctl printing real files (smartctl: one per disk)."""
+    bin_dir = root / "bin"
+    tool_printing(bin_dir, "lsblk", lsblk)
+    cases = " ".join(f"*/{name}) /bin/cat {path}; exit 0;;" for name, path in smart.items())
+    write_tool(bin_dir, "smartctl", f'case "$*" in {cases} esac; exit 1')
+    os.environ["PATH"] = str(bin_dir)  # the test's monkeypatch restores it
+    runner = audit.Runner(sysfs=root / "sys", procfs=root / "proc", devfs=root / "dev")
+    return audit.build_document(runner, [("storage", audit.collect_storage)])
+
+
+@pytest.mark.parametrize("smart", NVME_SMART, ids=[path.stem for path in NVME_SMART])
+def test_two_nvme_disks_make_groups_in_human_sizes(gpu_path, smart):
+    document = disks_machine(gpu_path / "a", LSBLK, {"nvme0n1": smart, "nvme1n1": SMART_OK})
+    first, second = document["storage"]
+    assert (first["size_bytes"], second["size_bytes"]) == (1_024_209_543_168, 4_000_787_030_016)
+    assert second["model"] == "Seagate FireCuda 530 ZP4000GM30023"  # smartctl's word over lsblk's
+    firmware = json.loads(smart.read_text()).get("firmware_version")
+    made = audit.make_profile(document)["disks"]
+    if first["model"] == second["model"]:  # the FireCuda twice: one group, both sizes allowed
+        assert made == [{"match": {"transport": "nvme", "model": second["model"]}, "count": 2,
+                         "size_bytes": ["1.02 TB", "4 TB"], "firmware": "REDACTED"}]
+    else:
+        assert made == [
+            {"match": {"transport": "nvme", "model": first["model"]}, "count": 1, "size_bytes": "1.02 TB",
+             **({"firmware": firmware} if firmware else {})},
+            {"match": {"transport": "nvme", "model": second["model"]}, "count": 1, "size_bytes": "4 TB",
+             "firmware": "REDACTED"}]
+    rules = profile_of(document)
+    assert audit.check_profile(document, rules)["passed"] is True
+    # a 3.84 TB disk where the 4 TB one was, and other firmware on the first: each named, nothing else
+    listing = json.loads(LSBLK.read_text())
+    listing["blockdevices"][1]["size"] = 3_840_755_982_336
+    write(gpu_path / "b.json", listing)
+    write(gpu_path / "smart.json", json.loads(smart.read_text()) | {"firmware_version": "0.0.1"})
+    changed = disks_machine(gpu_path / "b", gpu_path / "b.json", {"nvme0n1": gpu_path / "smart.json",
+                                                                  "nvme1n1": SMART_OK})
+    failed = failures(changed, rules)
+    label = audit.PROFILE_SECTIONS["disks"].label
+    expected_size = "1.02 TB, 4 TB" if first["model"] == second["model"] else "4 TB"
+    assert f"{label(audit._disk_items(changed)[1])}: size 3.84 TB, expected " + (
+        f"one of {expected_size}" if "," in expected_size else expected_size) in failed
+    assert len(failed) == 1 + bool(firmware)
+    if firmware:
+        assert f"{label(audit._disk_items(changed)[0])}: firmware 0.0.1, expected {firmware}" in failed
+
+
+def test_disks_of_unknown_size_are_counted_not_sized(gpu_path):
+    document = disks_machine(gpu_path / "a", AZURE_LSBLK, {})  # lsblk without -b: sizes are "30G" texts
+    made = audit.make_profile(document)
+    assert made["disks"] == [{"match": {}, "count": 2}]
+    rules = profile_of(document)
+    assert audit.check_profile(document, rules)["passed"] is True
+    listing = json.loads(AZURE_LSBLK.read_text())
+    del listing["blockdevices"][1]  # the 16G resource disk
+    write(gpu_path / "one.json", listing)
+    assert failures(disks_machine(gpu_path / "b", gpu_path / "one.json", {}), rules) == [
+        "disks[0]: 1 of 2 disks found"]
+    assert failures(document, profile({"disks": [{"size_bytes": {"min": "16 GB"}, "count": 2}]})) == [
+        f"disk /dev/{name}: size unknown, expected at least 16 GB" for name in ("sda", "sdb")]
+
+
+@pytest.mark.parametrize(("text", "size", "holds"), [
+    ("3.84 TB", 3_840_755_982_336, True),    # a KIOXIA KCD61LUL3T84 as lsblk -b says it
+    ("4 TB", 3_840_755_982_336, False),      # a 3.84 TB disk is not a 4 TB one
+    ("4 TB", 4_000_787_030_016, True),
+    ("1.02 TB", 1_024_209_543_168, True),
+    ("1 TB", 1_024_209_543_168, False),
+    ("32 GiB", 32 * GiB, True),
+    ("32 GiB", 31 * GiB, False),
+    ("268 MB", 256 * MiB, True),
+    ("512 B", 512, True),
+    ("512 B", 513, False),
+])
+def test_a_size_text_holds_at_its_precision(text, size, holds):
+    spec = audit.normalize_spec("size", text, "x")
+    assert audit.spec_holds("size", spec, size) is holds
+    assert audit.describe_spec("size", spec) == text
+
+
+def test_one_size_formatter_everywhere():
+    assert not hasattr(audit, "gib")
+    for size in (32 * GiB, 3_840_755_982_336, 4_000_787_030_016, 256 * MiB, 999, 2 << 40):
+        shown = audit.human_size(size)
+        assert audit.spec_holds("size", audit.normalize_spec("size", shown, "x"), size), shown
+    assert (audit.human_size(None), audit.human_size(None, "?")) == ("unknown", "?")
 
 
 # -- every real SMBIOS fixture: its profile passes on it, and fails with a DIMM pulled or another BIOS ------
@@ -383,8 +508,91 @@ def test_a_warning_check_is_a_warning_finding_and_does_not_fail(lab):
 
 
 def test_a_section_with_nothing_to_check_fails_when_nothing_is_there(lab):
-    failed = failures(lab_document(lab), profile({"gpus": {"product": "*H100*"}}))
+    document = lab_document(lab)
+    document["nvidia"], document["collectors"]["nvidia"] = [], {"status": "ok", "duration": 0, "errors": []}
+    failed = failures(document, profile({"gpus": {"product": "*H100*"}}))
     assert failed == ["gpus: 0 GPUs found, expected at least 1"]
+
+
+# -- a collector that was skipped or failed: unknown, one failed check per section, never "0 found" -------
+
+
+def test_a_skipped_nvidia_collector_is_unknown_not_zero_gpus(gpu_path):
+    xml = V100S_XML.read_text()
+    runner = gpu_server(gpu_path / "a", xml)
+    rules = profile_of(audit.build_document(runner))
+    (gpu_path / "a" / "proc/driver/nvidia").rmdir()  # the driver did not load
+    document = audit.build_document(runner)
+    assert document["collectors"]["nvidia"] == {
+        "status": "skipped", "duration": document["collectors"]["nvidia"]["duration"], "errors": [],
+        "reason": "driver not loaded"}
+    acceptance = audit.check_profile(document, rules)
+    assert [c["message"] for c in acceptance["checks"] if c["check"].startswith("gpus")] == [
+        "gpus: unknown, the nvidia collector was skipped (driver not loaded)"]
+    assert acceptance["passed"] is False  # we could not verify: that is not a pass
+    jsonschema.Draft202012Validator(DOCUMENT_SCHEMA).validate(
+        json.loads(audit.render(audit.apply_acceptance(document, acceptance))))
+
+
+def test_nvidia_smi_missing_says_so(gpu_path):
+    runner = gpu_server(gpu_path / "a", V100S_XML.read_text())
+    (gpu_path / "a" / "bin" / "nvidia-smi").unlink()
+    document = audit.build_document(runner, [("nvidia", audit.collect_nvidia)])
+    assert failures(document, profile({"gpus": {"count": 8}})) == [
+        "gpus: unknown, the nvidia collector was skipped (nvidia-smi not installed)"]
+
+
+def test_no_dmi_is_one_unknown_check_per_section_not_sixteen_missing_slots(lab):
+    document = lab_document(lab)
+    rules = profile_of(document)
+    write_tool(lab / "bin", "dmidecode", "echo '# No SMBIOS nor DMI entry point found' >&2; exit 1")
+    failed = failures(lab_document(lab), rules)
+    for name in ("board", "cpu", "memory"):
+        types = {"board": "0,1,2,3", "cpu": "4", "memory": "17"}[name]
+        assert [message for message in failed if message.startswith(f"{name}:")] == [
+            f"{name}: unknown, the {name} collector failed (dmidecode -t {types}: no SMBIOS/DMI table found "
+            "(No SMBIOS nor DMI entry point found); the VM or firmware provides none: DMI data unknown)"]
+    assert not any("not found" in message or " of " in message for message in failed), failed
+    (lab / "bin" / "dmidecode").unlink()
+    failed = failures(lab_document(lab), rules)
+    assert "memory: unknown, the memory collector was skipped (dmidecode not installed)" in failed
+
+
+def test_make_profile_says_which_sections_it_could_not_fill(lab, tmp_path, capsys):
+    document = lab_document(lab)  # here the lab has no NVIDIA driver and no /sys/class/net
+    saved = write(tmp_path / "doc.json", audit.render(document))
+    capsys.readouterr()
+    assert audit.main(["--no-qr", "--document", str(saved), "--make-profile", str(tmp_path / "p.json"),
+                       "--output", str(tmp_path / "out.json")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"audit: --make-profile: no {name} in the profile: the {collector} collector was skipped ({reason}); "
+        "add them by hand or audit again"
+        for name, collector, reason in (
+            ("gpus", "nvidia", "driver not loaded"), ("nics", "network", "no /sys/class/net"),
+            ("hcas", "infiniband", "no /sys/class/infiniband: no RDMA driver loaded"))]
+    made = json.loads((tmp_path / "p.json").read_text())
+    assert "gpus" not in made and "nics" not in made
+
+
+def test_a_group_section_whose_collector_failed_is_one_unknown_check(lab):
+    document = lab_document(lab)
+    document["storage"] = None
+    document["collectors"]["storage"] = {"status": "error", "duration": 0.1, "errors": [
+        {"collector": "storage", "command": "lsblk -J", "message": "timed out after 30.0 s and was killed"}]}
+    rules = profile({"disks": [{"match": {"transport": "nvme"}, "count": 2, "severity": "warning"},
+                               {"match": {}, "count": 0}]})
+    acceptance = audit.check_profile(document, rules)
+    assert [(c["check"], c["severity"], c["message"]) for c in acceptance["checks"]] == [
+        ("disks", "critical",
+         "disks: unknown, the storage collector failed (lsblk -J: timed out after 30.0 s and was killed)")]
+
+
+def test_degraded_links_unknown_without_pcie(lab):
+    document = lab_document(lab)
+    document["pcie"], document["collectors"]["pcie"]["status"] = None, "skipped"
+    document["collectors"]["pcie"]["reason"] = "lspci not installed"
+    assert failures(document, profile({"health": {"no_degraded_links": ["gpu"]}})) == [
+        "health: PCIe links unknown, the pcie collector was skipped (lspci not installed)"]
 
 
 def test_a_last_empty_group_forbids_other_disks(lab):
@@ -475,6 +683,38 @@ def test_a_bad_document_is_exit_2_and_one_line(tmp_path, capsys):
         f"audit: --document {path}: not a bee audit document (no schema_version and collectors)"]
 
 
+@pytest.mark.parametrize("option", ["--expect", "--make-profile"])
+def test_a_document_of_another_schema_version_is_exit_2_and_one_line(lab, tmp_path, capsys, option):
+    document = json.loads(audit.render(lab_document(lab)))
+    document["schema_version"] = 1
+    saved = write(tmp_path / "old.json", audit.render(document))
+    rules = write(tmp_path / "p.json", {"cpu": {"count": 2}})
+    target = str(rules) if option == "--expect" else str(tmp_path / "made.json")
+    capsys.readouterr()
+    assert audit.main(["--no-qr", "--document", str(saved), option, target]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"audit: --document {saved}: schema_version 1, this audit reads {audit.SCHEMA_VERSION}; "
+        "audit the machine again with this audit"]
+    assert not (tmp_path / "made.json").exists()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"memory": {"count": {"min": 8, "max": 4}}}, "memory.count: min 8 is above max 4, so nothing"),
+    ({"disks": [{"match": {"size_bytes": {"min": "4 TB", "max": "3.8 TB"}}}]},
+     'disks[0].match.size_bytes: min "4 TB" is above max "3.8 TB"'),
+    ({"board": {"bios_version": {"min": "2.10.0", "max": "2.9.1"}}},
+     'board.bios_version: min "2.10.0" is above max "2.9.1"'),
+])
+def test_an_impossible_range_is_a_bad_profile(tmp_path, capsys, data, message):
+    path = write(tmp_path / "p.json", data)
+    assert audit.main(["--no-qr", "--expect", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"audit: --expect {path}: {message}"), lines
+    assert audit.normalize_spec("version", {"min": "2.9.1", "max": "2.10.0"}, "x")  # in order: fine
+
+
 def test_qr_summary_starts_with_the_verdict(lab, monkeypatch):
     document = lab_document(lab)
     passed = audit.apply_acceptance(document, audit.check_profile(document, profile_of(document)))
@@ -540,11 +780,53 @@ def test_a_missing_http_profile_is_not_retried(server):
 
 
 def test_an_unreachable_profile_server_gives_up_after_bounded_tries(monkeypatch, server):
-    monkeypatch.setattr(audit, "PROFILE_FETCH_ATTEMPTS", 3)
     started = time.monotonic()
-    with pytest.raises(audit.ProfileError, match=r"cannot fetch it: .*\(after 3 tries\)"):
-        audit.fetch_profile("http://127.0.0.1:9/p.json")  # the discard port: refused
+    with pytest.raises(audit.ProfileError, match=r"cannot fetch it: .*\(after 6 tries\)"):
+        audit.fetch_profile("http://127.0.0.1:9/p.json", audit.PROFILE_FETCH_ATTEMPTS)  # discard: refused
     assert time.monotonic() - started < 5
+
+
+def test_expect_url_says_each_retry_and_gives_up_sooner_than_the_live_system(server, capsys):
+    ProfileServer.failures = 99
+    url = f"{server}/p.json"
+    assert audit.main(["--no-qr", "--expect", url]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert ProfileServer.requests == audit.PROFILE_EXPECT_ATTEMPTS == 3 < audit.PROFILE_FETCH_ATTEMPTS
+    assert lines == [
+        f"audit: profile {url}: try 1 of 3 failed: HTTP 503 Service Unavailable; trying again in 0.01 s",
+        f"audit: profile {url}: try 2 of 3 failed: HTTP 503 Service Unavailable; trying again in 0.02 s",
+        f"audit: --expect {url}: cannot fetch it: HTTP 503 Service Unavailable (after 3 tries)"]
+
+
+@pytest.mark.parametrize("body", [b"{" * (1 << 20) + b"}", b'{"cpus": {}}'])
+def test_a_profile_that_arrived_invalid_is_final_at_once(server, body):
+    ProfileServer.body = body
+    with pytest.raises(audit.ProfileError, match=r"larger than 1048576 bytes|cpus: unknown key"):
+        audit.load_profile(f"{server}/p.json")
+    assert ProfileServer.requests == 1
+
+
+def test_a_garbled_answer_is_retried_not_a_crash(monkeypatch, capsys):
+    monkeypatch.setattr(audit, "PROFILE_FETCH_BACKOFF", 0.01)
+    listener = socket.create_server(("127.0.0.1", 0))
+    answers = []
+
+    def garble():
+        for _ in range(2):
+            connection, _ = listener.accept()
+            connection.recv(4096)
+            connection.sendall(b"garbage\r\n\r\n")
+            connection.close()
+            answers.append(1)
+
+    threading.Thread(target=garble, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/p.json"
+    with pytest.raises(audit.ProfileError, match=r"^cannot fetch it: BadStatusLine: garbage \(after 2 tries"):
+        audit.fetch_profile(url, 2)
+    listener.close()
+    assert len(answers) == 2
+    assert capsys.readouterr().err == (f"audit: profile {url}: try 1 of 2 failed: BadStatusLine: garbage; "
+                                       "trying again in 0.01 s\n")
 
 
 def live_machine(root: Path, cmdline: str, stick: dict | None) -> Path:

@@ -160,6 +160,13 @@ def test_audit_and_nvidia_only_order_themselves_after_others(graph):
     assert "bee-network" not in graph["bee-nvidia"].get("ineed", [])
 
 
+def test_the_audit_fetching_a_profile_comes_after_the_network_without_needing_it(graph):
+    """bee.profile=URL is fetched by the audit: it starts after bee-network, uses net, never needs it."""
+    deps = graph["bee-audit-debug"]
+    assert "bee-network" in deps["iafter"] and "net" in deps["iuse"]
+    assert "net" not in deps.get("ineed", []) + deps.get("iwant", [])
+
+
 def test_conf_d_files_pass_shellcheck_and_busybox(cfg, tmp_path):
     """conf.d files have no shebang, so tests/test_shell.py does not find them: check them here."""
     confs = rendered_conf_d(cfg, tmp_path)

@@ -143,6 +143,13 @@ class FakeLive:
     def __init__(self):
         self.calls: list[tuple[Path, Path]] = []
 
+    def load_expect_profile(self, cfg):
+        """The real check (quick, pure: the audit's own loader), its error as this stand-in's."""
+        try:
+            return live_system.load_expect_profile(cfg)
+        except live_system.StagingError as err:
+            raise FakeStagingError(str(err)) from None
+
     def stage_live_system(self, cfg, overlay_dir, *, password_file):
         self.calls.append((Path(overlay_dir), Path(password_file)))
         service = Path(overlay_dir) / "etc" / "init.d" / "bee-audit-debug"

@@ -369,6 +369,14 @@ def test_preflight_passes_on_a_ready_builder(builder, act):
     assert act.lines == []
 
 
+def test_preflight_passes_with_a_valid_built_in_profile(builder, act, monkeypatch):
+    good = builder.root / "fleet.json"
+    good.write_text('{"name": "fleet", "gpus": {"count": 8, "product": "*H100*"}}\n')
+    monkeypatch.setenv("INVOKE_BEE_LIVE_EXPECT_PROFILE", str(good))
+    iso_build.preflight(builder.config(), act)
+    assert act.lines == []
+
+
 def break_alpine(builder, monkeypatch):
     builder.path("alpine_release").unlink()
 
@@ -413,6 +421,12 @@ def break_login(builder, monkeypatch):
     monkeypatch.setenv("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "")
 
 
+def break_profile(builder, monkeypatch):
+    bad = builder.root / "fleet.json"
+    bad.write_text('{"gpus": {"count": 8, "prodcut": "*H100*"}}\n')
+    monkeypatch.setenv("INVOKE_BEE_LIVE_EXPECT_PROFILE", str(bad))
+
+
 BREAKAGES = {
     "not alpine": (break_alpine, "not an Alpine system"),
     **{f"no {tool}": (break_tool(tool), f"builder tool {tool} not found on PATH: run `invoke setup-builder`")
@@ -424,6 +438,7 @@ BREAKAGES = {
     "aports branch": (break_aports_branch, "is on branch 3.20-stable, not 3.22-stable (bee.alpine.branch)"),
     "no space": (break_space, "mkimage needs 1e+06 GiB"),
     "no login": (break_login, "password_fallback is false: nobody could log in"),
+    "bad profile": (break_profile, "bee.live.expect_profile: {root}/fleet.json: gpus.prodcut: unknown key"),
 }
 
 
@@ -438,7 +453,7 @@ def test_each_preflight_failure_is_one_line_and_nothing_slow_starts(builder, act
 
     assert len(raised.value.problems) == 1, raised.value.problems
     problem = raised.value.problems[0]
-    assert message in problem and "\n" not in problem
+    assert message.format(root=builder.root) in problem and "\n" not in problem
     assert f"preflight: {problem}" in act.lines
     assert "build" not in builder.nvidia.calls and builder.nvidia.makes == 0
     assert list(fp.calls) == []

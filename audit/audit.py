@@ -2887,11 +2887,15 @@ class SizeText(int):
 
     def __new__(cls, text: str, number: decimal.Decimal, factor: int) -> SizeText:
         size = super().__new__(cls, round(number * factor))
+        size._args = (text, number, factor)  # for copy and pickle (__getnewargs__)
         size.text = " ".join(text.split())
         step = min(number.as_tuple().exponent, number.adjusted() - 2)  # the last digit that counts
         half = decimal.Decimal(5).scaleb(step - 1)
         size.low, size.high = math.ceil((number - half) * factor), math.ceil((number + half) * factor)
         return size
+
+    def __getnewargs__(self) -> tuple[str, decimal.Decimal, int]:
+        return self._args
 
     def holds(self, found: Any) -> bool:
         """Whether a size found reads as this text: low <= found < high."""

@@ -376,6 +376,15 @@ def test_a_size_text_holds_at_its_precision(text, size, holds):
     assert audit.describe_spec("size", spec) == text
 
 
+def test_a_size_text_survives_a_copy_of_the_checked_document(lab):
+    document = lab_document(lab)
+    checked = audit.apply_acceptance(document, audit.check_profile(document, profile_of(document)))
+    again = copy.deepcopy(checked)
+    assert again == checked and audit.render(again) == audit.render(checked)
+    spec = copy.deepcopy(audit.normalize_spec("size", "3.84 TB", "x"))
+    assert (spec.text, spec.holds(3_840_755_982_336), int(spec)) == ("3.84 TB", True, 3_840_000_000_000)
+
+
 def test_one_size_formatter_everywhere():
     assert not hasattr(audit, "gib")
     for size in (32 * GiB, 3_840_755_982_336, 4_000_787_030_016, 256 * MiB, 999, 2 << 40):

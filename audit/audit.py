@@ -2133,17 +2133,23 @@ def nvlink_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def attach_nvlink(ctx: Context, gpus: list[dict[str, Any]]) -> None:
-    """Give every GPU its NVLinks (`nvidia-smi nvlink -s`) and topology row (`nvidia-smi topo -m`), matched
-    by UUID where both name one, else by position (nvidia-smi lists GPUs in one index order)."""
+    """Give every GPU its NVLinks (`nvidia-smi nvlink -s`) and topology row (`nvidia-smi topo -m`). The
+    `nvlink -s` entry is the one naming the GPU's UUID (else, when either has no UUID, the one at the GPU's
+    place in the XML, which nvidia-smi writes in index order); the topology row is the one named after that
+    entry's index ("GPU3"), never a row taken by position."""
     status = parse_nvlink_status(ctx.output(["nvidia-smi", "nvlink", "-s"]))
-    topology = parse_topology(ctx.output(["nvidia-smi", "topo", "-m"]))
+    topology = {row["gpu"]: row for row in parse_topology(ctx.output(["nvidia-smi", "topo", "-m"]))}
     by_uuid = {entry["uuid"]: entry for entry in status if entry["uuid"]}
+    by_index = {entry["index"]: entry for entry in status}
     for position, gpu in enumerate(gpus):
         entry = by_uuid.get(gpu.get("uuid")) if gpu.get("uuid") else None
-        if entry is None and position < len(status):
-            entry = status[position]
+        if entry is None:
+            candidate = by_index.get(position)
+            if candidate is not None and not (candidate["uuid"] and gpu.get("uuid")):
+                entry = candidate
         gpu["nvlink"] = nvlink_summary(entry)
-        gpu["topology"] = topology[position] if position < len(topology) else None
+        index = entry["index"] if entry is not None else position
+        gpu["topology"] = topology.get(f"GPU{index}")
 
 
 @collector("nvidia")
@@ -2200,13 +2206,53 @@ def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+NVSWITCH_PCI = ("10de", "0680")  # NVIDIA's NVSwitch functions: vendor 10de, class 0680 ("Bridge: other")
+FABRIC_UNTRAINED = ("not started", "in progress")
+NVLINKS_UNTRAINED = ("NVSwitch system without a running fabric manager (the live system has none): NVLinks "
+                     "are untrained, their state cannot be judged here")
+
+
+def nvswitch_functions(document: dict[str, Any]) -> list[str]:
+    """The PCI addresses of the NVSwitches (vendor 10de, class 0680) in the document's pcie section."""
+    vendor, class_id = NVSWITCH_PCI
+    return [str(entry.get("address")) for entry in document.get("pcie") or []
+            if str(entry.get("vendor_id") or "").lower() == vendor
+            and str(entry.get("class_id") or "").startswith(class_id)]
+
+
+def nvlinks_untrained(document: dict[str, Any]) -> bool:
+    """Whether the GPUs hang on NVSwitches that no fabric manager has set up (the live system runs none),
+    so their NVLinks cannot be judged: every GPU that reports NVLinks has none active, and the fabric
+    state is Not Started or In Progress (H100 and later), or no GPU has a fabric state (A100) and NVSwitch
+    PCI functions are present."""
+    gpus = [gpu for gpu in document.get("nvidia") or [] if isinstance(gpu, dict)]
+    counted = [(gpu.get("nvlink") or {}).get("active_links") for gpu in gpus]
+    counted = [active for active in counted if active is not None]
+    if not counted or any(counted):
+        return False
+    states = {str((gpu.get("fabric") or {}).get("state") or "").lower() for gpu in gpus}
+    if states & set(FABRIC_UNTRAINED):
+        return True
+    return not any(gpu.get("fabric") for gpu in gpus) and bool(nvswitch_functions(document))
+
+
+def topology_nvlinks(gpu: dict[str, Any]) -> int | None:
+    """The NVLinks `nvidia-smi topo -m` shows for a GPU: its largest NV# to a peer (behind NVSwitches every
+    peer shows all of the GPU's links, "NV18"); None without a topology row or NVLink peers."""
+    peers = ((gpu.get("topology") or {}).get("nvlink_peers") or {}).values()
+    return max((count for count in peers if isinstance(count, int)), default=0) or None
+
+
 @finding_rule
 def nvlink_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """A GPU with fewer active NVLinks than its peers (warning), or none at all on an NVLink system
-    (critical); GPUs whose NVSwitch fabric registration is not completed/success (they cannot do multi-GPU
-    work until the fabric manager has run)."""
+    (critical); one warning listing the GPUs whose NVSwitch fabric registration is not Completed/Success
+    (they cannot do multi-GPU work until the fabric manager has run). An NVSwitch system whose links are
+    untrained for want of a fabric manager (nvlinks_untrained) gets one warning saying so instead."""
+    gpus = [gpu for gpu in document.get("nvidia") or [] if isinstance(gpu, dict)]
+    if nvlinks_untrained(document):
+        return [finding("warning", "nvidia", NVLINKS_UNTRAINED)]
     found = []
-    gpus = document.get("nvidia") or []
     counted = [(gpu, (gpu.get("nvlink") or {}).get("active_links")) for gpu in gpus]
     counted = [(gpu, active) for gpu, active in counted if active is not None]
     most = max((active for _, active in counted), default=0)
@@ -2222,13 +2268,17 @@ def nvlink_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
         elif active < most:
             found.append(finding("warning", gpu_label(gpu),
                                  f"{active} active NVLinks where other GPUs have {most}{fabric_note}"))
+    pending: dict[tuple[str, str], list[str]] = {}
     for gpu in gpus:
         fabric = gpu.get("fabric") or {}
-        state, status = fabric.get("state"), fabric.get("status")
-        if fabric and ((state or "").lower(), (status or "").lower()) != FABRIC_DONE:
-            found.append(finding("warning", gpu_label(gpu),
-                                 f"NVSwitch fabric state {state}, status {status}: not usable for multi-GPU "
-                                 "work until the fabric manager has run"))
+        state, status = fabric.get("state") or "N/A", fabric.get("status") or "N/A"
+        if fabric and (state.lower(), status.lower()) != FABRIC_DONE:
+            pending.setdefault((state, status), []).append(str(gpu.get("bus_id")))
+    for (state, status), buses in pending.items():
+        found.append(finding("warning", "nvidia",
+                             f"NVSwitch fabric state {state}, status {status} on {len(buses)} of {len(gpus)} "
+                             f"GPUs ({', '.join(buses)}): not usable for multi-GPU work until the fabric "
+                             "manager has run"))
     return found
 
 
@@ -2825,11 +2875,13 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class ProfileField:
-    """A field of the items of a profile section: its kind (count, number, size, text, version, bool) and
-    the words a message names it by."""
+    """A field of the items of a profile section: its kind (count, number, size, text, version, bool), the
+    words a message names it by, and for a field that some machines cannot show (NVLinks without a fabric
+    manager) what says why a document cannot be judged on it (None: it can)."""
 
     kind: str
     words: str
+    unjudgeable: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -3200,7 +3252,8 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "driver_version": ProfileField(VERSION, "driver"),
         "link_width": ProfileField(COUNT, "PCIe link width"),
         "link_speed_gts": ProfileField(NUMBER, "PCIe link speed (GT/s)"),
-        "nvlinks_active": ProfileField(COUNT, "active NVLinks"),
+        "nvlinks_active": ProfileField(COUNT, "active NVLinks",
+                                       lambda doc: NVLINKS_UNTRAINED if nvlinks_untrained(doc) else None),
     }, _named("gpu", "address", "product", "serial"), "GPUs"),
     "nics": ProfileSection(_nic_items, {
         "vendor": ProfileField(TEXT, "vendor"),
@@ -3269,14 +3322,34 @@ def _normalize_slots(value: Any, where: str) -> dict[str, Any]:
     return slots
 
 
+def _split_required(section: ProfileSection, data: dict[str, Any], where: str) -> tuple[dict, list[str]]:
+    """The part without the `"required": true|false` of its fields that some machines cannot show, and the
+    names of those required (a check that cannot be judged then fails instead of staying unknown)."""
+    required, plain = [], dict(data)
+    for key, value in data.items():
+        field_ = section.fields.get(key)
+        if field_ is None or field_.unjudgeable is None or not isinstance(value, dict):
+            continue
+        if "required" not in value:
+            continue
+        if not isinstance(value["required"], bool):
+            raise ProfileError(f"{where}{key}.required: expected true or false, "
+                               f"got {json.dumps(value['required'])}")
+        if value["required"]:
+            required.append(key)
+        plain[key] = {bound: spec for bound, spec in value.items() if bound != "required"}
+    return plain, required
+
+
 def _normalize_part(name: str, section: ProfileSection, data: Any, where: str, severity: str) -> dict:
     if not isinstance(data, dict):
         raise ProfileError(f"{where.rstrip('.')}: expected an object, got {json.dumps(data)}")
     known = [*SECTION_COMMON, *(("count",) if section.counted else ()),
              *(("match",) if section.groups else ()), *section.own, *section.fields]
     _check_keys(data, known, where)
+    data, required = _split_required(section, data, where)
     part: dict[str, Any] = {"severity": _severity(data, where, severity),
-                            "fields": _normalize_fields(section, data, where)}
+                            "fields": _normalize_fields(section, data, where), "required": required}
     if section.counted:
         part["count"] = normalize_spec(COUNT, data["count"], f"{where}count") if "count" in data else None
     if section.groups:
@@ -3519,10 +3592,19 @@ def _count_check(name: str, section: ProfileSection, part: dict[str, Any], items
     return _check(f"{name}.count", part["count"], found, passed, part["severity"], message)
 
 
-def _field_checks(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict]) -> list[dict]:
+def _field_checks(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict],
+                  document: dict[str, Any]) -> list[dict]:
     checks = []
     for key, spec in part["fields"].items():
         field_ = section.fields[key]
+        reason = field_.unjudgeable(document) if field_.unjudgeable is not None and items else None
+        if reason is not None:  # one result for the section: unknown, or failed when the profile requires it
+            required = key in part.get("required", ())
+            message = f"{name}: {field_.words} not checkable: {reason}" + (
+                "; the profile requires them" if required else "")
+            checks.append(_check(f"{name}.{key}", spec, None, False if required else None, part["severity"],
+                                 message))
+            continue
         for item in items:
             found = item.get(key)
             passed = spec_holds(field_.kind, spec, found)
@@ -3577,7 +3659,7 @@ def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict
         elif not chosen and group["fields"]:
             checks.append(_check(f"{label}", None, None, False, group["severity"],
                                  f"{label}: not in the document"))
-        checks.extend(_field_checks(label, section, group, chosen))
+        checks.extend(_field_checks(label, section, group, chosen, document))
         if section.own_checks is not None:
             checks.extend(section.own_checks(document, group))
     return checks
@@ -3585,8 +3667,9 @@ def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict
 
 def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
     """The acceptance section for a document: the profile's name and sha256, `passed` (no failed check of
-    severity critical), the number of failed checks and every check with what was expected, what was found
-    and whether it held. Never raises: a missing part is a value found unknown, and a part of a (saved,
+    severity critical), the numbers of failed checks and of checks that cannot be judged on this machine
+    (`passed` null: they fail nothing), and every check with what was expected, what was found and whether
+    it held. Never raises: a missing part is a value found unknown, and a part of a (saved,
     hand-edited) document too odd to read is one failed check naming it."""
     checks: list[dict[str, Any]] = []
     parts = [*profile.rules["sections"].items(), ("health", profile.rules["health"])]
@@ -3599,7 +3682,7 @@ def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
             checks.append(_check(name, None, None, False, severity,
                                  f"{name}: cannot be checked, the document's data is odd: "
                                  f"{type(exc).__name__}: {exc}"))
-    failed = [check for check in checks if not check["passed"]]
+    failed = [check for check in checks if check["passed"] is False]
     return {
         "profile": profile.name,
         "source": profile.source,
@@ -3607,6 +3690,7 @@ def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
         "passed": not any(check["severity"] == "critical" for check in failed),
         "checks_total": len(checks),
         "checks_failed": len(failed),
+        "checks_unknown": sum(check["passed"] is None for check in checks),
         "checks": checks,
     }
 
@@ -3616,7 +3700,7 @@ def apply_acceptance(document: dict[str, Any], acceptance: dict[str, Any]) -> di
     (component "acceptance") for every failed check; an earlier acceptance and its findings are replaced."""
     findings = [f for f in document.get("findings") or [] if f.get("component") != "acceptance"]
     findings += [finding(check["severity"], "acceptance", check["message"])
-                 for check in acceptance["checks"] if not check["passed"]]
+                 for check in acceptance["checks"] if check["passed"] is False]
     result: dict[str, Any] = {}
     for key, value in document.items():
         if key in ("acceptance", "errors", "duration"):
@@ -3631,13 +3715,18 @@ def apply_acceptance(document: dict[str, Any], acceptance: dict[str, Any]) -> di
 
 
 def report_acceptance(acceptance: dict[str, Any]) -> None:
-    """PASS or FAIL and every failed check, one line each, on stderr (the live system's log)."""
+    """PASS or FAIL and every failed check, one line each, on stderr (the live system's log), then every
+    check that cannot be judged on this machine."""
     verdict = "PASS" if acceptance["passed"] else "FAIL"
-    log(f"acceptance: {verdict}: {acceptance['checks_failed']} of {acceptance['checks_total']} checks failed "
-        f"(profile {acceptance['profile']})")
+    unknown = acceptance.get("checks_unknown") or 0
+    log(f"acceptance: {verdict}: {acceptance['checks_failed']} of {acceptance['checks_total']} checks failed"
+        + (f", {unknown} not checkable" if unknown else "") + f" (profile {acceptance['profile']})")
     for check in acceptance["checks"]:
-        if not check["passed"]:
+        if check["passed"] is False:
             log(f"acceptance: {check['severity']}: {check['message']}")
+    for check in acceptance["checks"]:
+        if check["passed"] is None:
+            log(f"acceptance: unknown: {check['message']}")
 
 
 # -- acceptance: making a profile from a document (--make-profile) -------------------------------------------
@@ -3681,11 +3770,14 @@ def _grouped(items: list[dict[str, Any]], keys: tuple[str, ...]) -> list[tuple[d
 def make_profile(document: dict[str, Any]) -> dict[str, Any]:
     """The profile of the audited machine, to be edited into a fleet spec: what it has, in the profile
     language, in a stable order (sizes exact, speeds and link widths as minimums, every slot by name).
+    NVLinks left untrained for want of a fabric manager are written from `topo -m`'s NV# counts (or left
+    out), with a `description` saying so.
     It passes on the document it was made from unless that machine has critical findings or degraded
     links (the health gates a made profile always holds)."""
     board = _board_items(document)
     system = ((document.get("board") or {}).get("system") or {})
     name = " ".join(str(v) for v in (system.get("product"), machine_serial(document)) if v) or "this server"
+    notes: list[str] = []  # what the profile could not say as found, for its description
     profile: dict[str, Any] = {
         "name": f"{name} ({(document.get('generated_at') or '')[:10] or 'undated'})",
         "severity": "critical",
@@ -3738,7 +3830,16 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         _put(part, "vbios_version", _exact(VERSION, [g["vbios_version"] for g in gpus]))
         _put(part, "link_width", _at_least([g["link_width"] for g in gpus]))
         _put(part, "link_speed_gts", _at_least([g["link_speed_gts"] for g in gpus]))
-        if any(g["nvlinks_active"] for g in gpus):  # an NVLink system: as many active links as now
+        if nvlinks_untrained(document):  # no fabric manager: the links nvidia-smi's topology shows
+            wired = [topology_nvlinks(gpu) for gpu in document.get("nvidia") or []]
+            if wired and all(wired):
+                part["nvlinks_active"] = {"min": min(wired)}
+                notes.append("gpus.nvlinks_active is the NV# count of `nvidia-smi topo -m`: the NVLinks were "
+                             "untrained (no fabric manager), so it stays unknown where none runs")
+            else:
+                notes.append("gpus.nvlinks_active left out: the NVLinks were untrained (no fabric manager) "
+                             "and `nvidia-smi topo -m` showed no NV# count")
+        elif any(g["nvlinks_active"] for g in gpus):  # an NVLink system: as many active links as now
             _put(part, "nvlinks_active", _at_least([g["nvlinks_active"] for g in gpus]))
         profile["gpus"] = part
     nics = _nic_items(document)
@@ -3771,6 +3872,8 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         if part:
             profile["bmc"] = part
     profile["health"] = {"no_critical_findings": True, "no_degraded_links": ["gpu", "nic", "storage"]}
+    if notes:
+        profile = {"name": profile.pop("name"), "description": "; ".join(notes), **profile}
     return profile
 
 
@@ -4091,7 +4194,7 @@ def write_profile(path: Path, document: dict[str, Any]) -> bool:
         log(f"--make-profile: cannot make a profile from this document: {type(exc).__name__}: {exc}")
         return False
     if not own["passed"]:
-        failed = [check["message"] for check in own["checks"] if not check["passed"]]
+        failed = [check["message"] for check in own["checks"] if check["passed"] is False]
         log(f"--make-profile: this machine fails its own profile ({'; '.join(failed)}); "
             "fix it or edit the health part of the profile")
     try:

@@ -2583,9 +2583,11 @@ MC_INFO_INTS = {"Device ID": "device_id", "Device Revision": "device_revision",
 MC_INFO_KEYS = ("firmware_revision", "ipmi_version", "manufacturer_id", "manufacturer", "product_id",
                 "product_name", "device_id", "device_revision", "aux_firmware_revision")
 IPMI_UNKNOWN_NAME = re.compile(r"(?i)^unknown\s*\(0x[0-9a-f]+\)$")
-LAN_SECRETS = re.compile(rb"(?im)^(\s*SNMP Community String\s*:).*$")
+LAN_KEPT = ("Set in Progress", "IP Address Source", "IP Address", "Subnet Mask", "MAC Address",
+            "Default Gateway IP", "802.1q VLAN ID")  # the lines of `lan print` a capture keeps whole
+# what ipmitool prints for the IP address source (lib/ipmi_lanp.c: "Other" for any other value)
 IP_SOURCES = {"static address": "static", "dhcp address": "dhcp", "bios assigned address": "bios",
-              "other protocol": "other", "unspecified": None}
+              "other": "other", "other protocol": "other", "unspecified": None}
 
 
 def key_value_lines(text: str | None) -> list[tuple[str, str]]:
@@ -2649,16 +2651,16 @@ def ipv4(text: str | None) -> str | None:
 
 
 def parse_lan_print(text: str | None, channel: int | None = None) -> dict[str, Any] | None:
-    """The BMC's address on one LAN channel from `ipmitool lan print N`: IP source ("static", "dhcp",
-    "bios", "other"), IP address, netmask, default gateway, MAC and VLAN id (a number, None when
-    disabled). Authentication types, cipher suites, community strings and password policy are never
-    kept. None when the output holds no address at all."""
+    """The BMC's address on one LAN channel from `ipmitool lan print [N]`: IP source ("static", "dhcp",
+    "bios", "other"; None for "Unspecified" or anything ipmitool does not print), IP address, netmask,
+    default gateway, MAC and VLAN id (a number, None when disabled). Authentication types, cipher suites,
+    community strings and password policy are never kept. None when the output holds no address at all."""
     lan: dict[str, Any] = {"channel": channel, "ip_source": None, "ip_address": None, "netmask": None,
                            "gateway": None, "mac": None, "vlan_id": None}
     found = False
     for name, value in key_value_lines(text):
         if name == "IP Address Source":
-            lan["ip_source"] = IP_SOURCES.get(value.lower(), clean(value))
+            lan["ip_source"] = IP_SOURCES.get(" ".join(value.lower().split()))  # garbage: None
         elif name == "IP Address":
             lan["ip_address"], found = ipv4(value), True
         elif name == "Subnet Mask":
@@ -2673,8 +2675,18 @@ def parse_lan_print(text: str | None, channel: int | None = None) -> dict[str, A
 
 
 def redact_lan_secrets(output: bytes) -> bytes:
-    """`ipmitool lan print` output with the SNMP community string's value removed (never captured)."""
-    return LAN_SECRETS.sub(rb"\1 <redacted>", output)
+    """`ipmitool lan print` output as a capture keeps it: the lines the audit reads (LAN_KEPT) whole, every
+    other line as its name and "<redacted>" (SNMP community string, authentication types, cipher suites,
+    password policy, ARP and IP header settings), their continuation lines dropped."""
+    kept = []
+    for line in output.replace(b"\r", b"").split(b"\n"):
+        name, sep, _ = line.partition(b":")
+        label = name.decode("utf-8", "replace").strip()
+        if not sep or label in LAN_KEPT:
+            kept.append(line)
+        elif label:
+            kept.append(name + b": <redacted>")
+    return b"\n".join(kept)
 
 
 def bmc_lan_channels(ctx: Context) -> list[int]:
@@ -2694,22 +2706,21 @@ def bmc_lan_channels(ctx: Context) -> list[int]:
     return channels
 
 
-@collector("bmc")
-def collect_bmc(ctx: Context) -> dict[str, Any] | None:
-    """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then `lan print N` on every LAN channel
-    that `channel info` finds. One ipmitool at a time, shared with every collector that asks the BMC. A BMC
-    that does not answer `mc info` in time is asked nothing more."""
-    if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
-        return None
-    argv = ["ipmitool", "mc", "info"]
-    result = run_ipmitool_quiet(ctx, argv)
+def bmc_lan(ctx: Context) -> list[dict[str, Any]]:
+    """The BMC's LAN address: `ipmitool lan print` without a channel, where ipmitool itself finds the first
+    LAN channel in one process (the document's `channel` is then null: ipmitool does not say which). Only
+    when that finds no address are channels 1-11 asked one by one (`channel info N`, then `lan print N` on
+    each LAN channel). A timeout stops everything."""
+    argv = ["ipmitool", "lan", "print"]
+    result = run_ipmitool_quiet(ctx, argv, redact=redact_lan_secrets)
     if result is None:
-        return None
-    info = parse_mc_info(result.stdout) if ctx.check(result) else None
+        return []
     if result.timed_out:
-        return None
-    if result.ok and info is None:
-        ctx.error(argv, f"no BMC identity in the output: {first_line(result.stdout)}")
+        ctx.check(result)
+        return []
+    parsed = parse_lan_print(result.stdout) if result.ok else None
+    if parsed is not None:
+        return [parsed]
     lan = []
     for channel in bmc_lan_channels(ctx):
         argv = ["ipmitool", "lan", "print", str(channel)]
@@ -2721,6 +2732,26 @@ def collect_bmc(ctx: Context) -> dict[str, Any] | None:
             ctx.error(argv, f"no LAN address in the output: {first_line(result.stdout)}")
         else:
             lan.append(parsed)
+    return lan
+
+
+@collector("bmc")
+def collect_bmc(ctx: Context) -> dict[str, Any] | None:
+    """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then its LAN address (bmc_lan). One
+    ipmitool at a time, shared with every collector that asks the BMC. A BMC that does not answer `mc info`
+    in time is asked nothing more."""
+    if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
+        return None
+    argv = ["ipmitool", "mc", "info"]
+    result = run_ipmitool_quiet(ctx, argv)
+    if result is None:
+        return None
+    info = parse_mc_info(result.stdout) if ctx.check(result) else None
+    if result.timed_out:
+        return None
+    if result.ok and info is None:
+        ctx.error(argv, f"no BMC identity in the output: {first_line(result.stdout)}")
+    lan = bmc_lan(ctx)
     if info is None and not lan:
         return None
     return {**(info or dict.fromkeys(MC_INFO_KEYS)), "lan": lan}
@@ -2732,8 +2763,9 @@ def bmc_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     bmc = document.get("bmc") or {}
     channels = bmc.get("lan") or []
     if channels and not any(lan.get("ip_address") not in (None, "0.0.0.0") for lan in channels):
-        numbers = ", ".join(str(lan.get("channel")) for lan in channels)
-        return [finding("info", "bmc", f"the BMC has no IP address (LAN channel {numbers}): it cannot be "
+        numbers = [str(lan.get("channel")) for lan in channels if lan.get("channel") is not None]
+        where = f"LAN channel {', '.join(numbers)}" if numbers else "its first LAN channel"
+        return [finding("info", "bmc", f"the BMC has no IP address ({where}): it cannot be "
                                        "managed remotely until it gets one")]
     return []
 

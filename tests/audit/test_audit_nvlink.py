@@ -287,9 +287,13 @@ def test_untrained_a100_is_told_by_its_nvswitch_functions(fp, driver):
     a100_machine(fp, state="N/A", status="N/A", inactive={n: set(range(12)) for n in range(8)})
     document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
     assert {gpu["fabric"] for gpu in document["nvidia"]} == {None}
-    switches = [{"address": f"0000:{bus}:00.0", "vendor_id": "10de", "class_id": "0680"} for bus in ("c4", "c5")]
-    with_switches = {**document, "pcie": [{"address": "0000:00:00.0", "vendor_id": "8086", "class_id": "0600"},
-                                          *switches]}
+    switches = [
+        {"address": f"0000:{bus}:00.0", "vendor_id": "10de", "class_id": "0680"} for bus in ("c4", "c5")
+    ]
+    with_switches = {
+        **document,
+        "pcie": [{"address": "0000:00:00.0", "vendor_id": "8086", "class_id": "0600"}, *switches],
+    }
     assert audit.nvswitch_functions(with_switches) == ["0000:c4:00.0", "0000:c5:00.0"]
     assert audit.nvlink_findings(with_switches) == [
         {"severity": "warning", "component": "nvidia", "message": UNTRAINED}
@@ -380,7 +384,12 @@ def test_untrained_nvlinks_are_unknown_in_acceptance_and_made_from_the_topology(
     profile = audit.parse_profile(audit.render_profile(made).encode(), "made.json")
     result = audit.check_profile(untrained, profile)
     (check,) = [c for c in result["checks"] if c["check"] == "gpus.nvlinks_active"]
-    assert (check["passed"], check["found"], result["passed"], result["checks_unknown"]) == (None, None, True, 1)
+    assert (check["passed"], check["found"], result["passed"], result["checks_unknown"]) == (
+        None,
+        None,
+        True,
+        1,
+    )
     assert check["message"] == f"gpus: active NVLinks not checkable: {UNTRAINED}"
     assert failed_checks(untrained, {"gpus": {"nvlinks_active": {"min": 18}}}) == []
     assert failed_checks(untrained, {"gpus": {"nvlinks_active": {"min": 18, "required": True}}}) == [
@@ -388,9 +397,9 @@ def test_untrained_nvlinks_are_unknown_in_acceptance_and_made_from_the_topology(
     ]
     accepted = audit.apply_acceptance(untrained, result)
     schema = json.loads((REPO_ROOT / "audit" / "bee-audit.schema.json").read_text())
-    jsonschema.Draft202012Validator({**schema["properties"]["acceptance"], "$defs": schema["$defs"]}).validate(
-        json.loads(json.dumps(accepted["acceptance"]))
-    )
+    jsonschema.Draft202012Validator(
+        {**schema["properties"]["acceptance"], "$defs": schema["$defs"]}
+    ).validate(json.loads(json.dumps(accepted["acceptance"])))
     assert [f for f in accepted["findings"] if f["component"] == "acceptance"] == []
     h100_machine(fp, state="Completed", status="Success", active=True)
     trained = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
@@ -403,8 +412,15 @@ def test_untrained_nvlinks_are_unknown_in_acceptance_and_made_from_the_topology(
 
 
 def test_untrained_without_topology_counts_is_left_out_with_a_note():
-    gpus = [{"bus_id": f"0000:0{n}:00.0", "fabric": {"state": "Not Started", "status": None},
-             "nvlink": {"supported": True, "active_links": 0, "links": []}, "topology": None} for n in range(2)]
+    gpus = [
+        {
+            "bus_id": f"0000:0{n}:00.0",
+            "fabric": {"state": "Not Started", "status": None},
+            "nvlink": {"supported": True, "active_links": 0, "links": []},
+            "topology": None,
+        }
+        for n in range(2)
+    ]
     made = audit.make_profile({"nvidia": gpus})
     assert "nvlinks_active" not in made["gpus"]
     assert made["description"].startswith("gpus.nvlinks_active left out")

@@ -2155,17 +2155,23 @@ def nvlink_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def attach_nvlink(ctx: Context, gpus: list[dict[str, Any]]) -> None:
-    """Give every GPU its NVLinks (`nvidia-smi nvlink -s`) and topology row (`nvidia-smi topo -m`), matched
-    by UUID where both name one, else by position (nvidia-smi lists GPUs in one index order)."""
+    """Give every GPU its NVLinks (`nvidia-smi nvlink -s`) and topology row (`nvidia-smi topo -m`). The
+    `nvlink -s` entry is the one naming the GPU's UUID (else, when either has no UUID, the one at the GPU's
+    place in the XML, which nvidia-smi writes in index order); the topology row is the one named after that
+    entry's index ("GPU3"), never a row taken by position."""
     status = parse_nvlink_status(ctx.output(["nvidia-smi", "nvlink", "-s"]))
-    topology = parse_topology(ctx.output(["nvidia-smi", "topo", "-m"]))
+    topology = {row["gpu"]: row for row in parse_topology(ctx.output(["nvidia-smi", "topo", "-m"]))}
     by_uuid = {entry["uuid"]: entry for entry in status if entry["uuid"]}
+    by_index = {entry["index"]: entry for entry in status}
     for position, gpu in enumerate(gpus):
         entry = by_uuid.get(gpu.get("uuid")) if gpu.get("uuid") else None
-        if entry is None and position < len(status):
-            entry = status[position]
+        if entry is None:
+            candidate = by_index.get(position)
+            if candidate is not None and not (candidate["uuid"] and gpu.get("uuid")):
+                entry = candidate
         gpu["nvlink"] = nvlink_summary(entry)
-        gpu["topology"] = topology[position] if position < len(topology) else None
+        index = entry["index"] if entry is not None else position
+        gpu["topology"] = topology.get(f"GPU{index}")
 
 
 @collector("nvidia")
@@ -2222,13 +2228,53 @@ def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+NVSWITCH_PCI = ("10de", "0680")  # NVIDIA's NVSwitch functions: vendor 10de, class 0680 ("Bridge: other")
+FABRIC_UNTRAINED = ("not started", "in progress")
+NVLINKS_UNTRAINED = ("NVSwitch system without a running fabric manager (the live system has none): NVLinks "
+                     "are untrained, their state cannot be judged here")
+
+
+def nvswitch_functions(document: dict[str, Any]) -> list[str]:
+    """The PCI addresses of the NVSwitches (vendor 10de, class 0680) in the document's pcie section."""
+    vendor, class_id = NVSWITCH_PCI
+    return [str(entry.get("address")) for entry in document.get("pcie") or []
+            if str(entry.get("vendor_id") or "").lower() == vendor
+            and str(entry.get("class_id") or "").startswith(class_id)]
+
+
+def nvlinks_untrained(document: dict[str, Any]) -> bool:
+    """Whether the GPUs hang on NVSwitches that no fabric manager has set up (the live system runs none),
+    so their NVLinks cannot be judged: every GPU that reports NVLinks has none active, and the fabric
+    state is Not Started or In Progress (H100 and later), or no GPU has a fabric state (A100) and NVSwitch
+    PCI functions are present."""
+    gpus = [gpu for gpu in document.get("nvidia") or [] if isinstance(gpu, dict)]
+    counted = [(gpu.get("nvlink") or {}).get("active_links") for gpu in gpus]
+    counted = [active for active in counted if active is not None]
+    if not counted or any(counted):
+        return False
+    states = {str((gpu.get("fabric") or {}).get("state") or "").lower() for gpu in gpus}
+    if states & set(FABRIC_UNTRAINED):
+        return True
+    return not any(gpu.get("fabric") for gpu in gpus) and bool(nvswitch_functions(document))
+
+
+def topology_nvlinks(gpu: dict[str, Any]) -> int | None:
+    """The NVLinks `nvidia-smi topo -m` shows for a GPU: its largest NV# to a peer (behind NVSwitches every
+    peer shows all of the GPU's links, "NV18"); None without a topology row or NVLink peers."""
+    peers = ((gpu.get("topology") or {}).get("nvlink_peers") or {}).values()
+    return max((count for count in peers if isinstance(count, int)), default=0) or None
+
+
 @finding_rule
 def nvlink_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """A GPU with fewer active NVLinks than its peers (warning), or none at all on an NVLink system
-    (critical); GPUs whose NVSwitch fabric registration is not completed/success (they cannot do multi-GPU
-    work until the fabric manager has run)."""
+    (critical); one warning listing the GPUs whose NVSwitch fabric registration is not Completed/Success
+    (they cannot do multi-GPU work until the fabric manager has run). An NVSwitch system whose links are
+    untrained for want of a fabric manager (nvlinks_untrained) gets one warning saying so instead."""
+    gpus = [gpu for gpu in document.get("nvidia") or [] if isinstance(gpu, dict)]
+    if nvlinks_untrained(document):
+        return [finding("warning", "nvidia", NVLINKS_UNTRAINED)]
     found = []
-    gpus = document.get("nvidia") or []
     counted = [(gpu, (gpu.get("nvlink") or {}).get("active_links")) for gpu in gpus]
     counted = [(gpu, active) for gpu, active in counted if active is not None]
     most = max((active for _, active in counted), default=0)
@@ -2244,13 +2290,17 @@ def nvlink_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
         elif active < most:
             found.append(finding("warning", gpu_label(gpu),
                                  f"{active} active NVLinks where other GPUs have {most}{fabric_note}"))
+    pending: dict[tuple[str, str], list[str]] = {}
     for gpu in gpus:
         fabric = gpu.get("fabric") or {}
-        state, status = fabric.get("state"), fabric.get("status")
-        if fabric and ((state or "").lower(), (status or "").lower()) != FABRIC_DONE:
-            found.append(finding("warning", gpu_label(gpu),
-                                 f"NVSwitch fabric state {state}, status {status}: not usable for multi-GPU "
-                                 "work until the fabric manager has run"))
+        state, status = fabric.get("state") or "N/A", fabric.get("status") or "N/A"
+        if fabric and (state.lower(), status.lower()) != FABRIC_DONE:
+            pending.setdefault((state, status), []).append(str(gpu.get("bus_id")))
+    for (state, status), buses in pending.items():
+        found.append(finding("warning", "nvidia",
+                             f"NVSwitch fabric state {state}, status {status} on {len(buses)} of {len(gpus)} "
+                             f"GPUs ({', '.join(buses)}): not usable for multi-GPU work until the fabric "
+                             "manager has run"))
     return found
 
 
@@ -2555,9 +2605,11 @@ MC_INFO_INTS = {"Device ID": "device_id", "Device Revision": "device_revision",
 MC_INFO_KEYS = ("firmware_revision", "ipmi_version", "manufacturer_id", "manufacturer", "product_id",
                 "product_name", "device_id", "device_revision", "aux_firmware_revision")
 IPMI_UNKNOWN_NAME = re.compile(r"(?i)^unknown\s*\(0x[0-9a-f]+\)$")
-LAN_SECRETS = re.compile(rb"(?im)^(\s*SNMP Community String\s*:).*$")
+LAN_KEPT = ("Set in Progress", "IP Address Source", "IP Address", "Subnet Mask", "MAC Address",
+            "Default Gateway IP", "802.1q VLAN ID")  # the lines of `lan print` a capture keeps whole
+# what ipmitool prints for the IP address source (lib/ipmi_lanp.c: "Other" for any other value)
 IP_SOURCES = {"static address": "static", "dhcp address": "dhcp", "bios assigned address": "bios",
-              "other protocol": "other", "unspecified": None}
+              "other": "other", "other protocol": "other", "unspecified": None}
 
 
 def key_value_lines(text: str | None) -> list[tuple[str, str]]:
@@ -2621,16 +2673,16 @@ def ipv4(text: str | None) -> str | None:
 
 
 def parse_lan_print(text: str | None, channel: int | None = None) -> dict[str, Any] | None:
-    """The BMC's address on one LAN channel from `ipmitool lan print N`: IP source ("static", "dhcp",
-    "bios", "other"), IP address, netmask, default gateway, MAC and VLAN id (a number, None when
-    disabled). Authentication types, cipher suites, community strings and password policy are never
-    kept. None when the output holds no address at all."""
+    """The BMC's address on one LAN channel from `ipmitool lan print [N]`: IP source ("static", "dhcp",
+    "bios", "other"; None for "Unspecified" or anything ipmitool does not print), IP address, netmask,
+    default gateway, MAC and VLAN id (a number, None when disabled). Authentication types, cipher suites,
+    community strings and password policy are never kept. None when the output holds no address at all."""
     lan: dict[str, Any] = {"channel": channel, "ip_source": None, "ip_address": None, "netmask": None,
                            "gateway": None, "mac": None, "vlan_id": None}
     found = False
     for name, value in key_value_lines(text):
         if name == "IP Address Source":
-            lan["ip_source"] = IP_SOURCES.get(value.lower(), clean(value))
+            lan["ip_source"] = IP_SOURCES.get(" ".join(value.lower().split()))  # garbage: None
         elif name == "IP Address":
             lan["ip_address"], found = ipv4(value), True
         elif name == "Subnet Mask":
@@ -2645,8 +2697,18 @@ def parse_lan_print(text: str | None, channel: int | None = None) -> dict[str, A
 
 
 def redact_lan_secrets(output: bytes) -> bytes:
-    """`ipmitool lan print` output with the SNMP community string's value removed (never captured)."""
-    return LAN_SECRETS.sub(rb"\1 <redacted>", output)
+    """`ipmitool lan print` output as a capture keeps it: the lines the audit reads (LAN_KEPT) whole, every
+    other line as its name and "<redacted>" (SNMP community string, authentication types, cipher suites,
+    password policy, ARP and IP header settings), their continuation lines dropped."""
+    kept = []
+    for line in output.replace(b"\r", b"").split(b"\n"):
+        name, sep, _ = line.partition(b":")
+        label = name.decode("utf-8", "replace").strip()
+        if not sep or label in LAN_KEPT:
+            kept.append(line)
+        elif label:
+            kept.append(name + b": <redacted>")
+    return b"\n".join(kept)
 
 
 def bmc_lan_channels(ctx: Context) -> list[int]:
@@ -2666,22 +2728,21 @@ def bmc_lan_channels(ctx: Context) -> list[int]:
     return channels
 
 
-@collector("bmc")
-def collect_bmc(ctx: Context) -> dict[str, Any] | None:
-    """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then `lan print N` on every LAN channel
-    that `channel info` finds. One ipmitool at a time, shared with every collector that asks the BMC. A BMC
-    that does not answer `mc info` in time is asked nothing more."""
-    if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
-        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
-    argv = ["ipmitool", "mc", "info"]
-    result = run_ipmitool_quiet(ctx, argv)
+def bmc_lan(ctx: Context) -> list[dict[str, Any]]:
+    """The BMC's LAN address: `ipmitool lan print` without a channel, where ipmitool itself finds the first
+    LAN channel in one process (the document's `channel` is then null: ipmitool does not say which). Only
+    when that finds no address are channels 1-11 asked one by one (`channel info N`, then `lan print N` on
+    each LAN channel). A timeout stops everything."""
+    argv = ["ipmitool", "lan", "print"]
+    result = run_ipmitool_quiet(ctx, argv, redact=redact_lan_secrets)
     if result is None:
-        return None
-    info = parse_mc_info(result.stdout) if ctx.check(result) else None
+        return []
     if result.timed_out:
-        return None
-    if result.ok and info is None:
-        ctx.error(argv, f"no BMC identity in the output: {first_line(result.stdout)}")
+        ctx.check(result)
+        return []
+    parsed = parse_lan_print(result.stdout) if result.ok else None
+    if parsed is not None:
+        return [parsed]
     lan = []
     for channel in bmc_lan_channels(ctx):
         argv = ["ipmitool", "lan", "print", str(channel)]
@@ -2693,6 +2754,26 @@ def collect_bmc(ctx: Context) -> dict[str, Any] | None:
             ctx.error(argv, f"no LAN address in the output: {first_line(result.stdout)}")
         else:
             lan.append(parsed)
+    return lan
+
+
+@collector("bmc")
+def collect_bmc(ctx: Context) -> dict[str, Any] | None:
+    """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then its LAN address (bmc_lan). One
+    ipmitool at a time, shared with every collector that asks the BMC. A BMC that does not answer `mc info`
+    in time is asked nothing more."""
+    if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
+        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
+    argv = ["ipmitool", "mc", "info"]
+    result = run_ipmitool_quiet(ctx, argv)
+    if result is None:
+        return None
+    info = parse_mc_info(result.stdout) if ctx.check(result) else None
+    if result.timed_out:
+        return None
+    if result.ok and info is None:
+        ctx.error(argv, f"no BMC identity in the output: {first_line(result.stdout)}")
+    lan = bmc_lan(ctx)
     if info is None and not lan:
         return None
     return {**(info or dict.fromkeys(MC_INFO_KEYS)), "lan": lan}
@@ -2704,8 +2785,9 @@ def bmc_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     bmc = document.get("bmc") or {}
     channels = bmc.get("lan") or []
     if channels and not any(lan.get("ip_address") not in (None, "0.0.0.0") for lan in channels):
-        numbers = ", ".join(str(lan.get("channel")) for lan in channels)
-        return [finding("info", "bmc", f"the BMC has no IP address (LAN channel {numbers}): it cannot be "
+        numbers = [str(lan.get("channel")) for lan in channels if lan.get("channel") is not None]
+        where = f"LAN channel {', '.join(numbers)}" if numbers else "its first LAN channel"
+        return [finding("info", "bmc", f"the BMC has no IP address ({where}): it cannot be "
                                        "managed remotely until it gets one")]
     return []
 
@@ -2852,11 +2934,13 @@ class ProfileError(Exception):
 
 @dataclass(frozen=True)
 class ProfileField:
-    """A field of the items of a profile section: its kind (count, number, size, text, version, bool) and
-    the words a message names it by."""
+    """A field of the items of a profile section: its kind (count, number, size, text, version, bool), the
+    words a message names it by, and for a field that some machines cannot show (NVLinks without a fabric
+    manager) what says why a document cannot be judged on it (None: it can)."""
 
     kind: str
     words: str
+    unjudgeable: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -3255,7 +3339,8 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "driver_version": ProfileField(VERSION, "driver"),
         "link_width": ProfileField(COUNT, "PCIe link width"),
         "link_speed_gts": ProfileField(NUMBER, "PCIe link speed (GT/s)"),
-        "nvlinks_active": ProfileField(COUNT, "active NVLinks"),
+        "nvlinks_active": ProfileField(COUNT, "active NVLinks",
+                                       lambda doc: NVLINKS_UNTRAINED if nvlinks_untrained(doc) else None),
     }, _named("gpu", "address", "product", "serial"), "GPUs"),
     "nics": ProfileSection(_nic_items, "network", {
         "vendor": ProfileField(TEXT, "vendor"),
@@ -3324,14 +3409,34 @@ def _normalize_slots(value: Any, where: str) -> dict[str, Any]:
     return slots
 
 
+def _split_required(section: ProfileSection, data: dict[str, Any], where: str) -> tuple[dict, list[str]]:
+    """The part without the `"required": true|false` of its fields that some machines cannot show, and the
+    names of those required (a check that cannot be judged then fails instead of staying unknown)."""
+    required, plain = [], dict(data)
+    for key, value in data.items():
+        field_ = section.fields.get(key)
+        if field_ is None or field_.unjudgeable is None or not isinstance(value, dict):
+            continue
+        if "required" not in value:
+            continue
+        if not isinstance(value["required"], bool):
+            raise ProfileError(f"{where}{key}.required: expected true or false, "
+                               f"got {json.dumps(value['required'])}")
+        if value["required"]:
+            required.append(key)
+        plain[key] = {bound: spec for bound, spec in value.items() if bound != "required"}
+    return plain, required
+
+
 def _normalize_part(name: str, section: ProfileSection, data: Any, where: str, severity: str) -> dict:
     if not isinstance(data, dict):
         raise ProfileError(f"{where.rstrip('.')}: expected an object, got {json.dumps(data)}")
     known = [*SECTION_COMMON, *(("count",) if section.counted else ()),
              *(("match",) if section.groups else ()), *section.own, *section.fields]
     _check_keys(data, known, where)
+    data, required = _split_required(section, data, where)
     part: dict[str, Any] = {"severity": _severity(data, where, severity),
-                            "fields": _normalize_fields(section, data, where)}
+                            "fields": _normalize_fields(section, data, where), "required": required}
     if section.counted:
         part["count"] = normalize_spec(COUNT, data["count"], f"{where}count") if "count" in data else None
     if section.groups:
@@ -3580,10 +3685,19 @@ def _count_check(name: str, section: ProfileSection, part: dict[str, Any], items
     return _check(f"{name}.count", part["count"], found, passed, part["severity"], message)
 
 
-def _field_checks(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict]) -> list[dict]:
+def _field_checks(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict],
+                  document: dict[str, Any]) -> list[dict]:
     checks = []
     for key, spec in part["fields"].items():
         field_ = section.fields[key]
+        reason = field_.unjudgeable(document) if field_.unjudgeable is not None and items else None
+        if reason is not None:  # one result for the section: unknown, or failed when the profile requires it
+            required = key in part.get("required", ())
+            message = f"{name}: {field_.words} not checkable: {reason}" + (
+                "; the profile requires them" if required else "")
+            checks.append(_check(f"{name}.{key}", spec, None, False if required else None, part["severity"],
+                                 message))
+            continue
         for item in items:
             found = item.get(key)
             passed = spec_holds(field_.kind, spec, found)
@@ -3669,7 +3783,7 @@ def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict
         elif not chosen and group["fields"]:
             checks.append(_check(f"{label}", None, None, False, group["severity"],
                                  f"{label}: not in the document"))
-        checks.extend(_field_checks(label, section, group, chosen))
+        checks.extend(_field_checks(label, section, group, chosen, document))
         if section.own_checks is not None:
             checks.extend(section.own_checks(document, group))
     return checks
@@ -3677,8 +3791,9 @@ def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict
 
 def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
     """The acceptance section for a document: the profile's name and sha256, `passed` (no failed check of
-    severity critical), the number of failed checks and every check with what was expected, what was found
-    and whether it held. Never raises: a missing part is a value found unknown, and a part of a (saved,
+    severity critical), the numbers of failed checks and of checks that cannot be judged on this machine
+    (`passed` null: they fail nothing), and every check with what was expected, what was found and whether
+    it held. Never raises: a missing part is a value found unknown, and a part of a (saved,
     hand-edited) document too odd to read is one failed check naming it."""
     checks: list[dict[str, Any]] = []
     parts = [*profile.rules["sections"].items(), ("health", profile.rules["health"])]
@@ -3691,7 +3806,7 @@ def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
             checks.append(_check(name, None, None, False, severity,
                                  f"{name}: cannot be checked, the document's data is odd: "
                                  f"{type(exc).__name__}: {exc}"))
-    failed = [check for check in checks if not check["passed"]]
+    failed = [check for check in checks if check["passed"] is False]
     return {
         "profile": profile.name,
         "source": profile.source,
@@ -3699,6 +3814,7 @@ def check_profile(document: dict[str, Any], profile: Profile) -> dict[str, Any]:
         "passed": not any(check["severity"] == "critical" for check in failed),
         "checks_total": len(checks),
         "checks_failed": len(failed),
+        "checks_unknown": sum(check["passed"] is None for check in checks),
         "checks": checks,
     }
 
@@ -3708,7 +3824,7 @@ def apply_acceptance(document: dict[str, Any], acceptance: dict[str, Any]) -> di
     (component "acceptance") for every failed check; an earlier acceptance and its findings are replaced."""
     findings = [f for f in document.get("findings") or [] if f.get("component") != "acceptance"]
     findings += [finding(check["severity"], "acceptance", check["message"])
-                 for check in acceptance["checks"] if not check["passed"]]
+                 for check in acceptance["checks"] if check["passed"] is False]
     result: dict[str, Any] = {}
     for key, value in document.items():
         if key in ("acceptance", "errors", "duration"):
@@ -3723,13 +3839,18 @@ def apply_acceptance(document: dict[str, Any], acceptance: dict[str, Any]) -> di
 
 
 def report_acceptance(acceptance: dict[str, Any]) -> None:
-    """PASS or FAIL and every failed check, one line each, on stderr (the live system's log)."""
+    """PASS or FAIL and every failed check, one line each, on stderr (the live system's log), then every
+    check that cannot be judged on this machine."""
     verdict = "PASS" if acceptance["passed"] else "FAIL"
-    log(f"acceptance: {verdict}: {acceptance['checks_failed']} of {acceptance['checks_total']} checks failed "
-        f"(profile {acceptance['profile']})")
+    unknown = acceptance.get("checks_unknown") or 0
+    log(f"acceptance: {verdict}: {acceptance['checks_failed']} of {acceptance['checks_total']} checks failed"
+        + (f", {unknown} not checkable" if unknown else "") + f" (profile {acceptance['profile']})")
     for check in acceptance["checks"]:
-        if not check["passed"]:
+        if check["passed"] is False:
             log(f"acceptance: {check['severity']}: {check['message']}")
+    for check in acceptance["checks"]:
+        if check["passed"] is None:
+            log(f"acceptance: unknown: {check['message']}")
 
 
 # -- acceptance: making a profile from a document (--make-profile) -------------------------------------------
@@ -3775,11 +3896,14 @@ def _grouped(items: list[dict[str, Any]], keys: tuple[str, ...]) -> list[tuple[d
 def make_profile(document: dict[str, Any]) -> dict[str, Any]:
     """The profile of the audited machine, to be edited into a fleet spec: what it has, in the profile
     language, in a stable order (sizes exact, speeds and link widths as minimums, every slot by name).
+    NVLinks left untrained for want of a fabric manager are written from `topo -m`'s NV# counts (or left
+    out), with a `description` saying so.
     It passes on the document it was made from unless that machine has critical findings or degraded
     links (the health gates a made profile always holds)."""
     board = _board_items(document)
     system = ((document.get("board") or {}).get("system") or {})
     name = " ".join(str(v) for v in (system.get("product"), machine_serial(document)) if v) or "this server"
+    notes: list[str] = []  # what the profile could not say as found, for its description
     profile: dict[str, Any] = {
         "name": f"{name} ({(document.get('generated_at') or '')[:10] or 'undated'})",
         "severity": "critical",
@@ -3829,7 +3953,16 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         _put(part, "vbios_version", _exact(VERSION, [g["vbios_version"] for g in gpus]))
         _put(part, "link_width", _at_least([g["link_width"] for g in gpus]))
         _put(part, "link_speed_gts", _at_least([g["link_speed_gts"] for g in gpus]))
-        if any(g["nvlinks_active"] for g in gpus):  # an NVLink system: as many active links as now
+        if nvlinks_untrained(document):  # no fabric manager: the links nvidia-smi's topology shows
+            wired = [topology_nvlinks(gpu) for gpu in document.get("nvidia") or []]
+            if wired and all(wired):
+                part["nvlinks_active"] = {"min": min(wired)}
+                notes.append("gpus.nvlinks_active is the NV# count of `nvidia-smi topo -m`: the NVLinks were "
+                             "untrained (no fabric manager), so it stays unknown where none runs")
+            else:
+                notes.append("gpus.nvlinks_active left out: the NVLinks were untrained (no fabric manager) "
+                             "and `nvidia-smi topo -m` showed no NV# count")
+        elif any(g["nvlinks_active"] for g in gpus):  # an NVLink system: as many active links as now
             _put(part, "nvlinks_active", _at_least([g["nvlinks_active"] for g in gpus]))
         profile["gpus"] = part
     nics = _nic_items(document)
@@ -3862,6 +3995,8 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         if part:
             profile["bmc"] = part
     profile["health"] = {"no_critical_findings": True, "no_degraded_links": ["gpu", "nic", "storage"]}
+    if notes:
+        profile = {"name": profile.pop("name"), "description": "; ".join(notes), **profile}
     return profile
 
 
@@ -4186,7 +4321,7 @@ def write_profile(path: Path, document: dict[str, Any]) -> bool:
         log(f"--make-profile: cannot make a profile from this document: {type(exc).__name__}: {exc}")
         return False
     if not own["passed"]:
-        failed = [check["message"] for check in own["checks"] if not check["passed"]]
+        failed = [check["message"] for check in own["checks"] if check["passed"] is False]
         log(f"--make-profile: this machine fails its own profile ({'; '.join(failed)}); "
             "fix it or edit the health part of the profile")
     for name, section in PROFILE_SECTIONS.items():  # a section left out for want of data checks nothing

@@ -3,7 +3,8 @@
 
 The simulated server: fake tools on PATH that print real fixture outputs after realistic delays
 (24 SATA disks with smartctl ~0.3 s each, `nvidia-smi -q -x` ~2 s for 8 GPUs then `nvlink -s` and
-`topo -m`, `ipmitool fru` ~3 s and the BMC's mc info, 11 channel infos and lan print, ethtool per NIC,
+`topo -m`, `ipmitool fru` ~3 s and the BMC's mc info and one lan print (ipmitool finds the LAN channel
+itself, so no channel info runs), ethtool per NIC,
 dmidecode with 32 DIMM slots, ~150 PCI functions in a fake sysfs). Prints the audit's wall time, the sum of
 all tool delays (what running them one after another would cost), the longest chain of tools that must
 run one after another, their ratio (target <= 1.3) and the audit's peak RSS (target < 80 MB).
@@ -46,9 +47,7 @@ CASES = {
     "ipmitool": [  # one at a time (the audit's ipmitool lock): their chain is their sum
         ("fru", FIXTURES / "real/ipmitool/glpi-fru-dell-r640-psu.txt", 3.0, 0),
         ("mc info", FIXTURES / "real/ipmitool/manageiq-dell-idrac-fw157-mc-info.txt", 0.1, 0),
-        ("channel info 1", None, 0.05, 0),  # the LAN channel: its text is written by simulated()
-        ("channel info *", None, 0.05, 1),  # no such channel
-        ("lan print 1", FIXTURES / "real/ipmitool/go-hal-supermicro-static-lan-print.txt", 0.3, 0),
+        ("lan print", FIXTURES / "real/ipmitool/go-hal-supermicro-static-lan-print.txt", 0.3, 0),
     ],
     "nvidia-smi": [  # one after another in the nvidia collector
         ("-q -x", FIXTURES / "real/nvidia-smi/datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml", 2.0, 0),
@@ -61,9 +60,6 @@ CASES = {
         ("*", FIXTURES / "real/ethtool/adamxiao-intel-ixgbe-10g-fibre-ethtool-link.txt", 0.02, 0),
     ],
 }
-LAN_CHANNEL_INFO = (  # `ipmitool channel info 1` of a BMC whose LAN is channel 1
-    "Channel 0x1 info:\n  Channel Medium Type   : 802.3 LAN\n  Channel Protocol Type : IPMB-1.0\n"
-)
 
 
 def lab_text(name: str) -> str:
@@ -285,11 +281,7 @@ def simulated(work: Path) -> None:
     outputs = {**OUTPUTS, "lsblk": work / "lsblk.json", "lspci": work / "lspci.txt"}
     for tool, delay in DELAYS.items():
         fake_tool(bin_dir, tool, outputs[tool], delay, log)
-    (work / "channel-info-1.txt").write_text(LAN_CHANNEL_INFO)
     for tool, cases in CASES.items():
-        lan = work / "channel-info-1.txt"
-        cases = [(pattern, lan if pattern == "channel info 1" else output, delay, rc)
-                 for pattern, output, delay, rc in cases]
         fake_cases(bin_dir, tool, cases, log)
     out = work / "audit.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -315,7 +307,7 @@ def simulated(work: Path) -> None:
     for command, start, end in runs:
         by_tool.setdefault(command.split()[0], []).append(end - start)
     # Tools that must run one after another: lsblk then a disk's smartctl (disks are independent of each
-    # other); every ipmitool (psu's fru, bmc's mc info, channel info and lan print: one at a time); the
+    # other); every ipmitool (psu's fru, bmc's mc info and lan print: one at a time); the
     # nvidia collector's nvidia-smi runs; one interface's two ethtool runs. dmidecode and lspci run once.
     sequential = {"lsblk", "smartctl", "ipmitool", "nvidia-smi", "ethtool"}
     chains = {

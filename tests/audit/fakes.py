@@ -116,4 +116,4 @@ def failed_checks(document: dict, profile: dict) -> list[str]:
     jsonschema.Draft202012Validator(schema).validate(profile)
     rules = audit.parse_profile(json.dumps(profile).encode(), "test.json")
     checks = audit.check_profile(document, rules)["checks"]
-    return [check["message"] for check in checks if not check["passed"]]
+    return [check["message"] for check in checks if check["passed"] is False]

@@ -168,14 +168,27 @@ def test_lan_print_never_keeps_secrets():
     assert b"public" in raw and b"public" not in redacted
     assert b"SNMP Community String   : <redacted>\n" in redacted
     assert audit.parse_lan_print(redacted.decode(), 1) == audit.parse_lan_print(raw.decode(), 1)
+    crlf = audit.redact_lan_secrets(raw.replace(b"\n", b"\r\n"))
+    assert b"public" not in crlf and b"\r" not in crlf
 
 
-def fake_bmc(tmp_path, mc_file, channels: dict[int, str], lan_files: dict[int, str], hang: str | None = None):
+def fake_bmc(
+    tmp_path,
+    mc_file,
+    channels: dict[int, str],
+    lan_files: dict[int, str],
+    hang: str | None = None,
+    default: str | None = None,
+):
     """An ipmitool on PATH answering like a BMC: `mc info` from a file, `channel info N` with the medium of
-    channel N (absent channels fail as ipmitool does), `lan print N` from a file; every call is logged."""
+    channel N (absent channels fail as ipmitool does), `lan print N` from a file, `lan print` (ipmitool
+    finding the LAN channel itself) from `default` or failing as ipmitool does when it finds none; every
+    call is logged."""
     files = tmp_path / "answers"
     files.mkdir()
     arms = [f'  "mc info") /bin/cat {shlex.quote(str(mc_file))}; exit 0;;']
+    if default:
+        arms.append(f'  "lan print") /bin/cat {shlex.quote(str(IPMI / default))}; exit 0;;')
     for n, medium in channels.items():
         (files / f"channel{n}").write_text(channel_info(n, medium))
         arms.append(f'  "channel info {n}") /bin/cat {files}/channel{n}; exit 0;;')
@@ -187,7 +200,8 @@ def fake_bmc(tmp_path, mc_file, channels: dict[int, str], lan_files: dict[int, s
         tmp_path / "bin",
         "ipmitool",
         f'echo "$*" >> {tmp_path}/ipmitool.log\ncase "$*" in\n' + "\n".join(arms) + "\nesac\n"
-        'case "$*" in "channel info"*) echo "Unable to Get Channel Info" >&2;; esac\nexit 1',
+        'case "$*" in "channel info"*) echo "Unable to Get Channel Info" >&2;;'
+        ' "lan print") echo "No LAN channel found" >&2;; esac\nexit 1',
     )
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "ipmi0").touch()
@@ -198,8 +212,26 @@ def bmc_runner(tmp_path, monkeypatch, **kwargs):
     return audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev", **kwargs)
 
 
+def test_lan_print_lets_ipmitool_find_the_channel(tmp_path, monkeypatch):
+    """One `ipmitool lan print` (ipmitool finds the first LAN channel itself), no `channel info` processes;
+    the channel is null in the document since ipmitool does not print it."""
+    fake_bmc(
+        tmp_path,
+        IPMI / "rubyipmi-hpe-ilo-mc-info.txt",
+        {2: "802.3 LAN"},
+        {2: "go-hal-supermicro-dhcp-lan-print.txt"},
+        default="rubyipmi-hpe-ilo-lan-print.txt",
+    )
+    document = audit.build_document(bmc_runner(tmp_path, monkeypatch), [("bmc", audit.collect_bmc)])
+    assert document["errors"] == []
+    assert document["bmc"]["lan"] == [{**LAN_PRINT_FILES["rubyipmi-hpe-ilo-lan-print.txt"], "channel": None}]
+    assert (tmp_path / "ipmitool.log").read_text().split("\n")[:-1] == ["mc info", "lan print"]
+    assert_schema("bmc", document["bmc"])
+
+
 def test_lan_channel_is_found_not_assumed(tmp_path, monkeypatch):
-    """An Intel-style BMC: channel 1 is IPMB, the LANs are channels 3 and 8 (dedicated and shared)."""
+    """An Intel-style BMC whose ipmitool finds no LAN channel by itself: channel 1 is IPMB, the LANs are
+    channels 3 and 8 (dedicated and shared), found by asking every channel."""
     fake_bmc(
         tmp_path,
         IPMI / "xcat-issue2350-intel-sgi-uv10-mc-info.txt",
@@ -221,7 +253,13 @@ def test_lan_channel_is_found_not_assumed(tmp_path, monkeypatch):
         ],
     }
     calls = (tmp_path / "ipmitool.log").read_text().split("\n")[:-1]
-    assert calls == ["mc info", *[f"channel info {n}" for n in range(1, 12)], "lan print 3", "lan print 8"]
+    assert calls == [
+        "mc info",
+        "lan print",
+        *[f"channel info {n}" for n in range(1, 12)],
+        "lan print 3",
+        "lan print 8",
+    ]
     assert document["findings"] == []
     assert_schema("bmc", document["bmc"])
 
@@ -232,7 +270,11 @@ def test_bmc_without_address_is_an_info_finding(tmp_path, monkeypatch):
         (IPMI / "go-hal-supermicro-dhcp-lan-print.txt").read_text().replace("192.168.2.53", "0.0.0.0")
     )
     fake_bmc(
-        tmp_path, IPMI / "ha-ipmi-issue22-supermicro-x10-bmc-info.txt", {1: "802.3 LAN"}, {1: str(answer)}
+        tmp_path,
+        IPMI / "ha-ipmi-issue22-supermicro-x10-bmc-info.txt",
+        {1: "802.3 LAN"},
+        {1: str(answer)},
+        default=str(answer),
     )
     document = audit.build_document(bmc_runner(tmp_path, monkeypatch), [("bmc", audit.collect_bmc)])
     assert document["bmc"]["lan"][0]["ip_address"] == "0.0.0.0"
@@ -240,29 +282,93 @@ def test_bmc_without_address_is_an_info_finding(tmp_path, monkeypatch):
         {
             "severity": "info",
             "component": "bmc",
-            "message": "the BMC has no IP address (LAN channel 1): "
+            "message": "the BMC has no IP address (its first LAN channel): "
             "it cannot be managed remotely until it gets one",
         }
     ]
+    numbered = {**document["bmc"], "lan": [{**document["bmc"]["lan"][0], "channel": 3}]}
+    assert audit.bmc_findings({"bmc": numbered})[0]["message"].startswith(
+        "the BMC has no IP address (LAN channel 3):"
+    )
 
 
 def test_capture_holds_no_community_string_and_replays(tmp_path, monkeypatch):
+    """The capture of `lan print` keeps whole only the lines the audit reads; community string,
+    authentication types, cipher suites and password policy are names with "<redacted>"."""
     fake_bmc(
         tmp_path,
         IPMI / "manageiq-dell-idrac-fw157-mc-info.txt",
         {1: "802.3 LAN"},
-        {1: "pomona-dell-idrac-hydra2-lan-print-1.txt"},
+        {},
+        default="go-hal-supermicro-dhcp-lan-print.txt",
     )
     capture = tmp_path / "capture"
     live = audit.build_document(
         bmc_runner(tmp_path, monkeypatch, capture=capture), [("bmc", audit.collect_bmc)]
     )
     saved = b"".join(path.read_bytes() for path in (capture / "commands").iterdir())
-    assert b"SNMP Community String" in saved and b"public" not in saved
+    for secret in (b"public", b"1,2,3,6,7,8,11,12", b"XaaaXXaaaXXaaXX", b"MD5", b"=ADMIN"):
+        assert secret not in saved
+    for line in (
+        b"SNMP Community String   : <redacted>\n",
+        b"RMCP+ Cipher Suites     : <redacted>\n",
+        b"Cipher Suite Priv Max   : <redacted>\n",
+        b"Auth Type Enable        : <redacted>\n",
+        b"Bad Password Threshold  : <redacted>\n",
+        b"IP Address Source       : DHCP Address\n",
+        b"MAC Address             : ac:1f:6b:73:c9:f0\n",
+    ):
+        assert line in saved
     replayed = audit.build_document(audit.Runner(replay=capture), [("bmc", audit.collect_bmc)])
     assert replayed["bmc"] == live["bmc"]
-    assert live["bmc"]["lan"] == [LAN_PRINT_FILES["pomona-dell-idrac-hydra2-lan-print-1.txt"]]
+    assert live["bmc"]["lan"] == [
+        {**LAN_PRINT_FILES["go-hal-supermicro-dhcp-lan-print.txt"], "channel": None}
+    ]
     assert live["bmc"]["firmware_revision"] == "1.57"
+
+
+@pytest.mark.parametrize("name", sorted(LAN_PRINT_FILES))
+def test_redacted_lan_print_parses_the_same(name):
+    raw = (IPMI / name).read_bytes()
+    redacted = audit.redact_lan_secrets(raw)
+    assert audit.parse_lan_print(redacted.decode(), 1) == audit.parse_lan_print(raw.decode(), 1)
+    for line in redacted.decode().split("\n"):
+        name = line.partition(":")[0].strip()
+        assert name in audit.LAN_KEPT or line.endswith(": <redacted>") or not line, line
+    assert not any(line.startswith(b" ") and b":" in line for line in redacted.split(b"\n"))
+
+
+# Every text ipmitool prints for the IP address source (lib/ipmi_lanp.c), and what a broken BMC sends.
+IP_SOURCE_TEXTS = {
+    "Unspecified": None,
+    "Static Address": "static",
+    "DHCP Address": "dhcp",
+    "BIOS Assigned Address": "bios",
+    "Other": "other",
+    "": None,
+    "\x00\ufffd0x07": None,
+    "DHCP": None,
+}
+
+
+@pytest.mark.parametrize("text", sorted(IP_SOURCE_TEXTS))
+def test_ip_source_texts_map_to_the_schema(text):
+    lines = (IPMI / "go-hal-supermicro-static-lan-print.txt").read_text()
+    lines = lines.replace("IP Address Source       : Static Address", f"IP Address Source       : {text}")
+    parsed = audit.parse_lan_print(lines, 1)
+    assert parsed["ip_source"] == IP_SOURCE_TEXTS[text]
+    assert_schema("bmc_lan", parsed)
+
+
+def test_a_hung_lan_print_stops_the_search(tmp_path, monkeypatch):
+    fake_bmc(tmp_path, IPMI / "rubyipmi-hpe-ilo-mc-info.txt", {1: "802.3 LAN"}, {}, hang="lan print")
+    data, report = audit.run_collector(
+        "bmc", audit.collect_bmc, bmc_runner(tmp_path, monkeypatch, timeout=1.0)
+    )
+    assert report["status"] == "partial"
+    assert [e["command"] for e in report["errors"]] == ["ipmitool lan print"]
+    assert data["lan"] == []
+    assert (tmp_path / "ipmitool.log").read_text().split("\n")[:-1] == ["mc info", "lan print"]
 
 
 def test_a_hung_channel_query_stops_the_search(tmp_path, monkeypatch):
@@ -281,7 +387,7 @@ def test_a_hung_channel_query_stops_the_search(tmp_path, monkeypatch):
     assert data["firmware_revision"] == "2.9"
     assert data["lan"] == [LAN_PRINT_FILES["rubyipmi-hpe-ilo-lan-print.txt"]]
     calls = (tmp_path / "ipmitool.log").read_text().split("\n")[:-1]
-    assert calls == ["mc info", "channel info 1", "channel info 2", "lan print 1"]
+    assert calls == ["mc info", "lan print", "channel info 1", "channel info 2", "lan print 1"]
 
 
 def test_mc_info_failing_is_an_error_and_garbage_too(tmp_path, monkeypatch):

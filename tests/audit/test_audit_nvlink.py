@@ -4,16 +4,19 @@ here: pytest-subprocess, exact commands and order) and the findings."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import jsonschema
 import pytest
 
 from audit import audit
 from tests.audit.fakes import assert_schema, failed_checks
-from tests.paths import REAL_FIXTURES
+from tests.paths import REAL_FIXTURES, REPO_ROOT
 
 NVSMI_DIR = REAL_FIXTURES / "nvidia-smi"
 A100_STATUS = NVSMI_DIR / "gpud-a100-sxm4-80gb-8gpu-nvlink-status.txt"
+A100 = "NVIDIA A100-SXM4-80GB"  # the product of the A100 `nvlink -s` fixture's GPUs
 COMMANDS = [["nvidia-smi", "-q", "-x"], ["nvidia-smi", "nvlink", "-s"], ["nvidia-smi", "topo", "-m"]]
 
 
@@ -146,10 +149,12 @@ def fabric_of_q_text(text: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def q_x_xml(gpus: list[tuple[str, str, str]], uuids: list[str] | None = None) -> str:
+def q_x_xml(
+    gpus: list[tuple[str, str, str]], uuids: list[str] | None = None, product: str = "NVIDIA H100 80GB HBM3"
+) -> str:
     """`nvidia-smi -q -x` XML (DTD v12 element names) with one <gpu> per (bus id, fabric state, status)."""
     body = "".join(
-        f'<gpu id="{bus}"><product_name>NVIDIA H100 80GB HBM3</product_name>'
+        f'<gpu id="{bus}"><product_name>{product}</product_name>'
         f"<uuid>{(uuids or [''] * len(gpus))[n]}</uuid><pci><pci_bus_id>{bus}</pci_bus_id></pci>"
         f"<fabric><state>{state}</state><status>{status}</status></fabric></gpu>"
         for n, (bus, state, status) in enumerate(gpus)
@@ -208,7 +213,7 @@ def a100_machine(fp, state="Completed", status="Success", inactive=None):
     uuids = [gpu["uuid"] for gpu in audit.parse_nvlink_status(A100_STATUS.read_text())]
     buses = [f"00000000:{bus}:00.0" for bus in ("07", "0F", "47", "4E", "87", "90", "B7", "BD")]
     gpus = [(bus, state, status) for bus in buses]
-    fp.register(COMMANDS[0], stdout=q_x_xml(gpus[::-1], uuids[::-1]))
+    fp.register(COMMANDS[0], stdout=q_x_xml(gpus[::-1], uuids[::-1], A100))
     fp.register(COMMANDS[1], stdout=a100_status(inactive or {}))
     fp.register(
         COMMANDS[2], stdout=(NVSMI_DIR / "cheatsheets-dgx-a100-8gpu-12nic-nvidia-smi-topo-m.txt").read_text()
@@ -226,32 +231,94 @@ def test_collector_matches_links_by_uuid(fp, driver):
     assert by_uuid[uuids[3]]["nvlink"]["active_links"] == 10
     assert by_uuid[uuids[3]]["nvlink"]["links"][10] == {"link": 10, "active": False, "speed_gbps": None}
     assert_schema("nvidia", document["nvidia"])
-    first = document["nvidia"][0]  # the XML lists GPU 7 first; the topology row goes by position
-    assert first["uuid"] == uuids[7] and first["topology"]["gpu"] == "GPU0"
+    first = document["nvidia"][0]  # the XML lists GPU 7 first: its topology row is GPU7's, not the first
+    assert first["uuid"] == uuids[7] and first["topology"]["gpu"] == "GPU7"
+    assert [gpu["topology"]["gpu"] for gpu in document["nvidia"]] == [f"GPU{n}" for n in range(7, -1, -1)]
     assert first["fabric"] == {"state": "Completed", "status": "Success"}
     assert document["findings"] == [
         {
             "severity": "warning",
-            "component": "gpu 0000:4e:00.0 (NVIDIA H100 80GB HBM3)",
+            "component": "gpu 0000:4e:00.0 (NVIDIA A100-SXM4-80GB)",
             "message": "10 active NVLinks where other GPUs have 12",
         },
     ]
 
 
-def test_no_links_and_fabric_not_started(fp, driver):
-    """An NVSwitch node booted without the fabric manager: every link inactive, fabric not started."""
-    a100_machine(fp, state="Not Started", status="N/A", inactive={n: set(range(12)) for n in range(8)})
+def h100_machine(fp, state="Not Started", status="N/A", active=False):
+    """An HGX 8x H100: the H100 bundle's `nvlink -s` GPU as eight GPUs (every link inactive unless `active`),
+    their fabric (state, status) in the XML, and the AWS p5's 8x H100 `topo -m` (NV18 between all)."""
+    one = bundle_section("nvgpuexp-capture-h100-80gb-hbm3-drv590.txt", "nvidia-smi nvlink -s")
+    if not active:
+        one = re.sub(r"(?m)^(\s+Link \d+: ).*$", r"\1<inactive>", one)
+    uuids = [f"GPU-{n:08x}-5f3a-11ee-9c3e-0242ac120002" for n in range(8)]
+    status_text = "".join(
+        one.replace("GPU 0:", f"GPU {n}:").replace("GPU-00000000-0000-0000-0000-000000000000", uuid)
+        for n, uuid in enumerate(uuids)
+    )
+    buses = [f"00000000:{bus}:00.0" for bus in ("19", "3B", "4C", "5D", "9B", "BB", "CB", "DB")]
+    fp.register(COMMANDS[0], stdout=q_x_xml([(bus, state, status) for bus in buses], uuids))
+    fp.register(COMMANDS[1], stdout=status_text)
+    fp.register(
+        COMMANDS[2], stdout=(NVSMI_DIR / "training-on-eks-aws-p5-8xh100-nvidia-smi-topo-m.txt").read_text()
+    )
+    return uuids
+
+
+UNTRAINED = (
+    "NVSwitch system without a running fabric manager (the live system has none): NVLinks are untrained, "
+    "their state cannot be judged here"
+)
+
+
+@pytest.mark.parametrize("state", ["Not Started", "In Progress"])
+def test_no_links_and_fabric_not_started(fp, driver, state):
+    """An HGX H100 booted from the ISO (no fabric manager): every link inactive, fabric Not Started or In
+    Progress. One warning, no per-GPU criticals or fabric warnings."""
+    h100_machine(fp, state=state)
     document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
-    messages = {(f["severity"], f["message"]) for f in document["findings"]}
-    assert messages == {
-        ("critical", "no active NVLink (of 12) (NVSwitch fabric state: Not Started)"),
-        (
-            "warning",
-            "NVSwitch fabric state Not Started, status None: not usable for multi-GPU work until the "
-            "fabric manager has run",
-        ),
+    assert {gpu["nvlink"]["active_links"] for gpu in document["nvidia"]} == {0}
+    assert document["findings"] == [{"severity": "warning", "component": "nvidia", "message": UNTRAINED}]
+    assert_schema("nvidia", document["nvidia"])
+
+
+def test_untrained_a100_is_told_by_its_nvswitch_functions(fp, driver):
+    """An HGX A100 has no fabric state (N/A): its NVSwitches (PCI vendor 10de, class 0680) tell it apart
+    from GPUs whose links are really down."""
+    a100_machine(fp, state="N/A", status="N/A", inactive={n: set(range(12)) for n in range(8)})
+    document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
+    assert {gpu["fabric"] for gpu in document["nvidia"]} == {None}
+    switches = [
+        {"address": f"0000:{bus}:00.0", "vendor_id": "10de", "class_id": "0680"} for bus in ("c4", "c5")
+    ]
+    with_switches = {
+        **document,
+        "pcie": [{"address": "0000:00:00.0", "vendor_id": "8086", "class_id": "0600"}, *switches],
     }
-    assert len(document["findings"]) == 16
+    assert audit.nvswitch_functions(with_switches) == ["0000:c4:00.0", "0000:c5:00.0"]
+    assert audit.nvlink_findings(with_switches) == [
+        {"severity": "warning", "component": "nvidia", "message": UNTRAINED}
+    ]
+    # without NVSwitches the same links are eight GPUs without any active NVLink
+    found = audit.nvlink_findings(document)
+    assert len(found) == 8 and {(f["severity"], f["message"]) for f in found} == {
+        ("critical", "no active NVLink (of 12)")
+    }
+
+
+def test_fabric_not_done_is_one_finding_listing_the_gpus(fp, driver):
+    """Links up but the fabric not Completed/Success on some GPUs: one warning naming them, "N/A" (not
+    "None") for a status nvidia-smi does not give."""
+    h100_machine(fp, state="In Progress", status="N/A", active=True)
+    document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
+    assert document["findings"] == [
+        {
+            "severity": "warning",
+            "component": "nvidia",
+            "message": "NVSwitch fabric state In Progress, status N/A on 8 of 8 GPUs (0000:19:00.0, "
+            "0000:3b:00.0, 0000:4c:00.0, 0000:5d:00.0, 0000:9b:00.0, 0000:bb:00.0, 0000:cb:00.0, "
+            "0000:db:00.0): not usable for multi-GPU work until the fabric manager has run",
+        }
+    ]
 
 
 def test_one_gpu_without_links_beside_its_peers(fp, driver):
@@ -299,7 +366,68 @@ def test_profile_checks_active_nvlinks_per_gpu(fp, driver):
     a100_machine(fp, inactive={3: {10, 11}})
     degraded = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
     assert failed_checks(degraded, {"gpus": {"count": 8, "nvlinks_active": {"min": 12}}}) == [
-        "gpu 0000:4e:00.0 (NVIDIA H100 80GB HBM3): active NVLinks 10, expected at least 12"
+        "gpu 0000:4e:00.0 (NVIDIA A100-SXM4-80GB): active NVLinks 10, expected at least 12"
     ]
     pcie_only = {"nvidia": [{"bus_id": "0000:01:00.0", "nvlink": {"supported": False, "active_links": None}}]}
     assert "nvlinks_active" not in audit.make_profile(pcie_only)["gpus"]
+
+
+def test_untrained_nvlinks_are_unknown_in_acceptance_and_made_from_the_topology(fp, driver):
+    """On an HGX H100 without a fabric manager, --make-profile writes nvlinks_active from topo -m's NV18 and
+    says so; checking it there gives an unknown result (passed null) that fails nothing, unless the profile
+    says "required": true. Where the links are trained, the same profile is checked as usual."""
+    h100_machine(fp)
+    untrained = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
+    made = audit.make_profile(untrained)
+    assert made["gpus"]["nvlinks_active"] == {"min": 18}
+    assert "untrained" in made["description"] and list(made)[:2] == ["name", "description"]
+    profile = audit.parse_profile(audit.render_profile(made).encode(), "made.json")
+    result = audit.check_profile(untrained, profile)
+    (check,) = [c for c in result["checks"] if c["check"] == "gpus.nvlinks_active"]
+    assert (check["passed"], check["found"], result["passed"], result["checks_unknown"]) == (
+        None,
+        None,
+        True,
+        1,
+    )
+    assert check["message"] == f"gpus: active NVLinks not checkable: {UNTRAINED}"
+    assert failed_checks(untrained, {"gpus": {"nvlinks_active": {"min": 18}}}) == []
+    assert failed_checks(untrained, {"gpus": {"nvlinks_active": {"min": 18, "required": True}}}) == [
+        f"gpus: active NVLinks not checkable: {UNTRAINED}; the profile requires them"
+    ]
+    accepted = audit.apply_acceptance(untrained, result)
+    schema = json.loads((REPO_ROOT / "audit" / "bee-audit.schema.json").read_text())
+    jsonschema.Draft202012Validator(
+        {**schema["properties"]["acceptance"], "$defs": schema["$defs"]}
+    ).validate(json.loads(json.dumps(accepted["acceptance"])))
+    assert [f for f in accepted["findings"] if f["component"] == "acceptance"] == []
+    h100_machine(fp, state="Completed", status="Success", active=True)
+    trained = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
+    assert trained["findings"] == []
+    assert failed_checks(trained, {"gpus": {"nvlinks_active": {"min": 18, "required": True}}}) == []
+    assert failed_checks(trained, {"gpus": {"nvlinks_active": {"min": 19}}}) == [
+        f"gpu {gpu['bus_id']} (NVIDIA H100 80GB HBM3): active NVLinks 18, expected at least 19"
+        for gpu in trained["nvidia"]
+    ]
+
+
+def test_untrained_without_topology_counts_is_left_out_with_a_note():
+    gpus = [
+        {
+            "bus_id": f"0000:0{n}:00.0",
+            "fabric": {"state": "Not Started", "status": None},
+            "nvlink": {"supported": True, "active_links": 0, "links": []},
+            "topology": None,
+        }
+        for n in range(2)
+    ]
+    made = audit.make_profile({"nvidia": gpus})
+    assert "nvlinks_active" not in made["gpus"]
+    assert made["description"].startswith("gpus.nvlinks_active left out")
+
+
+def test_required_must_be_a_bool_and_only_where_a_field_can_be_unknown():
+    with pytest.raises(audit.ProfileError, match=r"gpus\.nvlinks_active\.required: expected true or false"):
+        audit.normalize_profile({"gpus": {"nvlinks_active": {"min": 18, "required": "yes"}}})
+    with pytest.raises(audit.ProfileError, match=r"gpus\.link_width: a range has only"):
+        audit.normalize_profile({"gpus": {"link_width": {"min": 16, "required": True}}})

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -758,15 +759,32 @@ def dmidecode_records(ctx: Context, types: str) -> list[DmiRecord] | None:
 
 IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
 IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
+# Per runner (one audit), the ipmitool command that hung: the BMC does not answer, and every later command
+# would wait the whole timeout too (fru, sdr, sel info and sel list: four timeouts one after another).
+UNRESPONSIVE_BMC: weakref.WeakKeyDictionary[Runner, str] = weakref.WeakKeyDictionary()
+
+
+def ipmitool_run(ctx: Context, argv: list[str], redact=None) -> ToolResult | None:
+    """Run one ipmitool command holding the process-wide ipmitool lock (`redact` as for Context.run). None
+    when ipmitool is absent, or when an earlier command of this audit hung: then the BMC is not asked again,
+    and the error says why."""
+    with IPMITOOL_LOCK:
+        hung = UNRESPONSIVE_BMC.get(ctx.runner)
+        if hung is not None:
+            ctx.error(argv, f"not run: the BMC did not answer `{hung}` within the timeout")
+            return None
+        result = ctx.run(argv, redact=redact)
+        if result is not None and result.timed_out:
+            UNRESPONSIVE_BMC[ctx.runner] = " ".join(argv)
+    return result
 
 
 def run_ipmitool(ctx: Context, argv: list[str]) -> str | None:
-    """An ipmitool command's output, holding the process-wide ipmitool lock while it runs.
+    """An ipmitool command's output (run by ipmitool_run: one at a time, not after the BMC hung).
 
     `ipmitool fru` exits with the status of the LAST FRU it read: 1 when that one is absent ("Device not
     present", an empty PSU bay), so output holding FRU records is used whatever the exit status."""
-    with IPMITOOL_LOCK:
-        result = ctx.run(argv)
+    result = ipmitool_run(ctx, argv)
     if result is None:
         return None
     if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
@@ -775,9 +793,26 @@ def run_ipmitool(ctx: Context, argv: list[str]) -> str | None:
 
 
 def run_ipmitool_quiet(ctx: Context, argv: list[str], redact=None) -> ToolResult | None:
-    """One ipmitool run under the process-wide ipmitool lock; the caller judges the result."""
-    with IPMITOOL_LOCK:
-        return ctx.run(argv, redact=redact)
+    """One ipmitool run (by ipmitool_run: one at a time, not after the BMC hung); the caller judges the
+    result."""
+    return ipmitool_run(ctx, argv, redact=redact)
+
+
+def ipmi_present(ctx: Context) -> bool:
+    """Whether the kernel's IPMI device node exists (without it ipmitool has no BMC to talk to)."""
+    return any(ctx.exists("devfs", device) for device in IPMI_DEVICES)
+
+
+def ipmitool_text(ctx: Context, argv: list[str]) -> str | None:
+    """An ipmitool command's stdout (empty output included: an empty event log prints nothing), run by
+    ipmitool_run; None when ipmitool is absent, or failed or hung (an error)."""
+    result = ipmitool_run(ctx, argv)
+    if result is None:
+        return None
+    if result.timed_out or result.returncode != 0:
+        ctx.check(result)
+        return None
+    return result.stdout
 
 
 # -- board: BIOS, system, baseboard and chassis (dmidecode -t 0,1,2,3) ---------------------------------------
@@ -1100,23 +1135,6 @@ def uneven_dimm_population(document: dict[str, Any]) -> list[dict[str, Any]]:
     )
     return [finding("warning", "memory", f"DIMM population differs between CPU sockets ({detail})")]
 
-
-@finding_rule
-def edac_uncorrected_errors(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """EDAC uncorrected memory errors, per DIMM and for errors the controller could not place."""
-    edac = (document.get("memory") or {}).get("edac") or {}
-    found = []
-    for dimm in edac.get("dimms") or []:
-        if (dimm.get("uncorrected") or 0) > 0:
-            where = dimm.get("label") or f"{dimm['controller']}/{dimm['name']}"
-            found.append(finding("critical", "memory",
-                                 f"DIMM {where}: {dimm['uncorrected']} uncorrected memory errors (EDAC)"))
-    for controller in edac.get("controllers") or []:
-        if (controller.get("uncorrected_noinfo") or 0) > 0:
-            count = controller["uncorrected_noinfo"]
-            found.append(finding("critical", "memory", f"memory controller {controller['name']}: "
-                                 f"{count} uncorrected errors on no known DIMM (EDAC)"))
-    return found
 
 
 # -- storage: whole disks from lsblk, identity and health from smartctl and nvme-cli -------------------------
@@ -2790,6 +2808,1054 @@ def bmc_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
         return [finding("info", "bmc", f"the BMC has no IP address ({where}): it cannot be "
                                        "managed remotely until it gets one")]
     return []
+
+
+# -- sensors: the BMC's sensors (ipmitool sdr elist) --------------------------------------------------------
+
+# A sensor's status as ipmitool prints it (sdr: ok/ns/nc/cr/nr; sensor: which threshold is crossed).
+SENSOR_STATUS = {"ok": "ok", "ns": "ns", "na": "ns", "nc": "nc", "lnc": "nc", "unc": "nc", "cr": "cr",
+                 "lcr": "cr", "ucr": "cr", "nr": "nr", "lnr": "nr", "unr": "nr"}
+SENSOR_UNIT_TYPES = {"degrees c": "temperature", "degrees f": "temperature", "rpm": "fan", "volts": "voltage",
+                     "amps": "current", "watts": "power", "cfm": "airflow"}
+# IPMI entity ids (the first number of the `sdr elist` entity column) that say what a sensor watches.
+SENSOR_ENTITY_TYPES = {3: "processor", 4: "drive", 8: "memory", 10: "power supply", 19: "power unit",
+                       20: "power supply", 26: "drive", 29: "fan", 30: "fan", 32: "memory", 40: "battery"}
+SENSOR_NAME_TYPES = (  # the sensor's name when neither unit nor entity tells its type
+    (re.compile(r"(?i)\bps(?:\s?\d|\b)|psu|pwr\s?s(?:u?p)?ply|power\s?suppl"), "power supply"),
+    (re.compile(r"(?i)\bfan"), "fan"),
+    (re.compile(r"(?i)temp|therm"), "temperature"),
+    (re.compile(r"(?i)dimm|\bmem"), "memory"),
+    (re.compile(r"(?i)\bcpu|\bproc|\bp\d\b"), "processor"),
+    (re.compile(r"(?i)drive|disk|\bhdd|\bssd"), "drive"),
+    (re.compile(r"(?i)batt"), "battery"),
+)
+SENSOR_NO_READING = {"no reading", "not readable", "disabled", "na", ""}
+SENSOR_THRESHOLDS = ("lower_non_recoverable", "lower_critical", "lower_non_critical", "upper_non_critical",
+                     "upper_critical", "upper_non_recoverable")
+NUMBER_AND_UNIT = re.compile(r"^(-?\d+(?:\.\d+)?)(?:\s+(.+))?$")
+
+
+def sensor_number(text: str) -> int | None:
+    """A sensor number as `sdr elist` prints it ("30h"); None for anything else."""
+    match = re.fullmatch(r"([0-9a-fA-F]{1,2})h", text.strip())
+    return int(match[1], 16) if match else None
+
+
+def number(text: str | None) -> int | float | None:
+    """A decimal reading as a number: an int when it has no fraction ("2160"), else a float ("12.084")."""
+    text = (text or "").strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        return float(text)
+    return None
+
+
+def sensor_type(name: str, unit: str | None, entity: str | None, has_states: bool) -> str:
+    """What a sensor watches: temperature, fan, voltage, current, power, airflow (from its unit), power
+    supply, power unit, processor, memory, drive, battery (a sensor with states: from its entity id; else
+    from its name, then its entity id), or "other"."""
+    entity_id = to_int((entity or "").split(".")[0])
+    by_entity = SENSOR_ENTITY_TYPES.get(entity_id) if entity_id is not None else None
+    if has_states and by_entity:  # "Power Supply 1 | 0 Watts, Presence detected": a supply, not a meter
+        return by_entity
+    by_unit = SENSOR_UNIT_TYPES.get((unit or "").lower())
+    if by_unit:
+        return by_unit
+    for pattern, kind in SENSOR_NAME_TYPES:  # "Temp | 05h | ns | 10.1 | Disabled": a supply's temperature
+        if pattern.search(name):
+            return kind
+    return by_entity or "other"
+
+
+def split_reading(text: str) -> tuple[int | float | None, str | None, str | None]:
+    """(reading, unit, state text) of an `sdr` reading column: "2160 RPM", "0 Watts, Presence detected,
+    Failure detected", "Presence detected", "0x00" (a discrete sensor's raw state), "No Reading"."""
+    parts = [part.strip() for part in text.split(",")]
+    match = NUMBER_AND_UNIT.match(parts[0]) if parts else None
+    if match:
+        states = ", ".join(part for part in parts[1:] if part)
+        return number(match[1]), match[2], states or None
+    state = text.strip()
+    return None, None, state or None
+
+
+def parse_sensor_line(fields: list[str]) -> dict[str, Any] | None:
+    """One sensor from the columns of an `sdr` (3), `sdr elist` / `sdr type` (5) or `sensor` (10) line."""
+    name = fields[0]
+    sensor: dict[str, Any] = {"name": name or None, "number": None, "entity": None, "type": "other",
+                              "reading": None, "unit": None, "status": None, "state": None,
+                              "thresholds": None}
+    if len(fields) == 3:
+        reading, status = fields[1], fields[2]
+    elif len(fields) == 5:
+        sensor["number"] = sensor_number(fields[1])
+        sensor["entity"] = fields[3] if re.fullmatch(r"\d+\.\d+", fields[3]) else None
+        reading, status = fields[4], fields[2]
+    elif len(fields) >= 10:
+        value, unit, status = fields[1], fields[2], fields[3]
+        if re.fullmatch(r"0x[0-9a-fA-F]+", status):  # a discrete sensor: its state bits, no threshold status
+            value, status = status, "ok"
+        if number(value) is not None:
+            sensor["reading"], sensor["unit"] = number(value), unit or None
+        elif value.lower() not in SENSOR_NO_READING:
+            sensor["state"] = value  # a discrete sensor's raw state ("0x0080")
+        thresholds = [number(item) for item in fields[4:10]]
+        if any(item is not None for item in thresholds):
+            sensor["thresholds"] = dict(zip(SENSOR_THRESHOLDS, thresholds, strict=True))
+        reading = None
+    else:
+        return None
+    status_key = status.strip().lower()
+    if status_key not in SENSOR_STATUS:
+        return None
+    sensor["status"] = SENSOR_STATUS[status_key]
+    if reading is not None:
+        sensor["reading"], sensor["unit"], state = split_reading(reading)
+        if state is not None and state.lower() not in SENSOR_NO_READING:
+            sensor["state"] = state
+    has_states = bool(sensor["state"]) and not sensor["state"].lower().startswith("0x")
+    sensor["type"] = sensor_type(name, sensor["unit"], sensor["entity"], has_states)
+    return sensor
+
+
+def parse_sensors(text: str | None) -> list[dict[str, Any]]:
+    """Every sensor of `ipmitool sdr elist` (also `sdr`, `sdr type X` and `sensor` outputs), in order.
+
+    Each: name, number (from elist), entity ("10.1"), type, reading (a number or None) and unit, status
+    (ok, nc, cr, nr, ns) and state (the discrete state text, "Presence detected, Failure detected").
+    CRLF, blank, header and garbage lines are skipped; repeated names are kept (Dell has many "Presence")."""
+    sensors = []
+    for raw in (text or "").replace("\r", "").split("\n"):
+        if raw.count("|") < 2:
+            continue
+        sensor = parse_sensor_line([field.strip() for field in raw.split("|")])
+        if sensor is not None:
+            sensors.append(sensor)
+    return sensors
+
+
+@collector("sensors")
+def collect_sensors(ctx: Context) -> list[dict[str, Any]] | None:
+    """The BMC's sensors from one `ipmitool sdr elist` (the one walk of the SDR repository; only when
+    /dev/ipmi0 exists)."""
+    if not ipmi_present(ctx):
+        return None
+    argv = ["ipmitool", "sdr", "elist"]
+    text = ipmitool_text(ctx, argv)
+    if text is None:
+        return None
+    sensors = parse_sensors(text)
+    if text.strip() and not sensors:
+        ctx.error(argv, f"no sensor lines in the output: {first_line(text)}")
+    return sensors
+
+
+# What discrete states and event texts mean (the same words in the sensors' states and the event log):
+# (pattern, severity, what a person should read). The first match wins.
+HEALTH_STATES = (
+    (re.compile(r"(?i)\buncorrectable ecc|uncorrectable machine check"), "critical",
+     "uncorrectable memory error"),
+    (re.compile(r"(?i)\bierr\b|machine check exception|thermal trip|\bfrb[123]\b|processor.*failure"),
+     "critical", "processor failure"),
+    (re.compile(r"(?i)bus fatal error|bus uncorrectable error|\bpci serr\b|\bpci perr\b|fatal nmi"),
+     "critical", "fatal bus error (PCIe)"),
+    (re.compile(r"(?i)power supply ac lost|ac lost or out-of-range|ac out-of-range|input lost"), "critical",
+     "power supply without AC input"),
+    (re.compile(r"(?i)^failure detected$|power supply failure"), "critical", "power supply failure"),
+    (re.compile(r"(?i)drive fault|in failed array"), "critical", "drive failure"),
+    (re.compile(r"(?i)correctable ecc logging limit"), "warning",
+     "correctable memory errors (so many that the BMC stopped logging them)"),
+    (re.compile(r"(?i)correctable ecc|bus correctable error"), "warning", "correctable errors"),
+    (re.compile(r"(?i)predictive failure"), "warning", "predictive failure"),
+    (re.compile(r"(?i)redundancy lost|redundancy degraded|non-redundant"), "warning", "redundancy lost"),
+    (re.compile(r"(?i)config(?:uration)? error"), "warning", "configuration error"),
+    (re.compile(r"(?i)in critical array|rebuild.*abort"), "warning", "drive array degraded"),
+    (re.compile(r"(?i)undetermined system hardware failure"), "warning", "hardware failure (unspecified)"),
+    (re.compile(r"(?i)memory device disabled|memory scrub failed"), "warning", "memory disabled"),
+    (re.compile(r"(?i)\blog full\b|log almost full"), "warning", "event log full"),
+)
+BATTERY_STATES = re.compile(r"(?i)^(?:failed|low|battery failed|battery low)$")
+
+
+def state_health(state: str, kind: str | None = None) -> tuple[str, str] | None:
+    """(severity, meaning) of one discrete state or event text; None when it is no fault ("Presence
+    detected", "Device Absent", "Fully Redundant"). `kind` is the sensor's type ("battery": "Failed" is
+    one)."""
+    for pattern, severity, meaning in HEALTH_STATES:
+        if pattern.search(state):
+            return severity, meaning
+    if kind and kind.lower() == "battery" and BATTERY_STATES.match(state.strip()):
+        return "warning", "battery failed or low (CMOS/RTC battery)"
+    return None
+
+
+def sensor_label(sensor: dict[str, Any]) -> str:
+    """How a finding names a sensor: "sensor PS1 Status (power supply)"."""
+    return f"sensor {sensor.get('name') or '?'} ({sensor.get('type') or 'other'})"
+
+
+def threshold_text(sensor: dict[str, Any]) -> str:
+    """The crossed threshold of a sensor read with `ipmitool sensor`, e.g. " (upper critical 85)"."""
+    thresholds, reading = sensor.get("thresholds") or {}, sensor.get("reading")
+    if reading is None:
+        return ""
+    for key in reversed(SENSOR_THRESHOLDS[3:]):
+        if thresholds.get(key) is not None and reading >= thresholds[key]:
+            return f" (over the {key.replace('_', ' ')} threshold {thresholds[key]:g})"
+    for key in SENSOR_THRESHOLDS[:3]:
+        if thresholds.get(key) is not None and reading <= thresholds[key]:
+            return f" (under the {key.replace('_', ' ')} threshold {thresholds[key]:g})"
+    return ""
+
+
+@finding_rule
+def sensor_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sensors past a critical or non-recoverable threshold (critical) or a non-critical one (warning), and
+    faulty discrete states (a power supply's failure or lost AC, lost redundancy, ECC...). Nothing for
+    sensors without a reading (ns), absent devices or "Presence detected" alone."""
+    found = []
+    for index, sensor in enumerate(document.get("sensors") or []):
+        status = sensor.get("status")
+        if status in (None, "ns"):
+            continue
+        reading = "" if sensor.get("reading") is None else f"{sensor['reading']:g} {sensor.get('unit') or ''}"
+        reading = reading.strip()
+        ref = f"/sensors/{index}"
+        if status in ("cr", "nr", "nc"):
+            level = {"cr": "critical", "nr": "non-recoverable", "nc": "non-critical"}[status]
+            severity = "warning" if status == "nc" else "critical"
+            found.append({**finding(severity, sensor_label(sensor),
+                                    f"BMC sensor {level}: {reading or sensor.get('state') or 'no value'}"
+                                    f"{threshold_text(sensor)}"), "ref": ref, "sources": ["sensors"]})
+        state = sensor.get("state") or ""
+        if state.lower().startswith("0x"):
+            continue
+        rated = [(health, part.strip()) for part in state.split(",")
+                 if (health := state_health(part.strip(), sensor.get("type")))]
+        if rated:
+            severity = "critical" if any(h[0] == "critical" for h, _ in rated) else "warning"
+            states = ", ".join(f'"{part}"' for _, part in rated)
+            meanings = "; ".join(dict.fromkeys(meaning for (_, meaning), _ in rated))
+            found.append({**finding(severity, sensor_label(sensor), f"BMC sensor state {states}: {meanings}"
+                                    + (f" (reading {reading})" if reading else "")),
+                          "ref": ref, "sources": ["sensors"]})
+    return found
+
+
+# -- event_log: the BMC's System Event Log (ipmitool sel info, sel list) ------------------------------------
+
+SEL_KEEP = 1000  # records kept in the document (the newest); the summary counts them all
+SEL_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})$")
+SEL_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+SEL_TIME = re.compile(
+    r"^(\d{1,2}):(\d{2}):(\d{2})(?:\s*([AaPp][Mm]))?(?:\s+([A-Za-z]{2,6}|[+-]\d{2}:?\d{2}))?$")
+SEL_SENSOR_NUMBER = re.compile(r"^(.*?)\s*#0x([0-9a-fA-F]{1,2})$")
+# ipmitool's sensor type names, which `sel elist` prints before the SDR name ("Temperature Inlet_Temp")
+SEL_SENSOR_TYPES = (
+    "Temperature", "Voltage", "Current", "Fan", "Physical Security", "Platform Security", "Processor",
+    "Power Supply", "Power Unit", "Cooling Device", "Other", "Memory", "Drive Slot / Bay", "Drive Slot",
+    "POST Memory Resize", "System Firmwares", "System Firmware Progress", "System Firmware Error",
+    "Event Logging Disabled", "Watchdog1", "Watchdog2", "Watchdog", "System Event", "Critical Interrupt",
+    "Button", "Module / Board", "Microcontroller", "Add-in Card", "Chassis", "Chip Set", "Other FRU",
+    "Cable / Interconnect", "Terminator", "System Boot Initiated", "Boot Error", "OS Boot",
+    "OS Critical Stop", "Slot / Connector", "System ACPI Power State", "Platform Alert", "Entity Presence",
+    "Monitor ASIC", "LAN", "Management Subsys Health", "Battery", "Session Audit", "Version Change",
+    "FRU State",
+)
+SEL_SENSOR_TYPES_LONGEST_FIRST = tuple(sorted(SEL_SENSOR_TYPES, key=len, reverse=True))  # "Drive Slot / Bay"
+SEL_COMPONENTS = {"memory": "memory", "processor": "cpu", "power supply": "psu", "power unit": "psu",
+                  "critical interrupt": "pcie", "fan": "fan", "cooling device": "fan",
+                  "temperature": "temperature", "drive slot": "storage", "drive slot / bay": "storage",
+                  "battery": "battery"}
+THRESHOLD_EVENT = re.compile(r"(?i)^(upper|lower) (non-critical|critical|non-recoverable) going (high|low)$")
+TRIGGER = re.compile(r"(?i)reading\s+(-?[\d.]+)\s*([<>]=?|=)\s*threshold\s+(-?[\d.]+)\s*(.*)$")
+
+
+def sel_time(date: str, clock: str) -> tuple[str | None, str | None]:
+    """(ISO local time, zone as printed) of a SEL record's date and time columns, in every form ipmitool
+    prints: 06/29/2021 | 08:18:06, 12/14/22 | 23:09:44 CET, 05:15:35 PM CEST; (None, None) otherwise."""
+    match, clock_match = SEL_DATE.match(date.strip()), SEL_TIME.match(clock.strip())
+    iso = SEL_ISO_DATE.match(date.strip())
+    if not clock_match or not (match or iso):
+        return None, None
+    if match:
+        month, day, year = int(match[1]), int(match[2]), int(match[3])
+        year += 2000 if len(match[3]) == 2 and year < 70 else 1900 if len(match[3]) == 2 else 0
+    else:
+        year, month, day = int(iso[1]), int(iso[2]), int(iso[3])
+    hour, minute, second = int(clock_match[1]), int(clock_match[2]), int(clock_match[3])
+    if clock_match[4]:
+        hour = hour % 12 + (12 if clock_match[4].lower() == "pm" else 0)
+    try:
+        when = dt.datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None, None
+    return when.isoformat(), clock_match[5]
+
+
+def split_sel_sensor(text: str) -> tuple[str | None, int | None, str]:
+    """(sensor type, sensor number, name) of a SEL sensor column: "Fan #0x46" (sel list) or
+    "Temperature Inlet_Temp" (sel elist: the type, then the SDR name)."""
+    numbered = SEL_SENSOR_NUMBER.match(text)
+    if numbered:
+        return numbered[1] or None, int(numbered[2], 16), text
+    for kind in SEL_SENSOR_TYPES_LONGEST_FIRST:
+        if text.lower().startswith(kind.lower() + " "):
+            return kind, None, text[len(kind) + 1:].strip()
+    return None, None, text
+
+
+def parse_sel_record(fields: list[str]) -> dict[str, Any] | None:
+    """One `sel list` / `sel elist` line's columns as a record; None for a line that is not one."""
+    if len(fields) < 4 or not re.fullmatch(r"[0-9a-fA-F]{1,8}", fields[0]):
+        return None
+    record: dict[str, Any] = {"id": fields[0].lower(), "time": None, "zone": None,
+                              "seconds_after_power_on": None, "sensor": None, "sensor_type": None,
+                              "sensor_number": None, "event": None,
+                              "direction": None, "trigger": None, "oem": False}
+    if fields[1].lower().startswith("pre-init"):
+        record["seconds_after_power_on"] = to_int(fields[2])
+    else:
+        record["time"], record["zone"] = sel_time(fields[1], fields[2])
+    rest = fields[3:]
+    if rest[0].lower().startswith("oem record") or len(rest) == 1:
+        record["oem"] = rest[0].lower().startswith("oem record")
+        record["sensor"] = rest[0] or None
+        record["event"] = " | ".join(rest[1:]) or None
+        return record
+    kind, sensor_no, name = split_sel_sensor(rest[0])
+    record["sensor"], record["sensor_type"], record["sensor_number"] = rest[0] or None, kind, sensor_no
+    if name != rest[0]:
+        record["sensor_name"] = name
+    record["event"] = rest[1] or None
+    if len(rest) > 2 and rest[2].lower() in ("asserted", "deasserted"):
+        record["direction"] = rest[2].lower()
+        extra = " | ".join(part for part in rest[3:] if part)
+    else:
+        extra = " | ".join(part for part in rest[2:] if part)
+    trigger = TRIGGER.search(extra) if extra else None
+    if trigger:
+        record["trigger"] = {"text": extra, "reading": number(trigger[1]), "threshold": number(trigger[3]),
+                             "unit": trigger[4].strip() or None}
+    elif extra:  # what else ipmitool adds: "CPU 1 DIMM 2" for a memory event of sensor 0, OEM details
+        record["detail"] = extra
+    return record
+
+
+def parse_sel_list(text: str | None) -> list[dict[str, Any]]:
+    """Every record of `ipmitool sel list` or `sel elist`, in the order printed (oldest first).
+
+    Each: id (hex as printed; BMCs do repeat ids, both records stay), time (ISO, the BMC's local time) and
+    zone, or seconds_after_power_on for Pre-Init records, sensor (as printed), sensor_type and
+    sensor_number when printed, event, direction (asserted/deasserted), trigger (the reading and threshold
+    of a threshold event), detail (any other column ipmitool adds) and oem (an OEM record, which has fewer
+    columns)."""
+    records = []
+    for raw in (text or "").replace("\r", "").split("\n"):
+        if "|" not in raw:
+            continue
+        record = parse_sel_record([field.strip() for field in raw.split("|")])
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def parse_sel_info(text: str | None) -> dict[str, Any] | None:
+    """`ipmitool sel info`: entries, free_bytes, percent_used, last_add_time, last_del_time (as printed,
+    None for "Not Available") and overflow."""
+    fields = parse_fru_fields(text)  # "Name : value" lines, as ipmitool prints FRUs too
+    if not fields:
+        return None
+    return {
+        "version": clean(fields.get("Version")),
+        "entries": to_int(fields.get("Entries")),
+        "free_bytes": leading_int(fields.get("Free Space")),  # "56682 bytes"
+        "percent_used": leading_int(fields.get("Percent Used")),  # "12%", "unknown"
+        "last_add_time": clean(fields.get("Last Add Time")),
+        "last_del_time": clean(fields.get("Last Del Time")),
+        "overflow": to_bool(fields.get("Overflow")),
+    }
+
+
+def sel_when(record: dict[str, Any]) -> str | None:
+    """A record's time for a person: the ISO time (with its zone), or "+N s after power-on" (Pre-Init)."""
+    if record.get("time"):
+        return record["time"] + (f" {record['zone']}" if record.get("zone") else "")
+    if record.get("seconds_after_power_on") is not None:
+        return f"{record['seconds_after_power_on']} s after power-on"
+    return None
+
+
+def sel_event_health(record: dict[str, Any]) -> tuple[str, str] | None:
+    """(severity, meaning) of a SEL event as it was asserted: threshold crossings (critical and
+    non-recoverable are critical, non-critical a warning) and the faults of HEALTH_STATES."""
+    event = record.get("event") or ""
+    threshold = THRESHOLD_EVENT.match(event.strip())
+    if threshold:
+        severity = "warning" if threshold[2].lower() == "non-critical" else "critical"
+        return severity, f"{threshold[1].lower()} {threshold[2].lower()} threshold crossed"
+    if (record.get("sensor") or "").lower().startswith("linux kernel panic"):  # OEM record f0h
+        return "critical", "the operating system panicked"
+    if record.get("oem"):
+        return None
+    return state_health(event, record.get("sensor_type"))
+
+
+def summarize_sel(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per sensor and event: how often it was asserted, first and last time, whether it is still
+    asserted (no later deassertion), and its severity and meaning when it is a fault."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        key = (record.get("sensor") or "", record.get("event") or "")
+        group = groups.get(key)
+        if group is None:
+            health = sel_event_health(record)
+            group = groups[key] = {
+                "sensor": record.get("sensor"), "sensor_type": record.get("sensor_type"),
+                "sensor_number": record.get("sensor_number"), "event": record.get("event"),
+                "severity": health[0] if health else None, "meaning": health[1] if health else None,
+                "count": 0, "first": None, "last": None, "first_id": None, "last_id": None, "active": False,
+            }
+        if record.get("direction") == "deasserted":
+            group["active"] = False
+            continue
+        group["count"] += 1
+        group["active"] = True
+        group["first"] = group["first"] or sel_when(record)
+        group["first_id"] = group["first_id"] or record["id"]
+        group["last"], group["last_id"] = sel_when(record) or group["last"], record["id"]
+    return [group for group in groups.values() if group["count"]]
+
+
+@collector("event_log")
+def collect_event_log(ctx: Context) -> dict[str, Any] | None:
+    """The BMC's System Event Log: `ipmitool sel info` and every record of `ipmitool sel list` (only when
+    /dev/ipmi0 exists). `sel list` does not walk the SDR repository (`sel elist` would, a second time after
+    the sensors collector): the sensors' names are linked from the sensors collector's SDR instead. The
+    document keeps the newest SEL_KEEP records, the total, and a summary of all of them. bee never clears
+    the log."""
+    if not ipmi_present(ctx):
+        return None
+    info_text = ipmitool_text(ctx, ["ipmitool", "sel", "info"])
+    list_text = ipmitool_text(ctx, ["ipmitool", "sel", "list"])
+    if info_text is None and list_text is None:
+        return None
+    records = parse_sel_list(list_text)
+    if list_text and list_text.strip() and not records and not re.search(r"(?i)no entries", list_text):
+        ctx.error(["ipmitool", "sel", "list"], f"no event records in the output: {first_line(list_text)}")
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["id"]] = counts.get(record["id"], 0) + 1
+    return {
+        "info": parse_sel_info(info_text),
+        "total_records": len(records),
+        "records": records[-SEL_KEEP:],
+        "duplicate_ids": sorted(key for key, count in counts.items() if count > 1),
+        "summary": summarize_sel(records),
+    }
+
+
+@linker
+def name_sel_sensors(document: dict[str, Any]) -> None:
+    """Give SEL records and summary entries printed as "Fan #0x46" the name of that sensor in the SDR
+    (sensor_name), when exactly one sensor has that number."""
+    by_number: dict[int, list[str]] = {}
+    for sensor in document.get("sensors") or []:
+        if sensor.get("number") is not None and sensor.get("name"):
+            by_number.setdefault(sensor["number"], []).append(sensor["name"])
+    event_log = document.get("event_log") or {}
+    for item in (event_log.get("records") or []) + (event_log.get("summary") or []):
+        names = by_number.get(item.get("sensor_number"), [])
+        if len(set(names)) == 1 and not item.get("sensor_name"):
+            item["sensor_name"] = names[0]
+
+
+def sel_label(group: dict[str, Any]) -> str:
+    """A summary entry's sensor for a person: "Memory #0x2b", with its SDR name when known."""
+    name = group.get("sensor_name")
+    sensor = group.get("sensor") or "?"
+    return f"{sensor} ({name})" if name and name not in sensor else sensor
+
+
+def is_memory_ecc(group: dict[str, Any]) -> str | None:
+    """"UE" or "CE" when a summary entry is a memory ECC event, else None."""
+    event = group.get("event") or ""
+    if (group.get("sensor_type") or "").lower() not in ("memory", "") and "ecc" not in event.lower():
+        return None
+    if re.search(r"(?i)uncorrectable ecc", event):
+        return "UE"
+    if re.search(r"(?i)correctable ecc", event):
+        return "CE"
+    return None
+
+
+def sel_group_finding(group: dict[str, Any]) -> dict[str, Any]:
+    """The finding of one rated summary entry; a fault deasserted since then is one level lower."""
+    severity = group["severity"]
+    if not group["active"]:
+        severity = {"critical": "warning", "warning": "info"}.get(severity, severity)
+    kind = (group.get("sensor_type") or "").lower()
+    times = "once" if group["count"] == 1 else f"{group['count']} times"
+    span = group["first"] if group["count"] == 1 or group["first"] == group["last"] else \
+        f"{group['first']} to {group['last']}"
+    event = f" \"{group['event']}\"" if group.get("event") else ""
+    message = (f"BMC event log: {sel_label(group)}{event} ({group['meaning']}), {times}"
+               + (f", {span}" if span else "") + ("" if group["active"] else ", deasserted since"))
+    return {**finding(severity, SEL_COMPONENTS.get(kind, "bmc"), message), "count": group["count"],
+            "first": group["first"], "last": group["last"], "sources": ["event_log"]}
+
+
+@finding_rule
+def event_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One finding per faulty sensor and event of the SEL (with its count and first and last time), and a
+    warning when the log is full or overflowed. Memory ECC events are told with the DIMM they concern, in
+    memory_error_findings."""
+    event_log = document.get("event_log") or {}
+    found = []
+    info = event_log.get("info") or {}
+    if info.get("overflow"):
+        found.append(finding("warning", "bmc", "BMC event log overflowed: new events are being lost (read "
+                                               "it, then clear it: ipmitool sel clear)"))
+    elif info.get("free_bytes") == 0 or (info.get("percent_used") or 0) >= 100:
+        found.append(finding("warning", "bmc", "BMC event log is full: new events are being lost (read it, "
+                                               "then clear it: ipmitool sel clear)"))
+    for group in event_log.get("summary") or []:
+        if group.get("severity") and not is_memory_ecc(group):
+            found.append(sel_group_finding(group))
+    return found
+
+
+# -- kernel_log: hardware errors in the kernel log (dmesg) --------------------------------------------------
+
+# The prefixes a kernel log line may carry, whoever wrote it down: <priority>, RFC 5424 syslog, classic
+# syslog and journal (with or without a host name), ISO journal, "kernel:", dmesg's [uptime], dmesg -T's
+# [date] and dmesg -H's [Mon12 10:00] / [  +0.000123]. Each: (pattern, which group is a time).
+KERNEL_PREFIXES = (
+    re.compile(r"^<\d{1,3}>1 (\S+) \S+ \S+ \S+ \S+ \S+ ?"),
+    re.compile(r"^<\d{1,3}>"),
+    re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)\s+(?:\S+\s+)?kernel:\s?"),
+    re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*)\s+(?:\S+\s+)?kernel:\s?"),
+    re.compile(r"^kernel:\s?"),
+    re.compile(r"^\[\s*(\d+\.\d+)\]\s?"),
+    re.compile(r"^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d \d{4})\]\s?"),
+    re.compile(r"^\[([A-Z][a-z]{2}[ \d]\d \d\d:\d\d)\]\s?"),
+    re.compile(r"^\[\s*\+\d+\.\d+\]\s?"),
+    re.compile(r"^\d+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}) "),  # a ras-mc-ctl --errors row
+)
+PCI_ADDR = r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
+DEVICE_PREFIX = re.compile(rf"^\S+ ({PCI_ADDR}): ")
+MCE_BANK = re.compile(r"CPU (\d+): Machine Check(?: Exception| Event)?: (\w+) Bank (\d+): ([0-9a-fA-F]+)")
+MCE_LOGGED = re.compile(r"Machine check events logged")
+MCE_FATAL = re.compile(r"(?i)Kernel panic.*machine check|Uncorrected hardware memory error|"
+                       r"Processor context corrupt")
+GHES_SEVERITY = re.compile(r"\{(\d+)\}\[Hardware Error\]:\s+event severity: (\w+)")
+GHES_DETAIL = re.compile(rf"\{{(\d+)\}}\[Hardware Error\]:\s+(?:DIMM location: (.+?)\s*$|"
+                         rf"device_id: ({PCI_ADDR})|section_type: (.+?)\s*$)")
+EDAC_COUNTED = re.compile(r"EDAC (?:\S+ )?MC(\d+): (\d+) (CE|UE) (.*?)\s*on (.+?) \((.*)\)\s*$")
+RAS_MEMORY = re.compile(r"(\d+) (Corrected|Uncorrected) error\(s\): .*? at (\S+) location")
+EDAC_OLD = re.compile(r"EDAC (?:\S+ )?MC(\d+): (CE|UE) (.*?)labels? \"([^\"]*)\"")
+AER_RECEIVED = re.compile(r"AER: (?:Multiple )?(Corrected|Correctable|Uncorrected|Uncorrectable)"
+                          r"(?: \((Non-Fatal|Fatal)\))? error(?: message)? received(?: from|:)\s*(?:id=)?"
+                          rf"({PCI_ADDR}|[0-9a-fA-F]{{4}})")
+AER_BUS_ERROR = re.compile(r"PCIe Bus Error: severity=(Corrected|Correctable|Uncorrected|Uncorrectable)(?: \("
+                           r"(Non-Fatal|Fatal)\))?, type=([^,]+),\s*(?:id=([0-9a-fA-F]{4}))?")
+AER_ERROR_NAME = re.compile(r"^\s*\[\s*\d+\]\s*([A-Za-z][\w ]*?)\s*(?:\(First\))?\s*$")
+XID = re.compile(r"NVRM: Xid \((?:PCI:)?([0-9a-fA-F:.]+)\): (\d+),?\s*(.*)")
+NVIDIA_GPU_ADDRESS = re.compile(r"NVRM: (?:The NVIDIA GPU |GPU at PCI:|GPU )([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:"
+                                r"[0-9a-fA-F]{2}(?:\.[0-7])?)")
+NVME_DOWN = re.compile(r"nvme (nvme\d+): (controller is down|Removing after probe failure|Device not ready|"
+                       r"Disabling device after reset failure)")
+NVME_TIMEOUT = re.compile(r"nvme (nvme\d+): I/O (?:tag )?\d+ (?:\([0-9a-f]+\) )?(?:opcode \S+ )?\(?.*?QID \d+"
+                          r" timeout")
+NVME_RESET = re.compile(r"nvme (nvme\d+): (?:resetting controller|Abort status)")
+NVME_IO = re.compile(r"(nvme\d+n\d+): I/O Cmd\(0x[0-9a-fA-F]+\) @ LBA \d+, \d+ blocks, I/O Error")
+DISK_MEDIUM = re.compile(r"critical medium error, dev (\w+)")
+DISK_SENSE_MEDIUM = re.compile(r"\[(\w+)\] (?:tag#\d+ )?Sense Key : (?:Medium Error|0x3)\b")
+ATA_UNC = re.compile(r"(ata\d+(?:\.\d+)?): error: \{ .*\bUNC\b")
+DISK_IO = re.compile(r"(?<!critical medium error, )(?:^|: |\s)I/O error, dev (\w+)")
+BUFFER_IO = re.compile(r"Buffer I/O error on dev (\w+)")
+
+# What an NVIDIA Xid means (NVIDIA's Xid catalog), and how bad it is for the machine.
+XID_MEANINGS = {
+    13: ("warning", "graphics engine exception (often the application)"),
+    31: ("warning", "GPU memory page fault (often the application)"),
+    32: ("warning", "invalid or corrupted push buffer stream"),
+    38: ("warning", "driver firmware error"),
+    43: ("warning", "GPU stopped processing (often the application)"),
+    45: ("warning", "preemptive cleanup, due to a previous error"),
+    48: ("critical", "double-bit ECC error"),
+    56: ("warning", "display engine error"),
+    57: ("warning", "error programming video memory interface"),
+    61: ("warning", "internal micro-controller breakpoint/warning"),
+    62: ("critical", "internal micro-controller halt"),
+    63: ("warning", "ECC page retirement or row remapping recorded"),
+    64: ("critical", "ECC page retirement or row remapping failed"),
+    68: ("warning", "video processor exception"),
+    69: ("warning", "graphics engine class error"),
+    74: ("critical", "NVLink error"),
+    79: ("critical", "GPU has fallen off the bus"),
+    92: ("warning", "high single-bit ECC error rate"),
+    94: ("warning", "contained ECC error (the application was stopped)"),
+    95: ("critical", "uncontained ECC error (reset the GPU)"),
+    109: ("warning", "context switch timeout"),
+    119: ("critical", "GSP RPC timeout"),
+    120: ("critical", "GSP error"),
+    121: ("warning", "C2C link corrected error"),
+    123: ("warning", "SPI PMU RPC write failure"),
+    136: ("warning", "link training failure"),
+    140: ("critical", "unrecovered ECC error"),
+    143: ("critical", "GPU initialization failure"),
+    144: ("critical", "NVLink error"), 145: ("critical", "NVLink error"), 146: ("critical", "NVLink error"),
+    147: ("critical", "NVLink error"), 148: ("critical", "NVLink error"), 149: ("critical", "NVLink error"),
+    150: ("critical", "NVLink error"), 154: ("critical", "GPU recovery action required"),
+}
+KERNEL_SAMPLE = 300  # characters of a sample line kept per event
+KERNEL_LINE_MAX = 1024  # the kernel's own line limit; longer (garbage) lines are cut before matching
+
+
+def strip_kernel_prefix(line: str) -> tuple[str, str | None, float | None]:
+    """(message, wall time as printed, seconds since boot) of one log line, whatever its prefixes."""
+    when, uptime = None, None
+    for _ in range(4):
+        for pattern in KERNEL_PREFIXES:
+            match = pattern.match(line)
+            if match:
+                if match.groups() and match[1]:
+                    if re.fullmatch(r"\d+\.\d+", match[1]):
+                        uptime = float(match[1])
+                    else:
+                        when = " ".join(match[1].split())
+                line = line[match.end():]
+                break
+        else:
+            break
+    return line, when, uptime
+
+
+def kernel_lines(text: str) -> list[tuple[str, str | None, str]]:
+    """(message, time, raw line) of every log entry; an indented line without a prefix continues the one
+    before it (dmesg prints a multi-line message so)."""
+    entries: list[tuple[str, str | None, str]] = []
+    for raw in text.replace("\r", "").split("\n"):
+        if not raw.strip():
+            continue
+        message, when, uptime = strip_kernel_prefix(raw)
+        if raw[:1].isspace() and message == raw and entries:
+            previous = entries[-1]
+            joined = (previous[0] + " " + raw.strip())[:KERNEL_LINE_MAX]
+            entries[-1] = (joined, previous[1], previous[2] + "\n" + raw)
+            continue
+        stamp = when or (f"{uptime:.6f} s after boot" if uptime is not None else None)
+        entries.append((message[:KERNEL_LINE_MAX], stamp, raw))
+    return entries
+
+
+def pci_from_aer_id(text: str, domain: str = "0000") -> str | None:
+    """A PCI address from AER's source: "0000:80:1b.4", or the old 4-hex-digit requester id "00e8"
+    (bus 0x00, device 0x1d, function 0)."""
+    if re.fullmatch(PCI_ADDR, text):
+        return text.lower()
+    value = int(text, 16)
+    return f"{domain}:{value >> 8:02x}:{(value >> 3) & 0x1F:02x}.{value & 7}"
+
+
+def disk_name(device: str) -> str:
+    """The whole disk of a block device name: sdb1 -> sdb, nvme0n1p2 -> nvme0n1."""
+    nvme = re.match(r"(nvme\d+n\d+)", device)
+    if nvme:
+        return nvme[1]
+    return re.sub(r"(?<=[a-z])\d+$", "", device)
+
+
+def aer_severity(kind: str, fatal: str | None) -> tuple[str, str]:
+    """(finding severity, wording) of an AER error class."""
+    if kind.lower().startswith("correct"):
+        return "info", "corrected"
+    if (fatal or "").lower() == "fatal":
+        return "critical", "uncorrectable fatal"
+    return "warning", "uncorrectable non-fatal"
+
+
+def kernel_log_events(text: str | None) -> list[dict[str, Any]]:
+    """Every hardware error of a kernel log, one event per line that tells one (in order): each
+    {kind, severity, device, message, time, raw, pattern, ...}. See parse_kernel_log for the kinds."""
+    events: list[dict[str, Any]] = []
+    last_gpu: str | None = None
+    ghes: dict[str, dict[str, Any]] = {}
+
+    def add(kind: str, severity: str, device: str | None, message: str, pattern: str = "", **extra: Any):
+        event = {"kind": kind, "severity": severity, "device": device, "message": message, "time": when,
+                 "raw": raw, "pattern": pattern, "index": index, **extra}
+        events.append(event)
+        return event
+
+    for index, entry in enumerate(kernel_lines(text or "")):
+        message, when, raw = entry
+        prefix = DEVICE_PREFIX.match(message)
+        if match := MCE_BANK.search(message):
+            status = int(match[4], 16)
+            uncorrected = bool(status >> 61 & 1)
+            add("machine_check", "critical" if uncorrected else "warning", f"CPU {match[1]}",
+                f"{'uncorrected' if uncorrected else 'corrected'} machine check, bank {match[3]}",
+                bank=int(match[3]))
+        elif MCE_FATAL.search(message):
+            add("machine_check", "critical", None, "fatal machine check / uncorrected hardware memory error")
+        elif MCE_LOGGED.search(message):
+            add("machine_check", "warning", None, "machine check events logged", "logged")
+        elif match := GHES_SEVERITY.search(message):
+            severity = {"fatal": "critical", "recoverable": "critical", "corrected": "warning"}.get(
+                match[2].lower(), "info")
+            ghes[match[1]] = add("hardware_error", severity, None,
+                                 f"firmware-reported (APEI GHES) {match[2]} hardware error")
+        elif (match := GHES_DETAIL.search(message)) and match[1] in ghes:
+            event = ghes[match[1]]
+            if match[2]:
+                event["device"] = match[2]
+            elif match[3]:
+                event["device"] = match[3].lower()
+            elif match[4]:
+                event["message"] += f" ({match[4]})"
+        elif match := EDAC_COUNTED.search(message):
+            slot = re.search(r"channel:(\d+) slot:(\d+)", match[6])
+            location = f"channel {slot[1]} slot {slot[2]}" if slot else None
+            add("memory", "critical" if match[3] == "UE" else "warning", match[5].strip(),
+                f"{'uncorrected' if match[3] == 'UE' else 'corrected'} memory errors", errors=int(match[2]),
+                memory_controller=int(match[1]), location=location, error_class=match[3])
+        elif match := EDAC_OLD.search(message):
+            add("memory", "critical" if match[2] == "UE" else "warning", match[4].strip() or None,
+                f"{'uncorrected' if match[2] == 'UE' else 'corrected'} memory errors", errors=1,
+                memory_controller=int(match[1]), location=None, error_class=match[2])
+        elif match := RAS_MEMORY.search(message):
+            error_class = "UE" if match[2] == "Uncorrected" else "CE"
+            add("memory", "critical" if error_class == "UE" else "warning", match[3],
+                f"{match[2].lower()} memory errors", errors=int(match[1]), memory_controller=None,
+                location=None, error_class=error_class)
+        elif match := AER_RECEIVED.search(message):
+            domain = prefix[1][:4] if prefix else "0000"
+            severity, wording = aer_severity(match[1], match[2])
+            add("pcie_aer", severity, pci_from_aer_id(match[3], domain), f"PCIe AER {wording} errors",
+                wording, reporter=prefix[1].lower() if prefix else None, errors_seen=[])
+        elif match := AER_BUS_ERROR.search(message):
+            severity, wording = aer_severity(match[1], match[2])
+            recent = [event for event in events[-3:] if event["kind"] == "pcie_aer"
+                      and event["pattern"] == wording and index - event["index"] <= 3]
+            if not recent:
+                device = pci_from_aer_id(match[4], prefix[1][:4] if prefix else "0000") if match[4] else \
+                    prefix[1].lower() if prefix else None
+                add("pcie_aer", severity, device, f"PCIe AER {wording} errors", wording,
+                    reporter=prefix[1].lower() if prefix else None, errors_seen=[match[3].strip()])
+            else:
+                recent[-1]["errors_seen"].append(match[3].strip())
+        elif prefix and (name := AER_ERROR_NAME.match(message[prefix.end():])):
+            for event in reversed(events[-6:]):
+                if event["kind"] == "pcie_aer" and event.get("reporter") == prefix[1].lower():
+                    event["errors_seen"].append(name[1].strip())
+                    break
+        elif match := XID.search(message):
+            address = match[1] if re.search(r"\.[0-7]$", match[1]) else match[1] + ".0"
+            address = normalize_pci_address(address) or match[1]
+            xid = int(match[2])
+            severity, meaning = XID_MEANINGS.get(xid, ("warning", "see NVIDIA's Xid catalog"))
+            cause = re.search(r"caused by previous Xid (\d+)", match[3])
+            add("nvidia_xid", severity, address, f"NVIDIA Xid {xid}: {meaning}"
+                + (f" (after Xid {cause[1]})" if cause else ""), str(xid), xid=xid)
+        elif "fallen off the bus" in message:
+            gpu = NVIDIA_GPU_ADDRESS.search(message)
+            address = gpu[1] if gpu else last_gpu
+            if address and not re.search(r"\.[0-7]$", address):
+                address += ".0"
+            add("gpu_lost", "critical", normalize_pci_address(address) if address else None,
+                "GPU has fallen off the bus (not responding)")
+        elif match := NVME_DOWN.search(message):
+            add("nvme", "critical", match[1], f"NVMe {match[2].lower()}", "down")
+        elif match := NVME_TIMEOUT.search(message):
+            add("nvme", "warning", match[1], "NVMe I/O timeouts", "timeout")
+        elif match := NVME_RESET.search(message):
+            add("nvme", "warning", match[1], "NVMe controller resets", "reset")
+        elif match := NVME_IO.search(message):
+            add("disk_io", "warning", match[1], "I/O errors", "nvme")
+        elif match := DISK_MEDIUM.search(message):
+            add("disk_medium", "critical", disk_name(match[1]), "medium errors (unreadable sectors)", "block")
+        elif match := DISK_SENSE_MEDIUM.search(message):
+            add("disk_medium", "critical", disk_name(match[1]), "medium errors (unreadable sectors)", "sense")
+        elif match := ATA_UNC.search(message):
+            add("disk_medium", "critical", match[1], "medium errors (unreadable sectors)", "ata")
+        elif match := DISK_IO.search(message):
+            add("disk_io", "warning", disk_name(match[1]), "I/O errors", "block")
+        elif match := BUFFER_IO.search(message):
+            add("disk_io", "warning", disk_name(match[1]), "I/O errors", "buffer")
+        if gpu := NVIDIA_GPU_ADDRESS.search(message):
+            last_gpu = gpu[1]
+    return events
+
+
+def fold_machine_checks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One memory error is told by the MCE lines (or a firmware GHES memory record) and by EDAC's line about
+    the DIMM: the MCE lines within the 8 entries, and a GHES memory error record within the 16 entries,
+    before an EDAC line are that error (EDAC names the DIMM); "Machine check events logged" is only the
+    header of the lines after it."""
+    drop = set()
+    for position, event in enumerate(events):
+        if event["kind"] != "memory":
+            continue
+        for earlier in events[max(0, position - 16):position]:
+            distance = event["index"] - earlier["index"]
+            ghes_memory = earlier["kind"] == "hardware_error" and "memory" in earlier["message"]
+            if (earlier["kind"] == "machine_check" and distance <= 8) or (ghes_memory and distance <= 16):
+                drop.add(id(earlier))
+    for position, event in enumerate(events):
+        if event["kind"] == "machine_check" and event["pattern"] == "logged":
+            following = [later for later in events[position + 1:position + 6]
+                         if later["index"] - event["index"] <= 5]
+            if any(later["kind"] in ("machine_check", "memory") for later in following):
+                drop.add(id(event))
+    return [event for event in events if id(event) not in drop]
+
+
+def parse_kernel_log(text: str | None, source: str = "dmesg") -> dict[str, Any]:
+    """Hardware errors of a kernel log in any form (dmesg, dmesg -T/-H, journal, syslog, RFC 5424), one
+    event per kind, device and error with its count and first and last time (as the log prints it):
+
+    machine_check (MCE, per CPU: uncorrected ones critical), hardware_error (APEI GHES records), memory
+    (EDAC CE/UE per DIMM, both wordings; count = the errors the lines report), pcie_aer (corrected: info,
+    non-fatal: warning, fatal: critical, per source device, with the error names), nvidia_xid (per GPU and
+    Xid, with its meaning), gpu_lost ("fallen off the bus", unless the same GPU's Xid 79 tells it), nvme
+    (controller down, timeouts, resets), disk_medium and disk_io (per disk). rasdaemon's `ras-mc-ctl
+    --errors` rows read as memory events too. The same failure told by several lines of one kind (the
+    block layer's and the SCSI layer's) counts as the larger of their counts, not their sum."""
+    events = fold_machine_checks(kernel_log_events(text))
+    groups: dict[tuple, dict[str, Any]] = {}
+    for event in events:
+        key = (event["kind"], event["device"], event["message"], event.get("memory_controller"))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"kind": event["kind"], "severity": event["severity"],
+                                   "device": event["device"], "message": event["message"], "count": 0,
+                                   "first": event["time"], "last": event["time"],
+                                   "sample": event["raw"][:KERNEL_SAMPLE], "_patterns": {}}
+            for extra in ("xid", "memory_controller", "location"):
+                if extra in event:
+                    group[extra] = event[extra]
+            if event["kind"] == "pcie_aer":
+                group["errors"] = []
+        weight = event.get("errors", 1)
+        group["_patterns"][event["pattern"]] = group["_patterns"].get(event["pattern"], 0) + weight
+        group["count"] = max(group["_patterns"].values())
+        group["last"] = event["time"] or group["last"]
+        group["first"] = group["first"] or event["time"]
+        for name in event.get("errors_seen") or []:
+            if name not in group["errors"]:
+                group["errors"].append(name)
+    xid79 = {group["device"]: group for group in groups.values() if group.get("xid") == 79}
+    for key, group in list(groups.items()):
+        group.pop("_patterns")
+        if group["kind"] == "gpu_lost" and group["device"] in xid79:  # Xid 79 says it too: one fault
+            xid79[group["device"]]["count"] = max(xid79[group["device"]]["count"], group["count"])
+            del groups[key]
+    lines = len([line for line in (text or "").split("\n") if line.strip()])
+    return {"source": source, "lines": lines, "events": list(groups.values())}
+
+
+@collector("kernel_log")
+def collect_kernel_log(ctx: Context) -> dict[str, Any] | None:
+    """Hardware errors in the kernel's ring buffer (`dmesg`, plain: busybox's dmesg has few options). An
+    empty ring buffer (cleared with `dmesg -C`) is a log without errors, not a failure."""
+    result = ctx.run(["dmesg"])
+    if result is None:
+        return None
+    if result.timed_out or result.returncode != 0:
+        ctx.check(result)
+        return None
+    return parse_kernel_log(result.stdout)
+
+
+@linker
+def link_kernel_events(document: dict[str, Any]) -> None:
+    """Point each kernel log event at the part of the document it is about (`ref`, a JSON pointer): an Xid
+    or a lost GPU at that GPU (else its pcie entry), an AER error at its pcie entry, a disk or NVMe error at
+    that disk."""
+    kernel_log = document.get("kernel_log") or {}
+    gpus = {gpu.get("bus_id"): f"/nvidia/{i}" for i, gpu in enumerate(document.get("nvidia") or [])}
+    pcie = {entry.get("address"): f"/pcie/{i}" for i, entry in enumerate(document.get("pcie") or [])}
+    disks = {disk.get("name"): f"/storage/{i}" for i, disk in enumerate(document.get("storage") or [])}
+    for event in kernel_log.get("events") or []:
+        device, ref = event.get("device"), None
+        if event["kind"] in ("nvidia_xid", "gpu_lost"):
+            ref = gpus.get(device) or pcie.get(device)
+        elif event["kind"] == "pcie_aer":
+            ref = pcie.get(device)
+        elif event["kind"] in ("disk_io", "disk_medium"):
+            ref = disks.get(device)
+        elif event["kind"] == "nvme" and device:
+            names = sorted(name for name in disks if re.fullmatch(rf"{device}n\d+", name or ""))
+            ref = disks[names[0]] if names else None
+        if ref:
+            event["ref"] = ref
+
+
+def kernel_event_component(document: dict[str, Any], event: dict[str, Any]) -> str:
+    """How a finding names what a kernel event is about: the document's label of that GPU, PCIe function
+    or disk when the event points at one, else "gpu 0000:b3:00.0", "disk sde", "CPU 0"..."""
+    ref, device = event.get("ref") or "", event.get("device")
+    section, _, index = ref.strip("/").partition("/")
+    items = document.get(section) if section else None
+    known = isinstance(items, list) and index.isdigit() and int(index) < len(items)
+    item = items[int(index)] if known else None
+    if section == "storage" and item:
+        return disk_label(item)
+    if section == "pcie" and item and event["kind"] == "pcie_aer":
+        return pcie_label(item)
+    kind = event["kind"]
+    if kind in ("nvidia_xid", "gpu_lost"):
+        return f"gpu {device or '?'}"
+    if kind == "pcie_aer":
+        return f"pcie {device or '?'}"
+    if kind in ("disk_io", "disk_medium", "nvme"):
+        return f"disk {device or '?'}"
+    return device or "cpu"
+
+
+def when_text(first: str | None, last: str | None, count: int) -> str:
+    """", first X, last Y" for a person (or ", at X" once)."""
+    if not first:
+        return ""
+    if count == 1 or not last or first == last:
+        return f", at {first}"
+    return f", first {first}, last {last}"
+
+
+AER_COUNTERS = {"warning": "nonfatal", "critical": "fatal"}  # a kernel AER event's severity -> sysfs counter
+
+
+def told_by_aer_counters(document: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether a kernel AER event's fault is already a finding of its PCIe function's sysfs AER counters
+    (pcie_findings tells non-fatal and fatal counts): the same errors, one story."""
+    counter = AER_COUNTERS.get(event.get("severity") or "") if event["kind"] == "pcie_aer" else None
+    section, _, index = (event.get("ref") or "").strip("/").partition("/")
+    entries = document.get("pcie") or []
+    if counter is None or section != "pcie" or not index.isdigit() or int(index) >= len(entries):
+        return False
+    return bool((entries[int(index)].get("aer") or {}).get(counter))
+
+
+@finding_rule
+def kernel_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One finding per kernel log event (kind, device and error) with its count and first and last time;
+    memory errors are told per DIMM with the other sources in memory_error_findings."""
+    found = []
+    for index, event in enumerate((document.get("kernel_log") or {}).get("events") or []):
+        if event["kind"] == "memory" or told_by_aer_counters(document, event):
+            continue
+        errors = f" ({', '.join(event['errors'])})" if event.get("errors") else ""
+        message = (f"kernel log: {event['message']}{errors}, {event['count']} "
+                   f"time{'s' if event['count'] != 1 else ''}"
+                   + when_text(event.get("first"), event.get("last"), event["count"]))
+        found.append({**finding(event["severity"], kernel_event_component(document, event), message),
+                      "ref": event.get("ref") or f"/kernel_log/events/{index}", "count": event["count"],
+                      "first": event.get("first"), "last": event.get("last"), "sources": ["kernel_log"]})
+    return found
+
+
+# -- memory errors from every source: one story per DIMM ----------------------------------------------------
+
+
+def edac_key(controller: int | None, label: str | None) -> tuple[int | None, str]:
+    """How two sources name the same DIMM: its memory controller and its label, compared loosely."""
+    return controller, squash(label)
+
+
+@finding_rule
+def memory_error_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Memory errors told once per DIMM and kind (uncorrected: critical, corrected: warning), whichever
+    sources saw them: EDAC's counters in sysfs (memory.edac), the kernel log's EDAC lines and the BMC
+    event log's ECC events (which name no DIMM: they join the one DIMM with errors of that kind, or stand
+    alone). The finding points at the DIMM's slot (by EDAC's link, else when its label is a DMI locator).
+    Uncorrected errors EDAC could not place on a DIMM are their own finding."""
+    memory = document.get("memory") or {}
+    edac = memory.get("edac") or {}
+    slots = {slot.get("handle"): (i, slot) for i, slot in enumerate(memory.get("slots") or [])}
+    stories: dict[tuple, dict[str, Any]] = {}
+
+    def story(key: tuple, name: str, error_class: str) -> dict[str, Any]:
+        return stories.setdefault((key, error_class), {"name": name, "class": error_class, "ref": None,
+                                                        "edac": None, "kernel": None, "sel": None})
+
+    by_location: dict[tuple, tuple] = {}
+    for i, dimm in enumerate(edac.get("dimms") or []):
+        controller = to_int(re.sub(r"\D", "", dimm.get("controller") or ""))
+        name = dimm.get("label") or f"{dimm.get('controller')}/{dimm.get('name')}"
+        key = edac_key(controller, name)
+        location = squash(dimm.get("location"))
+        if location:
+            by_location[(controller, location)] = key
+        slot = slots.get(dimm.get("slot_handle"))
+        ref = f"/memory/slots/{slot[0]}" if slot else f"/memory/edac/dimms/{i}"
+        for error_class, field_name in (("UE", "uncorrected"), ("CE", "corrected")):
+            if (dimm.get(field_name) or 0) > 0:
+                item = story(key, name, error_class)
+                item["edac"], item["ref"] = dimm[field_name], ref
+    for event in (document.get("kernel_log") or {}).get("events") or []:
+        if event["kind"] != "memory":
+            continue
+        controller = event.get("memory_controller")
+        key = edac_key(controller, event.get("device"))
+        if not any(known == key for known, _ in stories) and event.get("location"):
+            key = by_location.get((controller, squash(event["location"])), key)
+        error_class = "UE" if event["severity"] == "critical" else "CE"
+        item = story(key, event.get("device") or "?", error_class)
+        item["kernel"] = (item["kernel"] or 0) + event["count"]
+        first = (item.get("kernel_span") or (event.get("first"),))[0]  # several lines of one DIMM: the span
+        item["kernel_span"] = (first, event.get("last"))
+    found = []
+    for group in (document.get("event_log") or {}).get("summary") or []:
+        error_class = is_memory_ecc(group)
+        if not error_class:
+            continue
+        same = [item for (_, c), item in stories.items() if c == error_class]
+        if len(same) == 1:
+            same[0]["sel"] = group
+        else:
+            found.append(sel_group_finding(group))
+    by_locator: dict[str, list[int]] = {}
+    for i, slot in enumerate(memory.get("slots") or []):
+        locator = slot.get("locator") or ""
+        for name in (squash(locator), squash(f"{slot.get('bank') or ''} {locator}")):
+            by_locator.setdefault(name, []).append(i)
+    for item in stories.values():
+        slots_named = by_locator.get(squash(item["name"]), [])
+        if item["ref"] is None and len(set(slots_named)) == 1:  # a kernel label that is a DMI locator
+            item["ref"] = f"/memory/slots/{slots_named[0]}"
+        uncorrected = item["class"] == "UE"
+        kind = "uncorrected" if uncorrected else "corrected"
+        parts, sources = [], []
+        if item["edac"] is not None:
+            parts.append(f"{item['edac']} {kind} memory errors (EDAC)")
+            sources.append("memory")
+        if item["kernel"] is not None:
+            first, last = item.get("kernel_span") or (None, None)
+            parts.append(f"{item['kernel']} in the kernel log{when_text(first, last, item['kernel'])}")
+            sources.append("kernel_log")
+        if item["sel"] is not None:
+            group = item["sel"]
+            parts.append(f"BMC event log \"{group.get('event')}\" {group['count']} "
+                         f"time{'s' if group['count'] != 1 else ''}"
+                         + when_text(group.get("first"), group.get("last"), group["count"]))
+            sources.append("event_log")
+        if item["edac"] is None:
+            parts[0] = f"{kind} memory errors: " + parts[0]
+        severity = "critical" if uncorrected else "warning"
+        entry = {**finding(severity, "memory", f"DIMM {item['name']}: " + "; ".join(parts)),
+                 "sources": sources}
+        if item["ref"]:
+            entry["ref"] = item["ref"]
+        found.append(entry)
+    for controller in edac.get("controllers") or []:
+        if (controller.get("uncorrected_noinfo") or 0) > 0:
+            count = controller["uncorrected_noinfo"]
+            found.append(finding("critical", "memory", f"memory controller {controller['name']}: "
+                                 f"{count} uncorrected errors on no known DIMM (EDAC)"))
+    return found
 
 
 # -- document assembly: run the collectors, link, derive findings --------------------------------------------

@@ -3,11 +3,12 @@
 
 The simulated server: fake tools on PATH that print real fixture outputs after realistic delays
 (24 SATA disks with smartctl ~0.3 s each, `nvidia-smi -q -x` ~2 s for 8 GPUs then `nvlink -s` and
-`topo -m`, `ipmitool fru` ~3 s and the BMC's mc info and one lan print (ipmitool finds the LAN channel
-itself, so no channel info runs), ethtool per NIC,
-dmidecode with 32 DIMM slots, ~150 PCI functions in a fake sysfs). Prints the audit's wall time, the sum of
-all tool delays (what running them one after another would cost), the longest chain of tools that must
-run one after another, their ratio (target <= 1.3) and the audit's peak RSS (target < 80 MB).
+`topo -m`, a slow BMC: `ipmitool fru` 3 s, `sdr elist` 6 s, `sel info` 0.3 s, `sel list` 4 s and the BMC's
+mc info and one lan print (ipmitool finds the LAN channel itself, so no channel info runs), never two at
+once; ethtool per NIC, dmesg, dmidecode with 32 DIMM slots, ~150 PCI functions in a fake sysfs). Prints the
+audit's wall time, the sum of all tool delays (what running them one after another would cost), the
+longest chain of tools that must run one after another, their ratio (target <= 1.3) and the audit's peak
+RSS (target < 80 MB).
 
 Usage: python3 benchmarks/audit_bench.py [--keep DIR]
 """
@@ -36,10 +37,12 @@ DELAYS = {  # seconds, per run
     "lsblk": 0.05,
     "smartctl": 0.30,
     "lspci": 0.25,
+    "dmesg": 0.05,
 }
 OUTPUTS = {  # tool -> fixture printed (the parsers under test accept these)
     "dmidecode": FIXTURES / "real/dmidecode/linuxhw-gigabyte-g482-z54-gpu-server-2s-epyc.txt",
     "smartctl": FIXTURES / "real/smartctl/netdata-sat-hdd-wd181kryz.json",
+    "dmesg": FIXTURES / "real/kernel/gh-rpi-pcie-116-dmesg-aer-uncorrected-nonfatal-cm4.log",
 }
 # Tools whose answer depends on the command:
 # tool -> [(shell case pattern on "$*", fixture printed or None, delay, exit status)]
@@ -48,6 +51,10 @@ CASES = {
         ("fru", FIXTURES / "real/ipmitool/glpi-fru-dell-r640-psu.txt", 3.0, 0),
         ("mc info", FIXTURES / "real/ipmitool/manageiq-dell-idrac-fw157-mc-info.txt", 0.1, 0),
         ("lan print", FIXTURES / "real/ipmitool/go-hal-supermicro-static-lan-print.txt", 0.3, 0),
+        ("sdr elist", FIXTURES / "real/ipmitool/datakit-dell-r620-sdr-elist.txt", 6.0, 0),  # the SDR walk
+        ("sel info", FIXTURES / "real/ipmitool/gh-ipmitool-277-sel-info-open.txt", 0.3, 0),
+        ("sel list", FIXTURES / "real/ipmitool/gh-op-build-607-openpower-sel-list-last20-partial.txt", 4.0,
+         0),
     ],
     "nvidia-smi": [  # one after another in the nvidia collector
         ("-q -x", FIXTURES / "real/nvidia-smi/datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml", 2.0, 0),
@@ -307,7 +314,8 @@ def simulated(work: Path) -> None:
     for command, start, end in runs:
         by_tool.setdefault(command.split()[0], []).append(end - start)
     # Tools that must run one after another: lsblk then a disk's smartctl (disks are independent of each
-    # other); every ipmitool (psu's fru, bmc's mc info and lan print: one at a time); the
+    # other); every ipmitool (psu's fru, bmc's mc info and lan print, sensors' sdr elist, event_log's sel
+    # info and sel list: one at a time); the
     # nvidia collector's nvidia-smi runs; one interface's two ethtool runs. dmidecode and lspci run once.
     sequential = {"lsblk", "smartctl", "ipmitool", "nvidia-smi", "ethtool"}
     chains = {
@@ -334,6 +342,16 @@ def simulated(work: Path) -> None:
         f"PCI entries: {len(document.get('pcie') or [])}, PSUs: "
         f"{len((document.get('psu') or {}).get('power_supplies') or [])}, errors: {len(document['errors'])}"
     )
+    print(
+        f"  BMC sensors: {len(document.get('sensors') or [])}, SEL records: "
+        f"{(document.get('event_log') or {}).get('total_records')}, kernel log events: "
+        f"{len((document.get('kernel_log') or {}).get('events') or [])}, "
+        f"findings: {len(document['findings'])}"
+    )
+    ipmitool_runs = sorted((start, end) for command, start, end in runs if command.startswith("ipmitool"))
+    pairs = zip(ipmitool_runs, ipmitool_runs[1:], strict=False)
+    overlaps = sum(1 for (_, end), (start, _) in pairs if start < end)
+    print(f"  ipmitool runs overlapping: {overlaps} (must be 0)")
     print(f"  audit wall time:        {wall:6.2f} s   (exit status {status})")
     print(f"  sum of tool delays:     {total:6.2f} s   (running them one after another)")
     print(f"  longest chain:          {longest:6.2f} s   ({longest_name})")

@@ -61,6 +61,7 @@ LAB_TOOLS = {  # tool -> [(shell case pattern on "$*", qemu-lab file)]
         ("fru", "ipmitool-fru.txt"),
         ("fru print 0", "ipmitool-fru-print0.txt"),
         ("mc info", "ipmitool-mc-info.txt"),
+        ("sdr elist", "ipmitool-sdr.txt"),
     ],
     "lsblk": [("*", "lsblk.txt")],
     "lspci": [("-vmm -D", "lspci-vmm.txt")],

@@ -16,6 +16,9 @@ from tests.audit.fakes import lab_tools, tool_printing, without_times, write_too
 from tests.paths import REAL_FIXTURES
 
 GPU_XML = REAL_FIXTURES / "nvidia-smi" / "datakit-tesla-v100-pcie-32gb.xml"  # one V100 at 00000000:21:01.0
+SEL_LIST = REAL_FIXTURES / "ipmitool" / "gh-op-build-607-openpower-sel-list-last20-partial.txt"  # an IERR
+SEL_INFO = REAL_FIXTURES / "ipmitool" / "gh-ipmitool-277-sel-info-open.txt"
+DMESG = REAL_FIXTURES / "kernel" / "gh-rpi-linux-6661-journal-nvme-controller-down.log"  # nvme0 is down
 
 
 def write(path, text: str) -> None:
@@ -117,6 +120,11 @@ def machine(tmp_path, monkeypatch):
         "ethtool",
         f'case "$1" in -i) /bin/cat {tmp_path}/files/ethtool-i;; *) exit 75;; esac',
     )
+    tool_printing(tmp_path / "bin", "dmesg", DMESG)
+    (tmp_path / "bin" / "ipmitool").rename(tmp_path / "bin" / "ipmitool-lab")
+    lab = tmp_path / "bin" / "ipmitool-lab"
+    write_tool(tmp_path / "bin", "ipmitool", f'case "$*" in\n  "sel info") /bin/cat {SEL_INFO};;\n'
+               f'  "sel list") /bin/cat {SEL_LIST};;\n  *) exec {lab} "$@";;\nesac')
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     return fake_machine(tmp_path)
 
@@ -133,9 +141,14 @@ def test_capture_then_replay_of_all_collectors_gives_the_same_document(tmp_path,
     assert live["network"][0]["pci_address"] == "0000:00:1f.6"
     assert any(disk["pci_address"] == "0000:00:1f.6" for disk in live["storage"])
     assert sorted((f["severity"], f["message"]) for f in live["findings"]) == [
+        ("critical", 'BMC event log: Processor #0xc9 "IERR" (processor failure), once, 2016-08-31T06:20:30'),
         ("critical", "DIMM CPU0_DIMM_A1: 1 uncorrected memory errors (EDAC)"),
+        ("critical", "kernel log: NVMe controller is down, 2 times, first Jan 29 16:41:37, last Jan 29 "
+                     "17:09:49"),
         ("warning", "3 AER non-fatal errors"),
+        ("warning", "DIMM CPU0_DIMM_A1: 5 corrected memory errors (EDAC)"),
         ("warning", "PCIe link x8 is narrower than the x16 both the device and its upstream port support"),
+        ("warning", "kernel log: I/O errors, 1 time, at Jan 29 17:09:49"),
         (
             "warning",
             "port 1: physical link up but state INIT (not ACTIVE: no subnet manager, or the port is stuck)",
@@ -144,6 +157,8 @@ def test_capture_then_replay_of_all_collectors_gives_the_same_document(tmp_path,
     assert live["infiniband"][0]["pci_address"] == "0000:00:1f.6"
     assert live["bmc"]["firmware_revision"] == "3.88"  # the lab BMC's `mc info`
     assert live["network"][0]["firmware"]["psid"] == "MT_0000000838"  # from the fake ethtool -i
+    nvme = next(f for f in live["findings"] if "NVMe controller" in f["message"])  # at the disk nvme0n1
+    assert live["storage"][int(nvme["ref"].rsplit("/", 1)[1])]["name"] == "nvme0n1"
 
     shutil.rmtree(tmp_path / "bin")  # nothing can run now
     shutil.rmtree(tmp_path / "sys")

@@ -671,13 +671,11 @@ def test_edac_counts_per_dimm_and_the_uncorrected_finding(tmp_path, monkeypatch)
     ]
     assert [d["size_bytes"] for d in memory["edac"]["dimms"]] == [32 * GiB] * 3
     assert "slot_handle" not in memory["edac"]["dimms"][2]  # its label names no DMI slot
-    found = audit.edac_uncorrected_errors({"memory": memory})
-    assert found == [
-        audit.finding(
-            "critical",
-            "memory",
-            "DIMM P1_Node1_ChannelC_Dimm0 CPU1_DIMM_C1: 2 uncorrected memory errors (EDAC)",
-        )
+    found = audit.memory_error_findings({"memory": memory})
+    critical = [f for f in found if f["severity"] == "critical"]
+    assert [(f["component"], f["message"], f["sources"]) for f in critical] == [
+        ("memory", "DIMM P1_Node1_ChannelC_Dimm0 CPU1_DIMM_C1: 2 uncorrected memory errors (EDAC)",
+         ["memory"])
     ]
 
 

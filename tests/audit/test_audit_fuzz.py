@@ -55,6 +55,13 @@ def every_parser(text: str) -> None:
     hca = {"name": "x", "node_guid": audit.ib_guid(text), "ports": [port, {"port": text}]}
     document["infiniband"] = [hca]
     audit.usb_targets(audit.load_json(text))
+    document["sensors"] = audit.parse_sensors(text)
+    records = audit.parse_sel_list(text)
+    document["event_log"] = {"info": audit.parse_sel_info(text), "records": records,
+                             "summary": audit.summarize_sel(records)}
+    document["kernel_log"] = audit.parse_kernel_log(text)
+    for linker in audit.LINKERS:
+        linker(document)
     audit.link_gpus_to_pcie(document)
     for rule in audit.FINDING_RULES:
         rule(document)

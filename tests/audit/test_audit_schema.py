@@ -253,3 +253,28 @@ def test_schema_takes_every_lspci_fixture(path):
 @pytest.mark.parametrize("path", real_files("nvidia-smi", ".xml", ".txt"), ids=lambda p: p.name)
 def test_schema_takes_every_nvidia_smi_fixture(path):
     validated(nvidia=audit.parse_nvidia_smi_xml(path.read_text(errors="replace")))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in real_files("ipmitool", ".txt") if "-sdr" in p.name or "-sensor" in p.name],
+    ids=lambda p: p.name,
+)
+def test_schema_takes_every_sensor_fixture(path):
+    validated(sensors=audit.parse_sensors(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in real_files("ipmitool", ".txt") if "-sel-" in p.name], ids=lambda p: p.name
+)
+def test_schema_takes_every_sel_fixture(path):
+    text = path.read_text()
+    records = audit.parse_sel_list(text)
+    event_log = {"info": audit.parse_sel_info(text), "total_records": len(records), "records": records,
+                 "duplicate_ids": [], "summary": audit.summarize_sel(records)}
+    validated(event_log=event_log)
+
+
+@pytest.mark.parametrize("path", sorted((REAL / "kernel").iterdir()), ids=lambda p: p.name)
+def test_schema_takes_every_kernel_log_fixture(path):
+    validated(kernel_log=audit.parse_kernel_log(path.read_text()),
+              storage=[disk("sdb"), disk("sde")], nvidia=None)

@@ -150,3 +150,34 @@ NIC = {"model": "e1000e", "driver": "e1000e", "bdf": "0000:00:06.0", "addr": "0x
 # Disks the lab itself uses (not the server's hardware): the audit must not call them wrong, only list them.
 LAB_DISK_SERIALS = {"in": "LABIN", "out": "LABOUT"}
 GUEST_MEMORY_MIB = 1024
+
+# Health (issue 11). The BMC's sensors: compact SDR records of discrete sensors, which `ipmi-bmc-sim`
+# registers (it reads no states for them, so they read "ok" with no state: the faults come from the event
+# log).
+# (sensor number, name, IPMI sensor type code, entity id, entity instance, the audit's type)
+SENSORS = [
+    (1, "CPU0 Status", 0x07, 3, 1, "processor"),
+    (2, "PSU1 Status", 0x08, 10, 1, "power supply"),
+    (3, "DIMM Status", 0x0C, 32, 1, "memory"),
+]
+# SEL records the guest adds with `ipmitool sel add FILE` before the audit: (the 7 bytes `sel add` reads:
+# EvM revision, sensor type, sensor number, direction|event type, event data 1-3; the sensor and event text
+# `sel list` prints; the direction). The audit never clears them; the BMC forgets them at power-off.
+SEL_EVENTS = [
+    ("0x04 0x0c 0x03 0x6f 0x01 0xff 0xff", "Memory #0x03", "Uncorrectable ECC", "asserted"),
+    ("0x04 0x08 0x02 0x6f 0x03 0xff 0xff", "Power Supply #0x02", "Power Supply AC lost", "asserted"),
+    ("0x04 0x08 0x02 0x6f 0x01 0xff 0xff", "Power Supply #0x02", "Failure detected", "asserted"),
+    ("0x04 0x08 0x02 0xef 0x01 0xff 0xff", "Power Supply #0x02", "Failure detected", "deasserted"),
+    ("0x04 0x07 0x01 0x6f 0x00 0xff 0xff", "Processor #0x01", "IERR", "asserted"),
+    ("0x04 0x07 0x01 0x6f 0x00 0xff 0xff", "Processor #0x01", "IERR", "asserted"),
+    ("0x04 0x01 0x30 0x01 0x09 0xff 0xff", "Temperature #0x30", "Upper Critical going high", "asserted"),
+]
+# Kernel log lines the guest writes into /dev/kmsg before the audit (@SATA@: the SATA disk's kernel name).
+# The EDAC line and the SEL's Uncorrectable ECC are one fault of one DIMM: one finding with both sources.
+KMSG_DIMM = DIMMS[0].locator
+KMSG_LINES = [
+    f"<3>EDAC MC0: 1 UE memory read error on {KMSG_DIMM} (channel:0 slot:0 page:0x1234 offset:0x0 grain:32 "
+    "syndrome:0x0)",
+    "<3>blk_update_request: critical medium error, dev @SATA@, sector 2048 op 0x0:(READ) flags 0x0 "
+    "phys_seg 1 prio class 0",
+]

@@ -2,7 +2,8 @@
 
 `frudatafile=` holds FRU id N at offset N * fruareasize: FRU 0 is the server (chassis, board and
 product areas), FRU 1 the power supply (a product area). `sdrfile=` holds SDR records back to back; one
-FRU Device Locator record names FRU 1 so `ipmitool fru` lists it. Formats: IPMI Platform Management FRU
+FRU Device Locator record names FRU 1 so `ipmitool fru` lists it, compact sensor records give the BMC its
+sensors. Formats: IPMI Platform Management FRU
 Information Storage Definition v1.0 and IPMI 2.0 section 43.8 (SDR type 11h).
 """
 
@@ -112,10 +113,35 @@ def fru_locator_record(record_id: int, fru_id: int, name: str) -> bytes:
     return struct.pack("<HBBB", record_id, 0x51, 0x11, len(body)) + body
 
 
+def compact_sensor_record(record_id: int, number: int, name: str, sensor_type: int, entity: int,
+                          instance: int) -> bytes:
+    """Return an SDR Compact Sensor Record (type 02h, IPMI 2.0 section 43.2) of a discrete sensor with
+    sensor-specific states (event/reading type 6Fh), scanning and events enabled."""
+    body = bytes([
+        0x20, 0x00, number,   # owner: the BMC, LUN 0; sensor number
+        entity, instance,
+        0x63,                 # initialization: scanning and events enabled
+        0x00,                 # capabilities
+        sensor_type, 0x6F,    # sensor type; sensor-specific discrete
+        0xFF, 0x7F,           # assertion event mask
+        0xFF, 0x7F,           # deassertion event mask
+        0xFF, 0x7F,           # discrete reading mask
+        0x00, 0x00, 0x00,     # units: none (discrete)
+        0x00, 0x00,           # record sharing
+        0x00, 0x00,           # hysteresis
+        0x00, 0x00, 0x00,     # reserved
+        0x00,                 # OEM
+    ]) + field(name)
+    return struct.pack("<HBBB", record_id, 0x51, 0x02, len(body)) + body
+
+
 def sdr_file() -> bytes:
-    """Return the `sdrfile=` content: the FRU locator of the PSU."""
+    """Return the `sdrfile=` content: the FRU locator of the PSU, then the sensors of expected.SENSORS."""
     psu = expected.PSU
-    return fru_locator_record(1, psu["fru_id"], psu["name"])
+    records = [fru_locator_record(1, psu["fru_id"], psu["name"])]
+    for index, (number, name, sensor_type, entity, instance, _) in enumerate(expected.SENSORS):
+        records.append(compact_sensor_record(2 + index, number, name, sensor_type, entity, instance))
+    return b"".join(records)
 
 
 def write_files(folder: Path) -> tuple[Path, Path]:

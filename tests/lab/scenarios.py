@@ -51,7 +51,8 @@ def install(source: Path, target: Path) -> None:
 
 
 def audit_lab_folder(folder: Path) -> Path:
-    """Fill `folder` with scenario 1's LABIN content: its init, the current audit and the audit's options."""
+    """Fill `folder` with scenario 1's LABIN content: its init, the current audit and the audit's options,
+    and the SEL records and kernel log lines the guest injects before the audit."""
     if not AUDIT.is_file():
         raise qemu.LabError(f"lab: {AUDIT} is missing; the lab runs the repository's audit")
     install(GUEST_DIR / "init-audit.sh", folder / "init")
@@ -64,6 +65,9 @@ def audit_lab_folder(folder: Path) -> Path:
     (folder / "usb-label").write_text(expected.USB_STICK.extra["label"] + "\n")
     all_dimms = {"name": "every DIMM slot populated", "memory": {"count": len(expected.DIMMS)}}
     (folder / "profile-all-dimms.json").write_text(json.dumps(all_dimms, indent=2) + "\n")
+    (folder / "sel-events").write_text("".join(f"{line}\n" for line, *_ in expected.SEL_EVENTS))
+    (folder / "kmsg-lines").write_text("".join(f"{line}\n" for line in expected.KMSG_LINES))
+    (folder / "sata-serial").write_text(expected.SATA.serial + "\n")
     return folder
 
 

@@ -256,9 +256,75 @@ def test_audit_network_card_with_ethtool_facts(document, raw):
     assert (nic["firmware"] or {}).get("printed") == (fields.get("firmware-version") or None)
 
 
-def test_audit_has_no_false_findings(document):
-    # Nothing on this machine is wrong: in particular the NVMe's x1 link is its own maximum, not degraded.
-    assert document["findings"] == []
+# -- health: the BMC's sensors and event log, the kernel log ------------------------------------------------
+
+
+def test_real_ipmitool_lists_the_sensors_and_the_added_events(lab, raw):
+    assert raw_rc(lab, "ipmitool-sel-add") == 0, raw.get("ipmitool-sel-add")
+    assert raw_rc(lab, "ipmitool-sdr-elist") == 0 and raw_rc(lab, "ipmitool-sel-list") == 0
+    for number, name, *_ in expected.SENSORS:
+        assert re.search(rf"^{re.escape(name)}\s*\|\s*{number:02X}h\s*\|", raw["ipmitool-sdr-elist"], re.M), (
+            raw["ipmitool-sdr-elist"])
+    rows = [[field.strip() for field in line.split("|")] for line in raw["ipmitool-sel-list"].splitlines()
+            if "|" in line]
+    assert [(row[3], row[4], row[5].lower()) for row in rows] == [
+        (sensor, event, direction) for _, sensor, event, direction in expected.SEL_EVENTS]
+
+
+def test_real_dmesg_holds_the_injected_lines(raw):
+    assert f"EDAC MC0: 1 UE memory read error on {expected.KMSG_DIMM}" in raw["dmesg"]
+    sata = checks.lsblk_by_serial(raw["lsblk"])[expected.SATA.serial]["name"]
+    assert f"critical medium error, dev {sata}, sector 2048" in raw["dmesg"]
+
+
+def test_audit_sensors_from_the_sdr(document):
+    sensors = {sensor["name"]: sensor for sensor in document["sensors"]}
+    for number, name, _, entity, instance, kind in expected.SENSORS:
+        found = sensors[name]
+        assert (found["number"], found["entity"], found["type"], found["status"]) == (
+            number, f"{entity}.{instance}", kind, "ok"), found
+
+
+def test_audit_event_log_records_named_from_the_sdr(document):
+    log = document["event_log"]
+    assert log["total_records"] == len(expected.SEL_EVENTS) == log["info"]["entries"]
+    assert [(r["sensor"], r["event"], r["direction"]) for r in log["records"]] == [
+        (sensor, event, direction) for _, sensor, event, direction in expected.SEL_EVENTS]
+    names = {number: name for number, name, *_ in expected.SENSORS}
+    assert {r["sensor_number"]: r.get("sensor_name") for r in log["records"]} == {**names, 0x30: None}
+    assert all(r["time"] for r in log["records"])  # the BMC stamps what `sel add` gives it
+    ierr = next(group for group in log["summary"] if group["event"] == "IERR")
+    assert (ierr["count"], ierr["active"], ierr["severity"]) == (2, True, "critical")
+
+
+def test_audit_kernel_log_events(document, raw):
+    sata = checks.lsblk_by_serial(raw["lsblk"])[expected.SATA.serial]["name"]
+    events = {(event["kind"], event["device"]): event for event in document["kernel_log"]["events"]}
+    memory = events[("memory", expected.KMSG_DIMM)]
+    assert (memory["severity"], memory["count"], memory["memory_controller"]) == ("critical", 1, 0)
+    assert events[("disk_medium", sata)]["count"] == 1
+
+
+def test_audit_findings_are_exactly_the_injected_faults(document):
+    """The faults the lab injected, each told once (the DIMM's kernel line and SEL record are one finding),
+    and nothing else: in particular the NVMe's x1 link is its own maximum, not degraded."""
+    audit = scenarios.audit_module()
+    disk = by_serial(document["storage"])[expected.SATA.serial]
+    slot = next(i for i, s in enumerate(document["memory"]["slots"]) if s["locator"] == expected.KMSG_DIMM)
+    found = sorted((f["severity"], f["component"], f.get("ref"), tuple(f.get("sources") or []))
+                   for f in document["findings"])
+    assert found == sorted([
+        ("critical", "memory", f"/memory/slots/{slot}", ("kernel_log", "event_log")),
+        ("critical", "psu", None, ("event_log",)),         # Power Supply AC lost
+        ("warning", "psu", None, ("event_log",)),          # Failure detected, deasserted since
+        ("critical", "cpu", None, ("event_log",)),         # IERR, twice
+        ("critical", "temperature", None, ("event_log",)),  # Upper Critical going high
+        ("critical", audit.disk_label(disk), f"/storage/{document['storage'].index(disk)}", ("kernel_log",)),
+    ])
+    messages = "\n".join(f["message"] for f in document["findings"])
+    assert 'Processor #0x01 (CPU0 Status) "IERR" (processor failure), 2 times' in messages
+    assert 'Power Supply #0x02 (PSU1 Status) "Power Supply AC lost"' in messages
+    assert f"DIMM {expected.KMSG_DIMM}: uncorrected memory errors: 1 in the kernel log" in messages
 
 
 def test_audit_errors_only_those_the_lab_explains(document):
@@ -280,6 +346,8 @@ def test_audit_qr_summary_decodes_to_the_expected_text(lab, document, tmp_path):
     assert f"{len(populated)}/{len(expected.DIMMS)}" in text, text
     assert f"{expected.CPU['sockets']}x" in text and model_number in text, text
     assert f"FINDINGS {len(document['findings'])}" in text, text
+    critical = sum(1 for f in document["findings"] if f["severity"] == "critical")
+    assert critical and f"({critical} critical)" in text, text
     # The audit shortens the longest line only when the summary exceeds what the QR code holds.
     if len(text.encode()) < audit.QR_MAX_BYTES:
         assert expected.SYSTEM["product"] in text, text
@@ -325,6 +393,9 @@ def test_acceptance_made_profile_found_on_the_stick_passes_on_a_second_audit(lab
     made = (lab.results / "acceptance" / "made.json").read_bytes()
     assert acceptance["sha256"] == hashlib.sha256(made).hexdigest()
     assert "audit: acceptance: PASS: 0 of " in stderr
+    # after `ipmitool sel clear` and `dmesg -C` (the faults dealt with): no health finding at all
+    assert (document["event_log"]["total_records"], document["kernel_log"]["events"]) == (0, [])
+    assert [f for f in document["findings"] if f.get("sources")] == []
 
 
 def test_acceptance_expecting_every_slot_populated_fails_and_names_the_empty_ones(lab):

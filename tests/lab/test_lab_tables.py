@@ -83,12 +83,35 @@ def test_fru_data_file_puts_the_psu_at_its_id():
                                                  ("manufacturer", "model", "part", "version", "serial")]
 
 
-def test_sdr_record_is_a_fru_locator_naming_the_psu():
-    record = ipmi_fru.sdr_file()
+def sdr_records(data: bytes) -> list[bytes]:
+    records, position = [], 0
+    while position < len(data):
+        length = 5 + data[position + 4]
+        records.append(data[position:position + length])
+        position += length
+    assert position == len(data)
+    return records
+
+
+def test_sdr_records_are_a_fru_locator_naming_the_psu_then_the_sensors():
+    record, *sensors = sdr_records(ipmi_fru.sdr_file())
     assert record[2:4] == bytes([0x51, 0x11])
-    assert len(record) == 5 + record[4]
     assert record[6] == expected.PSU["fru_id"]
     assert record[-len(expected.PSU["name"]):].decode() == expected.PSU["name"]
+    assert len(sensors) == len(expected.SENSORS)
+    for sensor, row in zip(sensors, expected.SENSORS, strict=True):
+        number, name, sensor_type, entity, instance, _ = row
+        # the layout ipmi-bmc-sim reads (struct ipmi_sdr_compact): type 02h, at least 20 bytes long
+        assert sensor[3] == 0x02 and sensor[4] >= 20
+        assert (sensor[7], sensor[8], sensor[9], sensor[12], sensor[13]) == (
+            number, entity, instance, sensor_type, 0x6F)
+        assert number < 20  # ipmi-bmc-sim's MAX_SENSORS
+        assert sensor[31] == 0xC0 | len(name) and sensor[32:].decode() == name
+
+
+def test_sel_events_are_seven_bytes_each():
+    for line, *_ in expected.SEL_EVENTS:
+        assert [int(byte, 16) for byte in line.split()][:1] == [0x04] and len(line.split()) == 7
 
 
 def test_recipe_key_changes_with_the_package_list(monkeypatch):

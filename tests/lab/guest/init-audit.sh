@@ -1,7 +1,7 @@
 #!/bin/sh
 # Scenario 1 (the hardware audit): run as PID 1 by /sbin/lab-stub from the LABIN disk (mounted at /lab).
-# Starts udev (without it lsblk loses serials and WWNs), loads the IPMI drivers, records what the real
-# tools print, runs the audit, then writes everything as a tar archive onto the LABOUT disk and powers off.
+# Starts udev (without it lsblk loses serials and WWNs), loads the IPMI drivers, adds SEL records and kernel
+# error lines for the audit to find, records what the real tools print, runs the audit, then writes everything as a tar archive onto the LABOUT disk and powers off.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 out=/results
@@ -76,6 +76,15 @@ while [ $i -lt 120 ]; do
 done
 mark "disks ready (missing:${missing:- none})"
 
+# Health faults the audit must find (tests/lab/expected.py): SEL records through the BMC, kernel error
+# lines through /dev/kmsg (@SATA@ becomes the SATA disk's kernel name).
+record ipmitool-sel-add ipmitool sel add /lab/sel-events
+sata=$(lsblk -dn -o NAME,SERIAL | awk -v serial="$(cat /lab/sata-serial)" '$2 == serial { print $1 }')
+while IFS= read -r line; do
+    printf '%s\n' "$line" | sed "s/@SATA@/$sata/" > /dev/kmsg
+done < /lab/kmsg-lines
+mark "health faults injected (SATA disk: $sata)"
+
 record dmidecode dmidecode
 record dmidecode-types dmidecode -t 0,1,2,3,4,16,17
 record lsblk lsblk -J -b -O
@@ -94,6 +103,9 @@ record ipmitool-fru ipmitool fru
 record ipmitool-fru-print0 ipmitool fru print 0
 record ipmitool-fru-print1 ipmitool fru print 1
 record ipmitool-mc-info ipmitool mc info
+record ipmitool-sdr-elist ipmitool sdr elist
+record ipmitool-sel-list ipmitool sel list
+record dmesg dmesg
 for net in /sys/class/net/*; do
     [ -e "$net/device" ] || continue   # hardware only, as the audit lists them
     record "ethtool-i-${net##*/}" ethtool -i "${net##*/}"
@@ -113,6 +125,12 @@ python3 /tmp/audit.py --output "$out/audit.json" $(cat /lab/audit-options) --cap
     > "$out/audit.stdout" 2> "$out/audit.stderr"
 echo $? > "$out/audit.rc"
 mark "audit finished (exit $(cat "$out/audit.rc"))"
+
+# The injected faults are dealt with before the acceptance audits, as a person does after reading them:
+# the SEL cleared (bee never clears it), the kernel's ring buffer emptied. The second audit below then
+# sees a healthy server.
+record ipmitool-sel-clear ipmitool sel clear
+dmesg -C
 
 # Acceptance: a profile made from this server's document, put on the USB stick as bee-profile.json and
 # found there by a second full audit (--expect-live, as the live system looks for it on the next boot);

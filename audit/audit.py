@@ -764,13 +764,13 @@ IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
 UNRESPONSIVE_BMC: weakref.WeakKeyDictionary[Runner, str] = weakref.WeakKeyDictionary()
 
 
-def ipmitool_run(ctx: Context, argv: list[str], redact=None) -> ToolResult | None:
+def ipmitool_run(ctx: Context, argv: list[str], redact=None, ask_anyway: bool = False) -> ToolResult | None:
     """Run one ipmitool command holding the process-wide ipmitool lock (`redact` as for Context.run). None
-    when ipmitool is absent, or when an earlier command of this audit hung: then the BMC is not asked again,
-    and the error says why."""
+    when ipmitool is absent, or when an earlier command of this audit hung: then the BMC is not asked again
+    (unless `ask_anyway`: a caller with its own policy), and the error says why."""
     with IPMITOOL_LOCK:
         hung = UNRESPONSIVE_BMC.get(ctx.runner)
-        if hung is not None:
+        if hung is not None and not ask_anyway:
             ctx.error(argv, f"not run: the BMC did not answer `{hung}` within the timeout")
             return None
         result = ctx.run(argv, redact=redact)
@@ -793,9 +793,9 @@ def run_ipmitool(ctx: Context, argv: list[str]) -> str | None:
 
 
 def run_ipmitool_quiet(ctx: Context, argv: list[str], redact=None) -> ToolResult | None:
-    """One ipmitool run (by ipmitool_run: one at a time, not after the BMC hung); the caller judges the
-    result."""
-    return ipmitool_run(ctx, argv, redact=redact)
+    """One ipmitool run (by ipmitool_run: one at a time; a hang it meets keeps the other collectors from
+    asking); the caller judges the result and decides itself whether to go on after a hang."""
+    return ipmitool_run(ctx, argv, redact=redact, ask_anyway=True)
 
 
 def ipmi_present(ctx: Context) -> bool:

@@ -3069,6 +3069,9 @@ SEL_COMPONENTS = {"memory": "memory", "processor": "cpu", "power supply": "psu",
                   "temperature": "temperature", "drive slot": "storage", "drive slot / bay": "storage",
                   "battery": "battery"}
 THRESHOLD_EVENT = re.compile(r"(?i)^(upper|lower) (non-critical|critical|non-recoverable) going (high|low)$")
+# ipmitool's OEM decoding appended to an event in parentheses (a Supermicro BMC: "IERR ()", "Correctable ECC
+# (@DIMMA1(CPU1))"): the event is the text before it, the decoding its detail.
+SEL_OEM_SUFFIX = re.compile(r"^(.*\S)\s+\(([^()]*(?:\([^()]*\)[^()]*)*)\)$")
 TRIGGER = re.compile(r"(?i)reading\s+(-?[\d.]+)\s*([<>]=?|=)\s*threshold\s+(-?[\d.]+)\s*(.*)$")
 
 
@@ -3128,12 +3131,15 @@ def parse_sel_record(fields: list[str]) -> dict[str, Any] | None:
     record["sensor"], record["sensor_type"], record["sensor_number"] = rest[0] or None, kind, sensor_no
     if name != rest[0]:
         record["sensor_name"] = name
-    record["event"] = rest[1] or None
+    event = SEL_OEM_SUFFIX.match(rest[1])
+    record["event"] = (event[1] if event else rest[1]) or None
     if len(rest) > 2 and rest[2].lower() in ("asserted", "deasserted"):
         record["direction"] = rest[2].lower()
         extra = " | ".join(part for part in rest[3:] if part)
     else:
         extra = " | ".join(part for part in rest[2:] if part)
+    if event and event[2]:
+        extra = " | ".join(part for part in (event[2], extra) if part)
     trigger = TRIGGER.search(extra) if extra else None
     if trigger:
         record["trigger"] = {"text": extra, "reading": number(trigger[1]), "threshold": number(trigger[3]),

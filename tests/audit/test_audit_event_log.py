@@ -457,3 +457,32 @@ def test_a_hung_bmc_is_asked_once(bmc):
     hung = next(message for message in messages if message.startswith("timed out after"))
     assert len(messages) == 4 and hung
     assert sum(message.startswith("not run: the BMC did not answer `ipmitool ") for message in messages) == 3
+
+
+# Real ipmitool 1.8.19 output in the lab, once its BMC said it is Supermicro's (IANA 10876): ipmitool's
+# Supermicro decoding appends "()" to sensor-specific events when it has nothing to add.
+SUPERMICRO_SEL = """\
+   0 | 12/01/26 | 17:29:22 UTC | Memory #0x03 | Uncorrectable ECC | Asserted
+   1 | 12/01/26 | 17:29:22 UTC | Power Supply #0x02 | Power Supply AC lost () | Asserted
+   2 | 12/01/26 | 17:29:22 UTC | Power Supply #0x02 | Failure detected () | Asserted
+   3 | 12/01/26 | 17:29:22 UTC | Power Supply #0x02 | Failure detected () | Deasserted
+   4 | 12/01/26 | 17:29:22 UTC | Processor #0x01 | IERR () | Asserted
+   5 | 12/01/26 | 17:29:22 UTC | Processor #0x01 | IERR () | Asserted
+   6 | 12/01/26 | 17:29:22 UTC | Temperature #0x30 | Upper Critical going high | Asserted
+"""
+
+
+def test_ipmitool_oem_decoding_in_parentheses_is_the_events_detail():
+    found = audit.parse_sel_list(SUPERMICRO_SEL)
+    assert [(r["event"], r.get("detail"), r["zone"]) for r in found[:3]] == [
+        ("Uncorrectable ECC", None, "UTC"),
+        ("Power Supply AC lost", None, "UTC"),
+        ("Failure detected", None, "UTC"),
+    ]
+    summary = audit.summarize_sel(found)
+    failure = next(group for group in summary if group["event"] == "Failure detected")
+    assert (failure["count"], failure["active"], failure["severity"]) == (1, False, "critical")
+    dimm = audit.parse_sel_list(
+        " 7 | 12/01/26 | 17:30:00 UTC | Memory #0x03 | Correctable ECC (@DIMMA1(CPU1)) | Asserted\n"
+    )[0]
+    assert (dimm["event"], dimm["detail"]) == ("Correctable ECC", "@DIMMA1(CPU1)")

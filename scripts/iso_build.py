@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -37,6 +38,9 @@ PYTHON3_SHEBANG = b"#!/usr/bin/env python3\n"
 # mkimage work sections rebuilt every time: the apkovl (keyed on the generator script alone, so a changed
 # overlay would be ignored) and the final image. The slow, downloaded ones are kept.
 STALE_SECTIONS = ("apkovl_", "image-")
+# Sections made from the packages of the apk root's repositories (apkroot-<arch>/etc/apk/repositories, which
+# mkimage writes only when it creates that folder): stale as a whole when the configured repositories change.
+REPOSITORY_SECTIONS = ("kernel_", "apks_")
 GIB = 1024**3
 
 
@@ -76,10 +80,14 @@ class Actions:
             self.out(f"[dry] would {message}")
         return self.dry
 
-    def mkdir(self, path: Path) -> None:
-        """Create `path` and its parents if missing."""
-        if not path.is_dir() and not self._dry(f"mkdir -p {path}"):
-            path.mkdir(parents=True, exist_ok=True)
+    def mkdir(self, path: Path, mode: int | None = None) -> None:
+        """Create `path` and its parents if missing; `path` itself with `mode` (less the umask) when given."""
+        if path.is_dir():
+            return
+        shown = f"mkdir -p -m {mode:04o} {path}" if mode is not None else f"mkdir -p {path}"
+        if not self._dry(shown):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o777 if mode is None else mode, exist_ok=True)
 
     def write_file(self, path: Path, data: bytes, mode: int = 0o644) -> bool:
         """Write `data` to `path` with `mode` (temp name, then rename); False when it was already so."""
@@ -222,10 +230,10 @@ def check_headers(cfg: Any) -> list[str]:
 
 
 def check_free_space(cfg: Any) -> list[str]:
-    """mkimage's TMPDIR (paths.mkimage_cwd) and its workdir have bee.builder.min_free_gib free."""
+    """mkimage's TMPDIR (paths.mkimage_tmpdir) and its workdir have bee.builder.min_free_gib free."""
     needed = float(cfg.bee.builder.min_free_gib)
     problems, seen = [], set()
-    for name in ("mkimage_cwd", "mkimage_workdir"):
+    for name in ("mkimage_tmpdir", "mkimage_workdir"):
         place = existing_ancestor(buildconfig.config_path(cfg, name))
         device = place.stat().st_dev
         if device in seen:
@@ -245,6 +253,37 @@ def existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def mkimage_cwd_problem(cfg: Any) -> str | None:
+    """Return one line when paths.mkimage_cwd exists but is not this user's own private folder, else None.
+
+    mkimage runs the apkovl generator it finds there: a folder another user owns or can write into (a
+    symlink, the sticky /var/tmp itself) would let them swap it, and renaming our copy over theirs fails.
+    """
+    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
+    try:
+        st = cwd.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"paths.mkimage_cwd: {fileops.os_error_line(err)}"
+    if not stat.S_ISDIR(st.st_mode):
+        why = "is not a folder"
+    elif st.st_uid != os.geteuid():
+        why = f"belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})"
+    elif st.st_mode & 0o022:
+        why = f"can be written by others (mode {st.st_mode & 0o7777:04o})"
+    else:
+        return None
+    return (f"{cwd} (paths.mkimage_cwd) {why}: it must be this user's own folder; remove it (as its owner or"
+            " root) or point bee.paths.mkimage_cwd elsewhere")
+
+
+def check_mkimage_cwd(cfg: Any) -> list[str]:
+    """paths.mkimage_cwd, where mkimage runs and finds the generator, is absent or this user's own folder."""
+    problem = mkimage_cwd_problem(cfg)
+    return [problem] if problem else []
 
 
 def check_login(cfg: Any) -> list[str]:
@@ -269,12 +308,13 @@ PREFLIGHT_CHECKS: dict[str, Callable[[Any], list[str]]] = {
     "abuild_key": check_abuild_key,
     "headers": check_headers,
     "space": check_free_space,
+    "mkimage_cwd": check_mkimage_cwd,
     "login": check_login,
     "profile": check_expect_profile,
 }
 
 
-MKIMAGE_CHECKS = ("alpine", "tools", "abuild_key", "space")
+MKIMAGE_CHECKS = ("alpine", "tools", "abuild_key", "space", "mkimage_cwd")
 
 
 def preflight(cfg: Any, act: Actions, checks: Iterable[str] = tuple(PREFLIGHT_CHECKS)) -> None:
@@ -478,27 +518,45 @@ def overlay_step(cfg: Any, act: Actions) -> Path:
 # --------------------------------------------------------------------------------------------- profile
 
 
-def profile_files(cfg: Any) -> dict[str, tuple[Path, int]]:
-    """Return {installed name: (template, mode)} of the mkimage profile and its apkovl generator."""
+def profile_files(cfg: Any) -> dict[str, tuple[Path, int, tuple[str, ...]]]:
+    """Return {installed name: (template, mode, bee.paths folders)} of the mkimage profile and its generator.
+
+    mkimage reads profiles only from its scripts folder and ~/.mkimage (paths.mkimage_home); it looks the
+    generator up in its working folder (paths.mkimage_cwd) first and keys the apkovl section on that copy.
+    """
     profile = cfg.bee.iso.profile
     return {
-        f"mkimg.{profile}.sh": (PROFILE_TEMPLATES / f"mkimg.{profile}.sh.j2", 0o644),
-        f"genapkovl-{profile}.sh": (PROFILE_TEMPLATES / f"genapkovl-{profile}.sh.j2", 0o755),
+        f"mkimg.{profile}.sh": (PROFILE_TEMPLATES / f"mkimg.{profile}.sh.j2", 0o644, ("mkimage_home",)),
+        f"genapkovl-{profile}.sh": (PROFILE_TEMPLATES / f"genapkovl-{profile}.sh.j2", 0o755,
+                                    ("mkimage_home", "mkimage_cwd")),
     }
 
 
+def make_mkimage_cwd(cfg: Any, act: Actions) -> Path:
+    """Create paths.mkimage_cwd as this user's private folder (mode 0700); BuildError when it is another's."""
+    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
+    problem = mkimage_cwd_problem(cfg)
+    if problem:
+        raise BuildError(problem)
+    act.mkdir(cwd, 0o700)
+    return cwd
+
+
 def install_profile(cfg: Any, act: Actions) -> list[Path]:
-    """Render the profile and generator and copy both to paths.mkimage_home AND paths.mkimage_cwd.
+    """Render the profile into paths.mkimage_home and the generator into it AND paths.mkimage_cwd.
 
     mkimage looks for the generator in its working directory first: a copy only in ~/.mkimage would be
-    found by the profile but not keyed right. Unchanged copies are left alone.
+    found by the profile but not keyed right. The working directory is the builder's own folder (made
+    0700 here), never the sticky /var/tmp, where another user's copy could be neither trusted nor replaced.
+    Unchanged copies are left alone.
     """
     installed = []
-    for name, (template, mode) in profile_files(cfg).items():
+    make_mkimage_cwd(cfg, act)
+    for name, (template, mode, folders) in profile_files(cfg).items():
         if not (REPO_ROOT / template).is_file():
             raise BuildError(f"no template {template} for profile {cfg.bee.iso.profile} (bee.iso.profile)")
         content = buildconfig.render_template(cfg, template).encode()
-        for folder in ("mkimage_home", "mkimage_cwd"):
+        for folder in folders:
             target = buildconfig.config_path(cfg, folder) / name
             changed = act.write_file(target, content, mode)
             if not act.dry:
@@ -527,17 +585,74 @@ def checksum_path(iso: Path) -> Path:
     return iso.with_name(iso.name + ".sha256")
 
 
-def clean_workdir(cfg: Any, act: Actions) -> list[Path]:
-    """Remove mkimage's apkovl_* and image-* sections and the previous ISO; keep the cached sections.
+def apkroot(cfg: Any) -> Path:
+    """Return mkimage's apk root for the configured arch: <workdir>/apkroot-<arch>."""
+    return buildconfig.config_path(cfg, "mkimage_workdir") / f"apkroot-{cfg.bee.alpine.arch}"
 
-    apks_*, kernel_*, syslinux_*, grub_* (downloads, modloop) survive; return what was removed.
+
+def apkroot_repositories(root: Path) -> list[str] | None:
+    """Return the repository URLs in `root`/etc/apk/repositories (one a line, blanks and # comments
+    skipped), or None when the file cannot be read (an apk root mkimage did not finish)."""
+    try:
+        text = (root / "etc" / "apk" / "repositories").read_text(errors="replace")
+    except OSError:
+        return None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def repository_stale_sections(cfg: Any) -> list[Path]:
+    """Return the apk root and its kernel_*/apks_* sections when it holds other repositories than bee.alpine's.
+
+    mkimage writes apkroot-<arch>/etc/apk/repositories only when it creates that folder, so after a change
+    of bee.alpine (branch, mirror, repositories) it would go on fetching from the old ones. Empty when the
+    apk root is absent or its repositories are the configured ones.
+    """
+    root = apkroot(cfg)
+    if not root.is_dir() or root.is_symlink():
+        return []
+    found = apkroot_repositories(root)
+    wanted = buildconfig.repository_urls(cfg)
+    if found is not None and [u.rstrip("/") for u in found] == [u.rstrip("/") for u in wanted]:
+        return []
+    sections = sorted(p for p in root.parent.iterdir() if p.name.startswith(REPOSITORY_SECTIONS))
+    return [root, *sections]
+
+
+def stale_items(cfg: Any) -> tuple[list[Path], str]:
+    """Return what a clean removes before mkimage runs, and a line saying why, when the repositories changed.
+
+    The apkovl_* and image-* sections, the previous ISO and its checksum; and the apk root with its
+    kernel_*/apks_* sections when its repositories are not the configured ones (repository_stale_sections).
     """
     workdir = buildconfig.config_path(cfg, "mkimage_workdir")
     stale = []
     if workdir.is_dir():
         stale = [p for p in sorted(workdir.iterdir()) if p.name.startswith(STALE_SECTIONS)]
+    why = ""
+    repository_sections = repository_stale_sections(cfg)
+    if repository_sections:
+        found = apkroot_repositories(repository_sections[0])
+        was = " ".join(found) if found else "no readable repositories file"
+        why = (f"clean: {repository_sections[0]} holds {was}, not bee.alpine's "
+               f"{' '.join(buildconfig.repository_urls(cfg))}: mkimage never rewrites it, so it goes with "
+               "the kernel_* and apks_* sections made from it")
+        stale += repository_sections
     iso = iso_path(cfg)
     stale += [p for p in (iso, checksum_path(iso)) if p.exists() or p.is_symlink()]
+    return stale, why
+
+
+def clean_workdir(cfg: Any, act: Actions) -> list[Path]:
+    """Remove mkimage's apkovl_* and image-* sections and the previous ISO; keep the cached sections.
+
+    apks_*, kernel_*, syslinux_*, grub_* (downloads, modloop) survive, unless the apk root was made from
+    other repositories than the configured ones: then it goes with its kernel_* and apks_* sections (a
+    line says why). Returns what was removed.
+    """
+    stale, why = stale_items(cfg)
+    if why:
+        act.say(why)
     for path in stale:
         act.remove(path)
     done = "would remove" if act.dry else "removed"
@@ -549,9 +664,9 @@ def clean_all(cfg: Any, act: Actions) -> list[Path]:
     """Remove everything the build made except the downloaded installer: workdir, build/, ISO, caches.
 
     The NVIDIA installer in paths.download_cache stays (it is verified against its pinned sha256 and slow
-    to fetch again); delete it by hand to force a new download.
+    to fetch again; a folder holding it is not removed); delete it by hand to force a new download. Each
+    item is removed and counted once: the stale sections inside the workdir go with it.
     """
-    clean_workdir(cfg, act)
     dist = buildconfig.config_path(cfg, "dist")
     downloads = buildconfig.config_path(cfg, "download_cache")
     targets = [
@@ -559,10 +674,15 @@ def clean_all(cfg: Any, act: Actions) -> list[Path]:
         buildconfig.config_path(cfg, "build"),
         buildconfig.config_path(cfg, "mkimage_outdir"),
         *sorted(dist.glob(nvidia_cache_dir(cfg, "*").name) if dist.is_dir() else []),
-        *(buildconfig.config_path(cfg, folder) / name for name in profile_files(cfg)
-          for folder in ("mkimage_home", "mkimage_cwd")),
+        *(buildconfig.config_path(cfg, folder) / name for name, (_, _, folders) in profile_files(cfg).items()
+          for folder in folders),
     ]
-    removed = [p for p in targets if p != downloads and act.remove(p)]
+    targets = [p for p in targets if not downloads.is_relative_to(p)]
+    targets += [p for p in stale_items(cfg)[0] if not any(p.is_relative_to(t) for t in targets)]
+    removed = []
+    for path in targets:
+        if path not in removed and act.remove(path):
+            removed.append(path)
     done = "would remove" if act.dry else "removed"
     act.say(f"clean --all: {done} {len(removed)} item(s)" + "".join(f"\n  {p}" for p in removed))
     return removed
@@ -607,23 +727,25 @@ def mkimage_command(cfg: Any) -> list[str]:
 
 
 def run_mkimage(cfg: Any, act: Actions) -> Path | None:
-    """Clean the stale sections, run mkimage.sh (cwd and TMPDIR paths.mkimage_cwd), check the ISO.
+    """Clean the stale sections, run mkimage.sh (in paths.mkimage_cwd, TMPDIR paths.mkimage_tmpdir), check
+    the ISO.
 
     mkimage exits 0 even when it skipped the profile, so the ISO's existence is checked; its path, size
     and sha256 are printed and the sha256 written to `<iso>.sha256`. Returns the ISO (None in a dry run).
     """
     clean_workdir(cfg, act)
-    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
+    cwd = make_mkimage_cwd(cfg, act)
     for folder in ("mkimage_workdir", "mkimage_outdir"):
         act.mkdir(buildconfig.config_path(cfg, folder))
-    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(cwd)})
+    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(buildconfig.config_path(cfg, "mkimage_tmpdir"))})
     if act.dry:
         return None
     iso = iso_path(cfg)
     if not iso.is_file() or iso.stat().st_size == 0:
         raise BuildError(
             f"mkimage succeeded but wrote no {iso}: was profile {cfg.bee.iso.profile} skipped? its arch"
-            f" must include {cfg.bee.alpine.arch} and mkimg.{cfg.bee.iso.profile}.sh be in {cwd}"
+            f" must include {cfg.bee.alpine.arch} and mkimg.{cfg.bee.iso.profile}.sh be in"
+            f" {buildconfig.config_path(cfg, 'mkimage_home')}"
         )
     digest = fileops.sha256_file(iso)
     act.write_file(checksum_path(iso), f"{digest}  {iso.name}\n".encode())

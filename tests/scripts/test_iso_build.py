@@ -95,16 +95,20 @@ def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, scri
     assert iso_build.mkimage_command(cfg)[-4:] == ["--repository", main, second, community]
 
 
-def test_with_the_shipped_config_mkimage_runs_in_var_tmp_with_tmpdir_var_tmp(fp, monkeypatch, act):
+def test_with_the_shipped_config_mkimage_runs_in_its_own_folder_with_tmpdir_var_tmp(fp, monkeypatch, act):
+    """The spec's invariants: the generator is in mkimage's working folder, and TMPDIR is /var/tmp."""
     cfg = buildconfig.load_config()
     assert not iso_build.iso_path(cfg).exists(), "a real ISO in dist/ would hide the check below"
     monkeypatch.setattr(iso_build, "clean_workdir", lambda cfg, act: [])
-    monkeypatch.setattr(iso_build.Actions, "mkdir", lambda self, path: None)
+    monkeypatch.setattr(iso_build, "mkimage_cwd_problem", lambda cfg: None)
+    monkeypatch.setattr(iso_build.Actions, "mkdir", lambda self, path, mode=None: None)
     seen = []
     fp.register(iso_build.mkimage_command(cfg), callback=lambda process: seen.append(process.kwargs))
     with pytest.raises(iso_build.BuildError, match="wrote no"):
         iso_build.run_mkimage(cfg, act)
-    assert seen[0]["cwd"] == iso_build.Path("/var/tmp") and seen[0]["env"]["TMPDIR"] == "/var/tmp"
+    assert seen[0]["cwd"] == iso_build.Path("/var/tmp/bee-mkimage-cwd") and seen[0]["env"]["TMPDIR"] == "/var/tmp"
+    generator = {name for name, (_, _, folders) in iso_build.profile_files(cfg).items() if "mkimage_cwd" in folders}
+    assert generator == {"genapkovl-bee_debug.sh"}
 
 
 def make_workdir(builder):
@@ -113,11 +117,53 @@ def make_workdir(builder):
     for name in CACHED_SECTIONS + STALE_SECTIONS + others:
         (workdir / name).mkdir(parents=True)
         (workdir / name / "content").write_text(name)
+    write_apkroot_repositories(builder, "".join(f"{url}\n" for url in buildconfig.repository_urls(builder.config())))
     iso = iso_build.iso_path(builder.config())
     iso.parent.mkdir(parents=True)
     iso.write_bytes(b"old iso")
     iso_build.checksum_path(iso).write_text("0  old\n")
     return workdir, iso
+
+
+def write_apkroot_repositories(builder, text):
+    """The file mkimage writes once, when it creates apkroot-<arch>: one repository URL a line."""
+    repositories = builder.path("mkimage_workdir") / "apkroot-x86_64" / "etc" / "apk" / "repositories"
+    repositories.parent.mkdir(parents=True, exist_ok=True)
+    repositories.write_text(text)
+
+
+@pytest.mark.parametrize("older", ["https://dl-cdn.alpinelinux.org/alpine/v3.21/main\n"
+                                   "https://dl-cdn.alpinelinux.org/alpine/v3.21/community\n",
+                                   "https://dl-cdn.alpinelinux.org/alpine/v3.22/main\n",
+                                   None])
+def test_an_apk_root_of_other_repositories_goes_with_its_kernel_and_apks_sections(builder, act, older):
+    """mkimage writes apkroot-<arch>/etc/apk/repositories only when it creates that folder: after a change
+    of bee.alpine.branch it would go on fetching the old branch's kernel and packages."""
+    workdir, iso = make_workdir(builder)
+    root = workdir / "apkroot-x86_64"
+    if older is None:
+        (root / "etc" / "apk" / "repositories").unlink()  # an apk root mkimage never finished
+    else:
+        write_apkroot_repositories(builder, older)
+
+    removed = iso_build.clean_workdir(builder.config(), act)
+
+    left = sorted(p.name for p in workdir.iterdir())
+    assert left == sorted(["syslinux_77aa", "grub_efi_x86_64_3c4d", "syslinux_cfg_1a2b", "grub_cfg_9f8e"])
+    assert {p.name for p in removed} >= {"apkroot-x86_64", "apks_x86_64_5f1c", "kernel_x86_64_lts_9ab2"}
+    why = next(line for line in act.lines if "apkroot-x86_64 holds" in line)
+    assert "https://dl-cdn.alpinelinux.org/alpine/v3.22/community" in why and "kernel_* and apks_*" in why
+    if older:
+        assert older.split()[0] in why
+
+
+def test_an_apk_root_of_the_configured_repositories_is_kept_with_comments_and_blank_lines(builder, act):
+    workdir, _ = make_workdir(builder)
+    main, community = buildconfig.repository_urls(builder.config())
+    write_apkroot_repositories(builder, f"# mkimage\n{main}/\n\n{community}\r\n")
+    iso_build.clean_workdir(builder.config(), act)
+    assert {"apkroot-x86_64", *CACHED_SECTIONS} <= {p.name for p in workdir.iterdir()}
+    assert not any("holds" in line for line in act.lines)
 
 
 def test_clean_keeps_cached_sections_and_removes_apkovl_image_and_iso(builder, act):
@@ -159,6 +205,7 @@ def test_clean_all_keeps_only_the_download_cache(builder, act, fp):
     assert not iso.parent.exists()
     for folder in ("mkimage_home", "mkimage_cwd"):
         assert not list(builder.path(folder).iterdir())
+    assert [line for line in act.lines if line.startswith("clean")] == [act.lines[-1]], "one summary"
     assert (downloads / "NVIDIA.run").read_bytes() == b"installer"
 
 
@@ -185,15 +232,15 @@ def test_run_mkimage_runs_in_cwd_with_tmpdir_and_checksums_the_iso(builder, act,
 
     assert list(fp.calls) == [command]
     run = builder.mkimage_runs[0]
-    cwd = builder.path("mkimage_cwd")
-    assert run["cwd"] == cwd and run["TMPDIR"] == str(cwd)
-    assert run["env"] == {**os.environ, "TMPDIR": str(cwd)}, "our environment, only TMPDIR changed"
+    cwd, tmpdir = builder.path("mkimage_cwd"), builder.path("mkimage_tmpdir")
+    assert run["cwd"] == cwd and run["TMPDIR"] == str(tmpdir)
+    assert run["env"] == {**os.environ, "TMPDIR": str(tmpdir)}, "our environment, only TMPDIR changed"
     assert run["iso_before"] is False
     assert not set(STALE_SECTIONS) & set(run["sections"]) and set(CACHED_SECTIONS) <= set(run["sections"])
     digest = hashlib.sha256(iso.read_bytes()).hexdigest()
     assert iso_build.checksum_path(iso).read_text() == f"{digest}  {iso.name}\n"
     assert f"ISO: {iso}\n  size: {iso.stat().st_size} bytes\n  sha256: {digest}" in act.lines
-    assert f"cd {cwd} && TMPDIR={cwd} {' '.join(command)}" in act.lines
+    assert f"cd {cwd} && TMPDIR={tmpdir} {' '.join(command)}" in act.lines
 
 
 def test_mkimage_alone_checks_the_builder_first(builder, act, fp, monkeypatch):
@@ -241,7 +288,9 @@ def test_a_profile_copy_another_user_owns_is_replaced_by_ours(builder, act):
     assert f"profile: {copy} written" in act.lines
 
 
-def test_profile_is_rendered_into_both_folders(builder, act):
+def test_profile_goes_to_mkimage_home_and_the_generator_also_to_mkimage_cwd(builder, act):
+    """mkimage reads profiles from ~/.mkimage only (besides its scripts folder); the generator it looks
+    up in its working folder first, which the build makes as this user's own (0700)."""
     cfg = builder.config()
     installed = iso_build.install_profile(cfg, act)
 
@@ -250,11 +299,15 @@ def test_profile_is_rendered_into_both_folders(builder, act):
         "genapkovl-bee_debug.sh": (
             buildconfig.render_template(cfg, "iso/mkimg/genapkovl-bee_debug.sh.j2"), 0o755),
     }
-    assert len(installed) == 4
-    for folder in (builder.path("mkimage_home"), builder.path("mkimage_cwd")):
-        for name, (content, mode) in expected.items():
-            assert (folder / name).read_text() == content
-            assert (folder / name).stat().st_mode & 0o777 == mode
+    home, cwd = builder.path("mkimage_home"), builder.path("mkimage_cwd")
+    assert sorted(installed) == sorted([home / "mkimg.bee_debug.sh", home / "genapkovl-bee_debug.sh",
+                                        cwd / "genapkovl-bee_debug.sh"])
+    for path in installed:
+        content, mode = expected[path.name]
+        assert path.read_text() == content
+        assert path.stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in cwd.iterdir()) == ["genapkovl-bee_debug.sh"]
+    assert cwd.stat().st_mode & 0o777 == 0o700 and cwd.stat().st_uid == os.geteuid()
     assert "profile_bee_debug()" in expected["mkimg.bee_debug.sh"][0]
 
     before = snapshot(builder.root / "host")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -288,6 +291,65 @@ def test_a_profile_copy_another_user_owns_is_replaced_by_ours(builder, act):
     assert f"profile: {copy} written" in act.lines
 
 
+@pytest.fixture
+def sticky_tmp():
+    """A folder like /var/tmp (mode 1777, root's) that another uid can reach: pytest's tmp_path is 0700."""
+    folder = iso_build.Path(tempfile.mkdtemp(prefix="bee-sticky-", dir="/var/tmp"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def run_profile_as_nobody(sticky, cwd):
+    """`python3 scripts/iso_build.py profile` as the unprivileged user nobody, with the shipped invoke.yaml
+    and the builder's folders moved into `sticky`: home (~/.mkimage), TMPDIR, and `cwd`."""
+    nobody = pwd.getpwnam("nobody")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
+    env.update(HOME=str(sticky / "home"), PYTHONDONTWRITEBYTECODE="1",
+               INVOKE_BEE_PATHS_MKIMAGE_HOME=str(sticky / "home" / ".mkimage"),
+               INVOKE_BEE_PATHS_MKIMAGE_TMPDIR=str(sticky), INVOKE_BEE_PATHS_MKIMAGE_CWD=str(cwd))
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) runs the build as another user here"
+    command = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+               sys.executable, "scripts/iso_build.py", "profile"]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60), nobody
+
+
+def test_a_builder_that_is_not_root_installs_beside_another_users_generator_in_var_tmp(sticky_tmp):
+    """In the sticky /var/tmp nobody but its owner (or root) can replace another user's file: the shipped
+    mkimage_cwd is the builder's own folder there, and the other user's copy is left as it is."""
+    cfg = buildconfig.load_config()
+    shipped_cwd = buildconfig.config_path(cfg, "mkimage_cwd")
+    cwd = sticky_tmp / shipped_cwd.relative_to(buildconfig.config_path(cfg, "mkimage_tmpdir"))
+    theirs = sticky_tmp / "genapkovl-bee_debug.sh"  # root's copy, as an older build left it in /var/tmp
+    theirs.write_text("#!/bin/sh\necho not ours\n")
+    theirs.chmod(0o755)
+
+    result, nobody = run_profile_as_nobody(sticky_tmp, cwd)
+
+    assert result.returncode == 0, result.stderr
+    ours = cwd / "genapkovl-bee_debug.sh"
+    assert cwd != sticky_tmp and cwd.stat().st_uid == nobody.pw_uid and cwd.stat().st_mode & 0o777 == 0o700
+    assert ours.stat().st_uid == nobody.pw_uid and "genapkovl.py" in ours.read_text()
+    assert theirs.read_text() == "#!/bin/sh\necho not ours\n" and theirs.stat().st_uid == 0
+    assert f"profile: {ours} written" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["another user's folder", "the sticky folder itself"])
+def test_a_mkimage_cwd_the_builder_does_not_own_is_one_line_naming_it(sticky_tmp, where):
+    cwd = sticky_tmp / "bee-mkimage-cwd" if where == "another user's folder" else sticky_tmp
+    cwd.mkdir(exist_ok=True)  # root's
+
+    result, nobody = run_profile_as_nobody(sticky_tmp, cwd)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"profile: {cwd} (paths.mkimage_cwd) belongs to uid 0, not to this user (uid {nobody.pw_uid}): it must"
+        " be this user's own folder; remove it (as its owner or root) or point bee.paths.mkimage_cwd"
+        " elsewhere\n")
+    assert list(cwd.iterdir()) == []
+
+
 def test_profile_goes_to_mkimage_home_and_the_generator_also_to_mkimage_cwd(builder, act):
     """mkimage reads profiles from ~/.mkimage only (besides its scripts folder); the generator it looks
     up in its working folder first, which the build makes as this user's own (0700)."""
@@ -469,6 +531,12 @@ def break_space(builder, monkeypatch):
     monkeypatch.setenv("INVOKE_BEE_BUILDER_MIN_FREE_GIB", "1000000")
 
 
+def break_mkimage_cwd(builder, monkeypatch):
+    cwd = builder.path("mkimage_cwd")
+    cwd.mkdir()
+    os.chown(cwd, 54321, 54321)  # another user's folder where mkimage would run
+
+
 def break_login(builder, monkeypatch):
     (builder.root / "host/home/.ssh/authorized_keys").write_text("")
     monkeypatch.setenv("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "")
@@ -490,6 +558,7 @@ BREAKAGES = {
     "headers absent": (break_headers_absent, "no kernel headers"),
     "aports branch": (break_aports_branch, "is on branch 3.20-stable, not 3.22-stable (bee.alpine.branch)"),
     "no space": (break_space, "mkimage needs 1e+06 GiB"),
+    "mkimage_cwd of another user": (break_mkimage_cwd, "(paths.mkimage_cwd) belongs to uid 54321, not to"),
     "no login": (break_login, "password_fallback is false: nobody could log in"),
     "bad profile": (break_profile, "bee.live.expect_profile: {root}/fleet.json: gpus.prodcut: unknown key"),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 
 import pytest
@@ -33,7 +34,8 @@ def test_paths_are_absolute(config_copy):
     cfg = buildconfig.load_config(config_copy.parent)
     assert buildconfig.config_path(cfg, "build") == config_copy.parent / "build"
     assert buildconfig.config_path(cfg, "aports") == buildconfig.Path(os.path.expanduser("~/aports"))
-    assert buildconfig.config_path(cfg, "mkimage_cwd") == buildconfig.Path("/var/tmp")
+    assert buildconfig.config_path(cfg, "mkimage_tmpdir") == buildconfig.Path("/var/tmp")
+    assert buildconfig.config_path(cfg, "mkimage_cwd") == buildconfig.Path("/var/tmp/bee-mkimage-cwd")
 
 
 def test_environment_overrides_reach_scripts(monkeypatch):
@@ -42,15 +44,18 @@ def test_environment_overrides_reach_scripts(monkeypatch):
 
 
 def test_unknown_template_name_fails(tmp_path, monkeypatch):
+    """A template naming no configuration value fails the render; tried in a copy, never the repository."""
     import jinja2
 
-    template = buildconfig.REPO_ROOT / "iso" / "mkimg" / "zz-test-undefined.sh.j2"
-    template.write_text("{{ no_such_value }}\n")
-    try:
-        with pytest.raises(jinja2.UndefinedError):
-            buildconfig.render_all(buildconfig.load_config(), tmp_path)
-    finally:
-        template.unlink()
+    tree = tmp_path / "tree"
+    for folder in buildconfig.TEMPLATE_DIRS:
+        shutil.copytree(buildconfig.REPO_ROOT / folder, tree / folder)
+    (tree / "iso" / "mkimg" / "zz-test-undefined.sh.j2").write_text("{{ no_such_value }}\n")
+    cfg = buildconfig.load_config()
+    monkeypatch.setattr(buildconfig, "REPO_ROOT", tree)
+    assert buildconfig.Path("iso/mkimg/zz-test-undefined.sh.j2") in buildconfig.templates()
+    with pytest.raises(jinja2.UndefinedError, match="no_such_value"):
+        buildconfig.render_all(cfg, tmp_path / "out")
 
 
 def test_render_keeps_modes_and_leaves_no_temp_files(tmp_path):

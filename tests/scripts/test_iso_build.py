@@ -87,15 +87,52 @@ done
 """
 
 
-@pytest.mark.parametrize(("script", "second"), [(CURRENT_MKIMAGE, "--repository"),
-                                                (OLDER_MKIMAGE, "--extra-repository")])
-def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, script, second):
+# What each form then writes into apkroot-<arch>/etc/apk/repositories (their own lines, $APKROOT made ours).
+CURRENT_APKROOT = """_repositories="$APKROOT/etc/apk/repositories"
+echo "$REPOS" >> "$_repositories"
+for repo in $EXTRAREPOS; do
+	echo "$repo" >> "$_repositories"
+done
+"""
+OLDER_APKROOT = """echo "$REPODIR" > "$APKROOT/etc/apk/repositories"
+for repo in $EXTRAREPOS; do
+	echo "$repo" >> "$APKROOT/etc/apk/repositories"
+done
+"""
+
+
+@pytest.mark.parametrize(("script", "apkroot", "second"), [
+    (CURRENT_MKIMAGE, CURRENT_APKROOT, "--repository"),
+    (OLDER_MKIMAGE, OLDER_APKROOT, "--extra-repository"),
+])
+def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, tmp_path, script, apkroot, second):
     """Current mkimage.sh takes --repository several times (and warns about --extra-repository); an older
-    one keeps only the last --repository, so the others must be --extra-repository there."""
+    one keeps only the last --repository, so the others must be --extra-repository there. Each form's own
+    loop runs (busybox sh) on the options we produce: both URLs reach REPOS, or REPODIR and EXTRAREPOS, and
+    the apk root's repositories file it writes is the one clean_workdir takes as the configured one."""
     (builder.root / "host/home/aports/scripts/mkimage.sh").write_text(script)
     cfg = builder.config()
     main, community = buildconfig.repository_urls(cfg)
-    assert iso_build.mkimage_command(cfg)[-4:] == ["--repository", main, second, community]
+    options = iso_build.repository_options(cfg)
+    assert iso_build.mkimage_command(cfg)[-4:] == options == ["--repository", main, second, community]
+
+    root = tmp_path / "apkroot-x86_64"
+    (root / "etc" / "apk").mkdir(parents=True)
+    report = 'printf "REPOS=%s|REPODIR=%s|EXTRAREPOS=%s\\n" "$REPOS" "$REPODIR" "$EXTRAREPOS"\n'
+    program = ('warning() { echo "WARNING: $*" >&2; }\n' + script.removeprefix("#!/bin/sh\n")
+               + f'APKROOT="{root}"\n' + apkroot + report)
+    busybox = shutil.which("busybox")
+    assert busybox, "busybox runs aports' shell code here"
+    result = subprocess.run([busybox, "sh", "-c", program, "mkimage.sh", *options],
+                            capture_output=True, text=True, check=True, timeout=30)
+
+    assert result.stderr == "", "no deprecation warning"
+    if second == "--repository":
+        assert result.stdout == f"REPOS={main}\n{community}|REPODIR=|EXTRAREPOS=\n"
+    else:
+        assert result.stdout == f"REPOS=|REPODIR={main}|EXTRAREPOS= {community}\n"
+    assert (root / "etc/apk/repositories").read_text() == f"{main}\n{community}\n"
+    assert iso_build.apkroot_repositories(root) == [main, community]
 
 
 def test_with_the_shipped_config_mkimage_runs_in_its_own_folder_with_tmpdir_var_tmp(fp, monkeypatch, act):

@@ -73,7 +73,10 @@ def setup_builder(c):
     if not_alpine and not c.config.run.dry:
         raise Exit(f"error: {not_alpine[0]}; nothing was installed", code=1)
     for command in iso_build.setup_builder_commands(c.config):
-        c.run(command)
+        if c.config.run.dry:  # invoke's own dry run would echo the bare command, as if it ran
+            print(f"[dry] would run: {command}")
+        else:
+            c.run(command)
     if not_alpine:  # --dry: the plan was shown, but it would fail here
         raise Exit(f"error: {not_alpine[0]}; a real run would install nothing", code=1)
 

@@ -7,6 +7,7 @@ included), so a script run alone when debugging behaves exactly as when a task c
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -45,15 +46,21 @@ def load_config(config_dir: Path | str = REPO_ROOT) -> Any:
     return cfg
 
 
+ENV_PREFIX = "INVOKE_BEE_"
+FALSE_WORDS = ("false", "no", "off", "n", "f")  # invoke reads every text but "0" and "" as true
+
+
 def environment_problems(cfg: Any, environ: dict[str, str] | None = None) -> list[str]:
-    """Return one line per `INVOKE_BEE_*` variable invoke could not cast to the type of its key.
+    """Return one line per `INVOKE_BEE_*` variable that would not do what its user meant.
 
     Invoke casts an override to the type of the value in invoke.yaml (`int("abc")` fails with a traceback
-    that names neither): this names the variable, the key and the type expected. Booleans and strings
-    take any text; lists cannot be set from the environment at all.
+    that names neither): this names the variable, the key and the type expected. A boolean set to
+    false/no/off is refused (invoke would read it as true: only 0 and the empty text are false); lists
+    cannot be set from the environment at all; and a variable naming no key (a typo, which invoke ignores
+    silently) is named with the closest key's variable.
     """
     environ = os.environ if environ is None else environ
-    problems = []
+    problems, known = [], []
 
     def walk(value: Any, keys: list[str]) -> None:
         if isinstance(value, dict):
@@ -61,18 +68,29 @@ def environment_problems(cfg: Any, environ: dict[str, str] | None = None) -> lis
                 walk(item, [*keys, key])
             return
         variable = "INVOKE_" + "_".join(keys).upper()
+        known.append(variable)
         if variable in environ:
             expected = _cast_problem(value, environ[variable])
             if expected:
                 problems.append(f"{variable}={environ[variable]!r}: {'.'.join(keys)} {expected}")
 
     walk({"bee": plain(cfg.bee)}, [])
+    for variable in sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known):
+        close = difflib.get_close_matches(variable, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "see `invoke config` for the keys"
+        problems.append(f"{variable}={environ[variable]!r} names no key of invoke.yaml's bee section, so it"
+                        f" would change nothing: {hint}")
     return problems
 
 
 def _cast_problem(value: Any, text: str) -> str | None:
     """What `text` would need to be to replace `value` (invoke's cast), or None when it casts."""
-    if value is None or isinstance(value, bool | str):
+    if isinstance(value, bool):
+        if text.strip().lower() in FALSE_WORDS:
+            return ("is true or false, and invoke reads any text but 0 and the empty one as true: set it to 0"
+                    " (or empty) for false, 1 for true")
+        return None
+    if value is None or isinstance(value, str):
         return None
     if isinstance(value, list | tuple):
         return "is a list, which an environment variable cannot set: change it in invoke.yaml"

@@ -222,7 +222,8 @@ def test_invoke_dry_writes_nothing_anywhere(tmp_path, task):
         assert result.returncode == 1 and "preflight: not an Alpine system" in result.stdout
         assert result.stderr.splitlines()[-1].endswith("problem(s); a real build would stop there")
     elif task == "setup-builder":
-        assert result.returncode == 1 and "apk add " in result.stdout
+        assert result.returncode == 1 and result.stdout.startswith("[dry] would run: apk add ")
+        assert all(line.startswith("[dry] would run: ") for line in result.stdout.splitlines()), result.stdout
         assert result.stderr.startswith("error: not an Alpine system") and result.stderr.count("\n") == 1
     else:
         assert result.returncode == 0, result.stderr
@@ -273,6 +274,10 @@ def test_render_honours_dry(builder, capsys):
     ("INVOKE_BEE_NVIDIA_JOBS", "abc", "bee.nvidia.jobs takes a whole number (int), e.g. 4"),
     ("INVOKE_BEE_NVIDIA_DOWNLOAD_BACKOFF", "fast", "bee.nvidia.download_backoff takes a number (float)"),
     ("INVOKE_BEE_ALPINE_REPOSITORIES", "main", "bee.alpine.repositories is a list, which an environment"),
+    ("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "false", "bee.live.password_fallback is true or false, and invoke"
+                                                   " reads any text but 0 and the empty one as true: set it"),
+    ("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", " Off", "bee.live.password_fallback is true or false"),
+    ("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "NO", "bee.live.password_fallback is true or false"),
 ])
 def test_a_bad_override_is_one_line_naming_variable_key_and_type(variable, value, expected):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}, variable: value}
@@ -285,13 +290,28 @@ def test_a_bad_override_is_one_line_naming_variable_key_and_type(variable, value
         assert result.stdout == ""
 
 
+def test_a_variable_naming_no_key_is_one_line_with_the_closest_one():
+    """A typo is silently ignored by invoke: the build would run with the value the user meant to change."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}, "INVOKE_BEE_NVIDIA_JOB": "4"}
+    for command in ([sys.executable, "-m", "invoke", "config"], [sys.executable, "scripts/iso_build.py",
+                                                                    "preflight", "--dry"]):
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and result.stdout == "", command
+        assert result.stderr == ("error: INVOKE_BEE_NVIDIA_JOB='4' names no key of invoke.yaml's bee section,"
+                                 " so it would change nothing: did you mean INVOKE_BEE_NVIDIA_JOBS?\n")
+
+
 def test_good_overrides_of_every_type_still_work(monkeypatch):
     for variable, value in {"INVOKE_BEE_NVIDIA_JOBS": "7", "INVOKE_BEE_NVIDIA_DOWNLOAD_BACKOFF": "0.5",
-                            "INVOKE_BEE_LIVE_PASSWORD_FALLBACK": "0", "INVOKE_BEE_ISO_TAG": "x"}.items():
+                            "INVOKE_BEE_LIVE_PASSWORD_FALLBACK": "0", "INVOKE_BEE_ISO_TAG": "x",
+                            "INVOKE_BEE_ISO_SERIAL_CONSOLE_BAUD": "9600"}.items():
         monkeypatch.setenv(variable, value)
     cfg = iso_build.buildconfig.load_config()
     assert (cfg.bee.nvidia.jobs, cfg.bee.nvidia.download_backoff) == (7, 0.5)
     assert (cfg.bee.live.password_fallback, cfg.bee.iso.tag) == (False, "x")
+    assert cfg.bee.iso.serial_console.baud == 9600
+    monkeypatch.setenv("INVOKE_BEE_LIVE_PASSWORD_FALLBACK", "yes")
+    assert iso_build.buildconfig.load_config().bee.live.password_fallback is True
 
 
 def test_setup_builder_off_alpine_says_so_and_runs_nothing(builder):

@@ -249,6 +249,21 @@ def test_clean_all_keeps_only_the_download_cache(builder, act, fp):
     assert (downloads / "NVIDIA.run").read_bytes() == b"installer"
 
 
+def test_clean_all_dry_counts_each_item_once_as_the_real_run_does(builder):
+    cfg = builder.config()
+    make_workdir(builder)
+    iso_build.install_profile(cfg, iso_build.Actions(out=lambda line: None))
+    dry_lines = []
+    would = iso_build.clean_all(cfg, iso_build.Actions(dry=True, out=dry_lines.append))
+    assert len(would) == len(set(would))
+    assert not [p for p in would for q in would if p != q and p.is_relative_to(q)], "nothing counted twice"
+    assert [line.split("\n")[0] for line in dry_lines if line.startswith("clean")] == [
+        f"clean --all: would remove {len(would)} item(s)"]
+    real_lines = []
+    removed = iso_build.clean_all(cfg, iso_build.Actions(out=real_lines.append))
+    assert removed == would and real_lines[-1].startswith(f"clean --all: removed {len(removed)} item(s)")
+
+
 @pytest.mark.parametrize("folder", ["/var", "/var/tmp", "/tmp", str(REPO_ROOT), str(REPO_ROOT.parent)])
 def test_refuses_to_delete_a_top_or_protected_folder(folder):
     with pytest.raises(iso_build.BuildError, match=f"refusing to delete {folder}: check the paths"):

@@ -4,11 +4,11 @@
 1. A 512 MB file served from 127.0.0.1 (a thread of this process, sendfile): our download+verify (one
    streaming pass that hashes while it writes) beside `curl -o f && sha256sum f` (two passes) in the same
    run. Target: not slower than the pair.
-2. The cache hit of the whole step: `python scripts/build_nvidia_module.py` run as a user runs it, with a
+2. The cache hit of the whole step: `python3 scripts/build_nvidia_module.py` run as a user runs it, with a
    warm cache of realistic sizes (about 180 MB of modules, firmware and userland to re-hash), and build()
    alone in this process.
 
-Everything lives in a temp folder removed at the end. Usage: python benchmarks/download_bench.py [--mb N]
+Everything lives in a temp folder removed at the end. Usage: python3 benchmarks/download_bench.py [--mb N]
 """
 
 from __future__ import annotations

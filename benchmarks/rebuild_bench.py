@@ -12,7 +12,7 @@ HTTP requests, installer extractions and make/strip runs (PATH shims that log an
 Target: a warm rebuild under 2 s, dominated by interpreter start-up, with zero downloads, extractions and
 makes. Exit status 1 when the warm runs did any of those.
 
-Usage: python benchmarks/rebuild_bench.py [--runs N] [--firmware-mb N]
+Usage: python3 benchmarks/rebuild_bench.py [--runs N] [--firmware-mb N]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as `python scripts/buildconfig.py`
+if __package__ in (None, ""):  # run as `python3 scripts/buildconfig.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import fileops  # noqa: E402
@@ -204,7 +204,7 @@ def render_all(cfg: Any, out_dir: Path, extra: dict[str, Any] | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the effective configuration as JSON (`python scripts/buildconfig.py`)."""
+    """Print the effective configuration as JSON (`python3 scripts/buildconfig.py`)."""
     import json
 
     del argv

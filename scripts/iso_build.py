@@ -1,7 +1,7 @@
 """The steps of `invoke build-debug`, as importable functions.
 
 preflight -> audit -> nvidia -> overlay -> profile -> mkimage. tasks.py calls these functions; for debugging,
-`python scripts/iso_build.py STEP [--dry]` runs one step (or `build` for all of them) without invoke.
+`python3 scripts/iso_build.py STEP [--dry]` runs one step (or `build` for all of them) without invoke.
 
 Every path and value comes from invoke.yaml (`buildconfig.config_path`). Every file operation and command
 goes through `Actions`, which with `dry=True` (invoke's `--dry`) only prints what it would do. Files are
@@ -602,7 +602,7 @@ def apkroot_repositories(root: Path) -> list[str] | None:
 
 
 def repository_stale_sections(cfg: Any) -> list[Path]:
-    """Return the apk root and its kernel_*/apks_* sections when it holds other repositories than bee.alpine's.
+    """Return the apk root and its kernel_*/apks_* sections when it holds other repositories than configured.
 
     mkimage writes apkroot-<arch>/etc/apk/repositories only when it creates that folder, so after a change
     of bee.alpine (branch, mirror, repositories) it would go on fetching from the old ones. Empty when the
@@ -737,7 +737,8 @@ def run_mkimage(cfg: Any, act: Actions) -> Path | None:
     cwd = make_mkimage_cwd(cfg, act)
     for folder in ("mkimage_workdir", "mkimage_outdir"):
         act.mkdir(buildconfig.config_path(cfg, folder))
-    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(buildconfig.config_path(cfg, "mkimage_tmpdir"))})
+    tmpdir = buildconfig.config_path(cfg, "mkimage_tmpdir")
+    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(tmpdir)})
     if act.dry:
         return None
     iso = iso_path(cfg)

@@ -6,7 +6,7 @@ must be built against the headers of exactly that release, or they fail at boot 
 format". `iso_kernel_release` names the release (`bee.nvidia.kernel_release` when set, else asked of apk),
 `find_headers` finds the installed `linux-headers-<kver>` folders, and `kernel_for_iso` is the one checked
 answer the build uses. Every failure is a KernelError whose message is one line saying what to do.
-`python scripts/iso_kernel.py` prints the answer: `<kver><TAB><headers folder>`.
+`python3 scripts/iso_kernel.py` prints the answer: `<kver><TAB><headers folder>`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as `python scripts/live_system.py`
+if __package__ in (None, ""):  # run as `python3 scripts/live_system.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import buildconfig, fileops  # noqa: E402

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Run the ISO build in a detached screen session, so an SSH disconnect does not kill it.
 
-    python scripts/run_builder.py start     # `invoke build-debug` (bee.builder.command) in screen
-    python scripts/run_builder.py status    # running / finished with its exit status / never started
+    python3 scripts/run_builder.py start     # `invoke build-debug` (bee.builder.command) in screen
+    python3 scripts/run_builder.py status    # running / finished with its exit status / never started
                                             # (exits with the build's status once it finished)
-    python scripts/run_builder.py log [-n 40] [--follow]
-    python scripts/run_builder.py attach    # watch it live; detach again with Ctrl-a d
+    python3 scripts/run_builder.py log [-n 40] [--follow]
+    python3 scripts/run_builder.py attach    # watch it live; detach again with Ctrl-a d
 
 The build's output goes to the screen window and to paths.builder_log; its exit status is written to
 paths.builder_status when it ends. `status` exits with that status once the build finished (0 while it

@@ -183,7 +183,8 @@ def configured_places():
     """Every place the shipped configuration lets the build write: bee.paths (but mkimage_tmpdir, which is
     all of /var/tmp, shared with others: the build writes nothing there itself)."""
     cfg = iso_build.buildconfig.load_config()
-    places = [iso_build.buildconfig.config_path(cfg, name) for name in cfg.bee.paths if name != "mkimage_tmpdir"]
+    names = [name for name in cfg.bee.paths if name != "mkimage_tmpdir"]
+    places = [iso_build.buildconfig.config_path(cfg, name) for name in names]
     return sorted(set(places))
 
 
@@ -292,7 +293,8 @@ def test_a_bad_override_is_one_line_naming_variable_key_and_type(variable, value
 
 def test_a_variable_naming_no_key_is_one_line_with_the_closest_one():
     """A typo is silently ignored by invoke: the build would run with the value the user meant to change."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}, "INVOKE_BEE_NVIDIA_JOB": "4"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
+    env["INVOKE_BEE_NVIDIA_JOB"] = "4"
     for command in ([sys.executable, "-m", "invoke", "config"], [sys.executable, "scripts/iso_build.py",
                                                                     "preflight", "--dry"]):
         result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)

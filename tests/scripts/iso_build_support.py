@@ -1,10 +1,10 @@
 """Support for the ISO build tests (no tests here): a builder host in a temp folder and fake helpers.
 
-`make_builder` copies invoke.yaml, points every host path (mkimage_home, mkimage_cwd, mkimage_tmpdir, workdir, aports,
-authorized_keys, abuild.conf) into tmp_path with INVOKE_BEE_PATHS_* variables, makes an Alpine-looking host
-(alpine-release, stub builder tools on PATH, an abuild key, an aports mkimage.sh), and replaces the ISO
-kernel, NVIDIA and live-system modules with recording fakes. mkimage itself is faked with pytest-subprocess
-(`fp`).
+`make_builder` copies invoke.yaml, points every host path (mkimage_home, mkimage_cwd, mkimage_tmpdir,
+workdir, aports, authorized_keys, abuild.conf) into tmp_path with INVOKE_BEE_PATHS_* variables, makes an
+Alpine-looking host (alpine-release, stub builder tools on PATH, an abuild key, an aports mkimage.sh), and
+replaces the ISO kernel, NVIDIA and live-system modules with recording fakes. mkimage itself is faked with
+pytest-subprocess (`fp`).
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ done
     (CURRENT_MKIMAGE, CURRENT_APKROOT, "--repository"),
     (OLDER_MKIMAGE, OLDER_APKROOT, "--extra-repository"),
 ])
-def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, tmp_path, script, apkroot, second):
+def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, tmp_path, script, apkroot,
+                                                                   second):
     """Current mkimage.sh takes --repository several times (and warns about --extra-repository); an older
     one keeps only the last --repository, so the others must be --extra-repository there. Each form's own
     loop runs (busybox sh) on the options we produce: both URLs reach REPOS, or REPODIR and EXTRAREPOS, and
@@ -146,8 +147,10 @@ def test_with_the_shipped_config_mkimage_runs_in_its_own_folder_with_tmpdir_var_
     fp.register(iso_build.mkimage_command(cfg), callback=lambda process: seen.append(process.kwargs))
     with pytest.raises(iso_build.BuildError, match="wrote no"):
         iso_build.run_mkimage(cfg, act)
-    assert seen[0]["cwd"] == iso_build.Path("/var/tmp/bee-mkimage-cwd") and seen[0]["env"]["TMPDIR"] == "/var/tmp"
-    generator = {name for name, (_, _, folders) in iso_build.profile_files(cfg).items() if "mkimage_cwd" in folders}
+    assert seen[0]["cwd"] == iso_build.Path("/var/tmp/bee-mkimage-cwd")
+    assert seen[0]["env"]["TMPDIR"] == "/var/tmp"
+    files = iso_build.profile_files(cfg).items()
+    generator = {name for name, (_, _, folders) in files if "mkimage_cwd" in folders}
     assert generator == {"genapkovl-bee_debug.sh"}
 
 
@@ -157,7 +160,8 @@ def make_workdir(builder):
     for name in CACHED_SECTIONS + STALE_SECTIONS + others:
         (workdir / name).mkdir(parents=True)
         (workdir / name / "content").write_text(name)
-    write_apkroot_repositories(builder, "".join(f"{url}\n" for url in buildconfig.repository_urls(builder.config())))
+    urls = buildconfig.repository_urls(builder.config())
+    write_apkroot_repositories(builder, "".join(f"{url}\n" for url in urls))
     iso = iso_build.iso_path(builder.config())
     iso.parent.mkdir(parents=True)
     iso.write_bytes(b"old iso")
@@ -396,8 +400,8 @@ def test_a_mkimage_cwd_the_builder_does_not_own_is_one_line_naming_it(sticky_tmp
 
     assert result.returncode == 1
     assert result.stderr == (
-        f"profile: {cwd} (paths.mkimage_cwd) belongs to uid 0, not to this user (uid {nobody.pw_uid}): it must"
-        " be this user's own folder; remove it (as its owner or root) or point bee.paths.mkimage_cwd"
+        f"profile: {cwd} (paths.mkimage_cwd) belongs to uid 0, not to this user (uid {nobody.pw_uid}):"
+        " it must be this user's own folder; remove it (as its owner or root) or point bee.paths.mkimage_cwd"
         " elsewhere\n")
     assert list(cwd.iterdir()) == []
 

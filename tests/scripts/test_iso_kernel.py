@@ -182,7 +182,7 @@ def test_kernel_for_iso_is_the_one_checked_answer(fp, cfg, tmp_path):
 
 
 def test_the_script_prints_the_checked_answer_or_one_line(config_copy, tmp_path):
-    """`python scripts/iso_kernel.py` as a user runs it, with the configured release and headers."""
+    """`python3 scripts/iso_kernel.py` as a user runs it, with the configured release and headers."""
     headers = fake_headers(tmp_path, KVER)
     env = {**os.environ, "INVOKE_BEE_NVIDIA_KERNEL_RELEASE": KVER,
            "INVOKE_BEE_NVIDIA_HEADERS_ROOT": str(tmp_path)}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from scripts import buildconfig
+from scripts import buildconfig, live_system
 from tests.openrc.openrc_harness import Sandbox, rendered_services, write_tree
+from tests.paths import REPO_ROOT
 
 KVER = "6.12.99-0-lts"
 
@@ -68,6 +70,7 @@ def test_network_starts_udhcpc_once_per_physical_interface(box, services, tmp_pa
     assert interfaces == ["enp3s0f1", "eth0"]
     for call in calls:
         assert " -b " in f"{call} "
+        assert " -s /usr/share/udhcpc/bee.script " in f"{call} "  # the overlay's event script, below
     assert "eend 0" in box.openrc()
 
 
@@ -96,6 +99,65 @@ def test_network_with_no_interface_still_succeeds(box, services, tmp_path):
     assert result.returncode == 0
     assert wait_for_calls(box, "udhcpc", 0, timeout=0) == []
     assert any(line.startswith("ewarn no physical network interface") for line in box.openrc())
+
+
+# --- udhcpc's event script: the leased address on the console and in /etc/issue ---------------------------
+
+UDHCPC_SCRIPT = Path("iso/overlay-debug/usr/share/udhcpc/bee.script.j2")
+
+
+def test_udhcpc_script_is_staged_where_bee_network_looks_for_it(services):
+    staged = "/" + str(UDHCPC_SCRIPT.relative_to("iso/overlay-debug")).removesuffix(".j2")
+    assert f'BEE_UDHCPC_SCRIPT:={staged}}}' in services["bee-network"].read_text()
+    assert (REPO_ROOT / UDHCPC_SCRIPT).stat().st_mode & 0o111  # stage_static keeps the mode: executable
+
+
+def run_udhcpc_script(box, script, tmp_path, event, **lease):
+    env = {"BEE_RUNDIR": str(tmp_path / "run"), "BEE_CONSOLE": str(tmp_path / "console"),
+           "BEE_ISSUE": str(tmp_path / "issue"), "BEE_UDHCPC_DEFAULT": str(box.bin / "default.script"),
+           **lease}
+    return subprocess.run([box.busybox, "sh", str(script), event], capture_output=True, text=True, timeout=30,
+                          env={"PATH": str(box.bin), "CALLS_LOG": str(box.calls_log), **env})
+
+
+def test_udhcpc_script_says_the_address_on_the_console_and_in_issue(box, cfg, tmp_path):
+    script = tmp_path / "bee.script"
+    script.write_text(live_system.render_source(cfg, UDHCPC_SCRIPT))
+    box.stand_in("default.script")
+    (tmp_path / "issue").write_text("Welcome to Alpine Linux 3.21\nKernel \\r on an \\m (\\l)\n\n")
+    lease = {"interface": "eth0", "ip": "10.20.30.40", "mask": "24"}
+
+    result = run_udhcpc_script(box, script, tmp_path, "bound", **lease)
+    assert result.returncode == 0, result.stderr
+    assert box.calls("default.script") == ["default.script bound"]  # the stock script configured it first
+    user = cfg.bee.live.user
+    assert (tmp_path / "console").read_text() == (
+        f"bee: eth0 got 10.20.30.40/24 from DHCP: ssh {user}@10.20.30.40\n")
+    issue = (tmp_path / "issue").read_text()
+    assert issue.startswith("Welcome to Alpine Linux 3.21\n")
+    assert issue.endswith(f"bee: eth0 10.20.30.40/24: ssh {user}@10.20.30.40\n")
+
+    # A renewal of the same lease says nothing new; a second NIC adds its line.
+    run_udhcpc_script(box, script, tmp_path, "renew", **lease)
+    run_udhcpc_script(box, script, tmp_path, "bound", interface="eth1", ip="192.168.7.9", mask="16")
+    assert (tmp_path / "console").read_text().count("\n") == 1  # the console file was rewritten, not appended
+    issue = (tmp_path / "issue").read_text()
+    assert issue.count("bee: ") == 2 and f"bee: eth1 192.168.7.9/16: ssh {user}@192.168.7.9" in issue
+    assert issue.count("Welcome to Alpine") == 1  # the boot text once, whatever the number of events
+
+    # A lost lease takes its line away.
+    run_udhcpc_script(box, script, tmp_path, "deconfig", interface="eth0")
+    issue = (tmp_path / "issue").read_text()
+    assert "10.20.30.40" not in issue and "192.168.7.9" in issue
+
+
+def test_udhcpc_script_keeps_the_stock_scripts_status(box, cfg, tmp_path):
+    script = tmp_path / "bee.script"
+    script.write_text(live_system.render_source(cfg, UDHCPC_SCRIPT))
+    box.stand_in("default.script", "exit 3\n")
+    (tmp_path / "issue").write_text("")
+    result = run_udhcpc_script(box, script, tmp_path, "bound", interface="eth0", ip="10.0.0.2", mask="8")
+    assert result.returncode == 3
 
 
 # --- bee-audit-debug ---------------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ class Runner:
             sysfs, procfs, devfs = replay / "sysfs", replay / "procfs", replay / "devfs"
         self.roots = {"sysfs": sysfs, "procfs": procfs, "devfs": devfs}
         self._capture_lock = threading.Lock()
+        self._said_lock = threading.Lock()
+        self._said: set[str] = set()  # what the audit says once, whichever collector meets it first
 
     # Commands
 
@@ -146,6 +148,19 @@ class Runner:
                 log(f"--capture: cannot save the output of {' '.join(argv)}: {exc.strerror or exc}")
         status = None if timed_out else returncode
         return ToolResult(argv, status, decode(out), decode(err), timed_out, duration)
+
+    def first_time(self, key: str) -> bool:
+        """True the first time `key` is asked about during this audit (for what is said once), then False."""
+        with self._said_lock:
+            if key in self._said:
+                return False
+            self._said.add(key)
+            return True
+
+    def said(self, key: str) -> bool:
+        """Whether first_time(key) was already answered True."""
+        with self._said_lock:
+            return key in self._said
 
     @staticmethod
     def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[bool, tuple[bytes, bytes]]:
@@ -426,29 +441,66 @@ def finding(severity: str, component: str, message: str) -> dict[str, str]:
 
 # -- shared parsing helpers ----------------------------------------------------------------------------------
 
-PLACEHOLDERS = {
-    "", "not specified", "not available", "not applicable", "not present", "to be filled by o.e.m.",
-    "to be filled by oem", "default string", "0123456789", "1234567890", "none", "null", "n/a", "na",
-    "unknown", "system serial number", "system product name", "system manufacturer", "system version",
-    "base board serial number", "chassis serial number", "o.e.m.", "oem", "xxxxxxxxxx", "--", "-",
-    "[n/a]", "not settable", "no asset tag", "asset tag", "type2 - board serial number",
-    "unknow", "invalid", "serial number", "part number", "no asset information", "undefined",
-    "0123456789abcdef",  # the serial of many cheap USB flash drives
+# What firmware and tools print instead of a value, in one place. Each family is a regular expression
+# matched against the whole value (stripped, any case), with where it was seen. GENERIC families mean "no
+# value" in any vendor string (a disk's, a NIC's, a DIMM's); DMI_ONLY ones only in DMI and FRU fields, where
+# they are template text (a disk model or a NIC name may read "Empty" or "Type1").
+GENERIC_PLACEHOLDERS = {
+    # The SMBIOS spec's and dmidecode's words for no value, and what firmware writes for it: "Not
+    # Specified", "Not Available", "Not Set" (Phytium), "Not Defined", "NOT SUPPORT" / "NotSupport" (DIMM
+    # vendor and part of populated DIMMs, Chinese OEM boards), "Unknown"/"Unknow", "(null)" (a C NULL
+    # printed), "N/A", "None", "-", "--" (also how linuxhw anonymised serials).
+    "no value": r"not ?(?:specified|available|applicable|present|settable|set|defined|support(?:ed)?|"
+                r"provided)|unknown?|invalid|undefined|none|null|\(null\)|\[?n/?a\]?|-{1,2}|"
+                r"no asset (?:tag|information)",
+    # AMI, Insyde and Phoenix template strings: "To Be Filled By O.E.M." (also without the final dot, or
+    # "OEM"), "Default string", "TBD by OEM" (Loongson boards), "O.E.M.", "OEM".
+    "OEM template": r"to be filled by o\.?e\.?m\.?|default string|tbd(?: by oem)?|o\.?e\.?m\.?",
+    # A field's own name left as its value: "System Serial Number", "Base Board Serial Number", "Type2 -
+    # Board Serial Number", "Serial Number", "Part Number", "Asset Tag", "System Product Name".
+    "field name": r"(?:system|base board|chassis) (?:serial number|product name|manufacturer|version)|"
+                  r"serial number|part number|asset tag|type2 - board serial number",
+    # Sample serials counting up, all digits or hex: "0123456789", "1234567890", "0123456789ABCDEF" (the
+    # serial of many cheap USB flash drives), "XXXXXXXXXX".
+    "sample serial": r"0123456789(?:abcdef)?|1234567890|x{10}",
 }
-
-
+DMI_ONLY_PLACEHOLDERS = {
+    # AMI's numbered field templates, left in populated DIMMs and PSUs: "Manufacturer00", "SerNum00",
+    # "AssetTagNum0", "PartNum0", "ModulePartNumber00" (Asus Eee 1215N), "Dimm0_AssetTag",
+    # "Array1_PartNumber0", "NO DIMM", "No Module Installed", "Fill By OEM", "Empty", "No Enclosure".
+    "AMI numbered template": r"\w*?(?:asset ?tag|ser(?:ial)? ?num(?:ber)?|part ?num(?:ber)?|manufacturer)"
+                             r"(?:num)?[ _]?\d*|no dimm|no module installed|fill by oem|empty|no enclosure",
+    # "<field> not set" of Ampere/ADLINK boards: "Manufacturer not set", "Part Number not set".
+    "field not set": r"(?:manufacturer|part number|serial number|asset tag) not (?:set|specified)",
+    # Templates named after their SMBIOS structure type (Insyde, Loongson, Acer, Toshiba): "Type1Family",
+    # "Type1Sku0", "Type1ProductConfigId", "Type2 - Board Vendor Name1", "Type2 - Board Version".
+    "type-N template": r"type\d{1,3}(?:[a-z]\w*| - [\w .-]+)",
+    # SMBIOS type 39 (power supply) fields of AMI boards: "OEM Define 0" ... "OEM Define 6", "OEM_Define0".
+    "OEM Define N": r"oem[ _]?define[ _]?\d*",
+    # A DMI field's own name ("Chassis Version", "OEM Chassis Serial Number", "Chassis Manufacture",
+    # "System SKU Number"), and digit runs counting up ("01234567", "123456789", "01234567890123456789AB",
+    # "9876543210"; "12345678" alone may be a real serial).
+    "DMI field name": r"(?:oem )?(?:chassis|system|base ?board|board) (?:manufacturer|manufacture|version|"
+                      r"serial(?: number)?|asset ?tag|product(?: name)?|sku(?: number)?)|"
+                      r"(?:0123456|123456789)\w*|9876543210",
+}
+PLACEHOLDER = re.compile("(?i)^(?:" + "|".join(f"(?:{p})" for p in GENERIC_PLACEHOLDERS.values()) + ")$")
+DMI_PLACEHOLDER = re.compile(
+    "(?i)^(?:" + "|".join(f"(?:{p})" for p in DMI_ONLY_PLACEHOLDERS.values()) + ")$"
+)
 # UUIDs that firmware vendors ship on every board of a model (AMI's sample value): not an identity.
 PLACEHOLDER_UUIDS = {"03000200-0400-0500-0006-000700080009"}
 
 
 def clean(value: Any) -> Any:
-    """A vendor string, or None when it is a placeholder ("Not Specified", "To Be Filled By O.E.M.",
-    all zeros, all F (4 or more: a slot may be called "F"), all X, all dots or spaces, AMI's sample UUID).
-    A serial of digits only ("9000116105") is a real serial and stays. Non-strings pass through."""
+    """A vendor string, or None when it is a placeholder (GENERIC_PLACEHOLDERS: "Not Specified", "To Be
+    Filled By O.E.M.", "TBD by OEM", "(null)" ...; all zeros, all F (4 or more: a slot may be called "F"),
+    all X, all dots or spaces, AMI's sample UUID). A serial of digits only ("9000116105") is a real serial
+    and stays. Non-strings pass through."""
     if not isinstance(value, str):
         return value
     text = value.strip()
-    if text.lower() in PLACEHOLDERS or text.lower() in PLACEHOLDER_UUIDS:
+    if PLACEHOLDER.match(text) or text.lower() in PLACEHOLDER_UUIDS:
         return None
     bare = re.sub(r"[-\s:.]", "", text)
     if bare == "" or set(bare) <= {"0"} or set(bare) <= {"X", "x"}:
@@ -590,17 +642,6 @@ def pci_address_in_path(path: str | None) -> str | None:
 # -- dmidecode: its text output, shared by board, cpu, memory and psu ----------------------------------------
 
 DMI_HANDLE = re.compile(r"^Handle (0x[0-9A-Fa-f]+), DMI type (\d+), (\d+) bytes")
-# Strings vendors put in DMI/FRU fields instead of a value (on top of PLACEHOLDERS): "NO DIMM",
-# "Dimm0_AssetTag", "SerNum1", "PartNum0", "Array1_PartNumber0", "Fill By OEM", "9876543210", a field's
-# own name ("Chassis Version", "OEM Chassis Serial Number", "Chassis Manufacture"), and digit runs counting
-# up ("01234567", "123456789", "01234567890123456789AB"; "12345678" alone may be a real serial) ...
-DMI_PLACEHOLDER = re.compile(
-    r"(?i)^(?:no dimm|no module installed|not available|fill by oem|no enclosure|empty|9876543210|"
-    r"(?:\w*_)?(?:asset ?tag|ser(?:ial)? ?num(?:ber)?|part ?num(?:ber)?|manufacturer)\s*\d*|"
-    r"(?:oem )?(?:chassis|system|base ?board|board) (?:manufacturer|manufacture|version|"
-    r"serial(?: number)?|asset ?tag|product(?: name)?|sku(?: number)?)|"
-    r"(?:0123456|123456789)\w*)$"
-)
 
 
 @dataclass
@@ -619,7 +660,8 @@ class DmiRecord:
 
 
 def dmi_clean(value: str | None) -> str | None:
-    """A DMI/FRU string, or None for placeholders, blanks and dmidecode's own <OUT OF SPEC>/<BAD INDEX>."""
+    """A DMI/FRU string, or None for placeholders (clean(), then DMI_ONLY_PLACEHOLDERS: "ModulePartNumber00",
+    "Type1Family", "OEM Define 3" ...), blanks and dmidecode's own <OUT OF SPEC>/<BAD INDEX>."""
     text = clean(value)
     if text is None:
         return None
@@ -721,9 +763,31 @@ def no_smbios_message(result: ToolResult) -> str | None:
     return f"no SMBIOS/DMI table found ({said}); the VM or firmware provides none: DMI data unknown"
 
 
+DMI_WRONG_COUNT = re.compile(r"Wrong DMI structures count: (\d+) announced, only (\d+) decoded")
+DMI_ANNOUNCED = re.compile(r"^(\d+) structures occupying \d+ bytes\.?\s*$", re.MULTILINE)
+TRUNCATED_TABLE = "dmi-truncated"  # the key under which the audit says a truncated table once
+
+
+def dmi_truncation(stdout: str, stderr: str) -> tuple[int, int] | None:
+    """(structures announced, structures found) when the SMBIOS table holds fewer structures than its
+    entry point announces; None otherwise. dmidecode says so on stderr ("Wrong DMI structures count: 41
+    announced, only 3 decoded"); older dmidecode and saved outputs only print "41 structures occupying ..."
+    (without -t), and the structures that follow are counted."""
+    said = DMI_WRONG_COUNT.search(stderr)
+    if said:
+        return int(said[1]), int(said[2])
+    announced = DMI_ANNOUNCED.search(stdout)
+    if announced:
+        found = len(re.findall(r"^Handle 0x", stdout, re.MULTILINE))
+        if found < int(announced[1]):
+            return int(announced[1]), found
+    return None
+
+
 def dmidecode_text(ctx: Context, types: str) -> str | None:
     """The output of `dmidecode -t TYPES`; None when dmidecode is absent (silently), found no SMBIOS table
-    or failed (an error recorded, with a hint to run as root when access was denied)."""
+    or failed (an error recorded, with a hint to run as root when access was denied). A truncated table is
+    said once for the whole audit, whichever DMI collector meets it first."""
     argv = ["dmidecode", "-t", types]
     result = ctx.run(argv)
     if result is None:
@@ -736,15 +800,25 @@ def dmidecode_text(ctx: Context, types: str) -> str | None:
     if result.returncode != 0 and not result.timed_out and denied:
         ctx.error(argv, f"exit status {result.returncode}: {denied} (run the audit as root)")
         return None
-    return result.stdout if ctx.check(result) else None
+    if not ctx.check(result):
+        return None
+    truncated = dmi_truncation(result.stdout, result.stderr)
+    if truncated is not None and ctx.runner.first_time(TRUNCATED_TABLE):
+        announced, found = truncated
+        ctx.error(argv, f"the SMBIOS table is truncated: {announced} structures announced, {found} found; "
+                        "board, cpu, memory and psu show only what those hold")
+    return result.stdout
 
 
 def dmidecode_records(ctx: Context, types: str) -> list[DmiRecord] | None:
-    """Run `dmidecode -t TYPES`; its records, None when dmidecode is absent or failed (error recorded)."""
+    """Run `dmidecode -t TYPES`; its records, None when dmidecode is absent or failed (error recorded) or
+    when a truncated table holds none of those types (said once, see dmidecode_text)."""
     text = dmidecode_text(ctx, types)
     if text is None:
         return None
     records = parse_dmidecode(text)
+    if not records and ctx.runner.said(TRUNCATED_TABLE):
+        return None  # the truncated table was said once; no error per missing type
     if not records:
         if re.search(r"^(?:SMBIOS|# SMBIOS) \d|^Table at ", text, re.MULTILINE):
             message = f"the SMBIOS table holds no structure of type {types}"
@@ -897,17 +971,24 @@ def parse_cpu_socket(record: DmiRecord) -> dict[str, Any]:
     }
 
 
+# Processor types that are not a CPU socket (SMBIOS type 4 "Processor Type"): co-processors. Every other
+# processor structure is a socket, whatever its Type says: "Central Processor", "Other" (ARM servers),
+# "Unknown", or <OUT OF SPEC> (the zeroed structure of an empty socket on dual-socket boards).
+CO_PROCESSORS = {"math processor", "dsp processor", "video processor"}
+
+
 def parse_cpus(records: list[DmiRecord]) -> dict[str, Any] | None:
-    """Every CPU socket (type 4 "Central Processor") and the totals of the populated ones."""
+    """Every CPU socket (type 4 structures but co-processors) and the totals of the populated ones."""
     sockets = [
         parse_cpu_socket(record)
         for record in dmi_of_type(records, 4)
-        if record.fields.get("Type", "Central Processor").strip() == "Central Processor"
+        if record.fields.get("Type", "").strip().lower() not in CO_PROCESSORS
     ]
     if not sockets:
         return None
     populated = [socket for socket in sockets if socket["populated"]]
     return {
+        "source": "smbios",
         "sockets": sockets,
         "socket_count": len(sockets),
         "populated_sockets": len(populated),

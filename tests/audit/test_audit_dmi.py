@@ -3,12 +3,16 @@ real `dmidecode --from-dump`, and the DMI finding rules."""
 
 from __future__ import annotations
 
+import re
+import struct
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from audit import audit
-from tests.audit.fakes import dmidecode_from_dump, dmidecode_from_text, lab_output
+from tests.audit.fakes import REAL_DMIDECODE, dmidecode_from_dump, dmidecode_from_text, lab_output
 from tests.paths import REAL_FIXTURES
 
 DMI = REAL_FIXTURES / "dmidecode"
@@ -819,3 +823,237 @@ def test_no_empty_socket_finding_on_a_virtual_machine():
         )
     hpe = document_from("linuxhw-hpe-proliant-dl380-gen10-1of2-sockets.txt")
     assert not audit.is_virtual_machine(hpe) and audit.empty_cpu_sockets(hpe) != []
+
+
+# -- issue 15: what 800 real tables showed (sockets of any Type, zeroed empty sockets, templates, truncation)
+
+DATA = Path(__file__).parent / "data" / "dmidecode"  # real outputs beside the shared ones (SOURCES.md)
+X9DBL = DMI / "uroot-supermicro-x9dbl-server.bin"  # dual-socket Supermicro, SMBIOS 2.7, 115 structures
+CPU_TYPE, CPU_FAMILY, CPU_STATUS, CPU_UPGRADE = 0x05, 0x06, 0x18, 0x19  # offsets in an SMBIOS type 4
+
+
+def smbios_structures(dump: bytes) -> list[tuple[int, int, int]]:
+    """(type, start, end) of each structure of a `dmidecode --dump-bin` file with a 32-bit (_SM_) entry
+    point: the table starts where the entry point says, each structure is its formatted part then its
+    strings up to a double NUL."""
+    assert dump[:4] == b"_SM_"
+    offset, found = struct.unpack_from("<I", dump, 0x18)[0], []
+    while offset < len(dump):
+        kind, length = dump[offset], dump[offset + 1]
+        end = dump.index(b"\0\0", offset + length) + 2
+        found.append((kind, offset, end))
+        offset = end
+        if kind == 127:
+            break
+    return found
+
+
+def changed_dump(
+    tmp_path: Path, cpus: dict[int, dict[int, int]] | None = None, keep: int | None = None
+) -> Path:
+    """The X9DBL dump with bytes of its processor structures changed ({cpu index: {offset: byte}}), or with
+    its table cut after `keep` structures while the entry point still announces all 115 (its table length
+    and both checksums fixed, so dmidecode reads it as a firmware would present it)."""
+    dump = bytearray(X9DBL.read_bytes())
+    structures = smbios_structures(bytes(dump))
+    processors = [start for kind, start, _ in structures if kind == 4]
+    for index, changes in (cpus or {}).items():
+        for offset, value in changes.items():
+            dump[processors[index] + offset] = value
+    if keep is not None:
+        end = structures[keep - 1][2]
+        struct.pack_into("<H", dump, 0x16, end - 0x20)
+        dump[0x15] = 0
+        dump[0x15] = -sum(dump[0x10:0x1F]) & 0xFF  # the intermediate (_DMI_) checksum
+        dump[0x04] = 0
+        dump[0x04] = -sum(dump[0 : dump[0x05]]) & 0xFF  # the entry point checksum
+        del dump[end:]
+    path = tmp_path / "changed.bin"
+    path.write_bytes(bytes(dump))
+    return path
+
+
+def dmi_document(tmp_path: Path, monkeypatch, dmidecode: Path) -> dict:
+    """The board, cpu, memory and psu of a document, with `dmidecode` on PATH (and nothing else)."""
+    monkeypatch.setenv("PATH", str(dmidecode.parent))
+    for root in ("sys", "proc", "dev"):
+        (tmp_path / root).mkdir(exist_ok=True)
+    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
+    collectors = [(name, fn) for name, fn in audit.COLLECTORS if name in {"board", "cpu", "memory", "psu"}]
+    return audit.build_document(runner, collectors)
+
+
+def real_dmidecode(dump: Path, *types: str) -> str:
+    done = subprocess.run([REAL_DMIDECODE, "--from-dump", str(dump), *types], capture_output=True, text=True,
+                          timeout=30, check=True)
+    return done.stdout + done.stderr
+
+
+def test_a_processor_whose_type_is_other_is_a_socket(tmp_path, monkeypatch):
+    """ARM servers say `Type: Other`: the CPU is there all the same (issue 15.1)."""
+    dump = changed_dump(tmp_path, {0: {CPU_TYPE: 0x01}, 1: {CPU_TYPE: 0x02}})  # Other, Unknown
+    text = real_dmidecode(dump, "-t", "4")
+    assert "\tType: Other\n" in text and "\tType: Unknown\n" in text
+    document = dmi_document(tmp_path, monkeypatch, dmidecode_from_dump(tmp_path / "bin", dump))
+    cpu = document["cpu"]
+    assert (cpu["source"], cpu["socket_count"], cpu["populated_sockets"], cpu["total_cores"]) == (
+        "smbios", 2, 2, 8)
+    assert [s["model"] for s in cpu["sockets"]] == ["Intel(R) Xeon(R) CPU E5-2403 v2 @ 1.80GHz"] * 2
+    assert document["collectors"]["cpu"] == {**document["collectors"]["cpu"], "status": "ok", "errors": []}
+
+
+def test_an_arm_server_saying_type_other_keeps_its_two_sockets():
+    """The Huawei TaiShan 2280 V2 (Kunpeng 920, `Family: ARM`) as firmware that says `Type: Other` prints it:
+    its real table with the Type line as the issue saw it on an ARM server."""
+    text = (DMI / "linuxhw-huawei-taishan-2280-v2-arm64-2s.txt").read_text()
+    assert text.count("\tType: Central Processor\n") == 2 and "\tFamily: ARM\n" in text
+    other = text.replace("\tType: Central Processor\n", "\tType: Other\n")
+    cpu = audit.parse_cpus(audit.parse_dmidecode(other))
+    assert cpu["socket_count"] == cpu["populated_sockets"] == 2
+    assert {s["family"] for s in cpu["sockets"]} == {"ARM"}
+    assert cpu == audit.parse_cpus(audit.parse_dmidecode(text))  # the same as when it says Central Processor
+
+
+@pytest.mark.parametrize(
+    "kind,name", [(0x04, "Math Processor"), (0x05, "DSP Processor"), (0x06, "Video Processor")]
+)
+def test_a_coprocessor_is_not_a_socket(kind, name, tmp_path, monkeypatch):
+    dump = changed_dump(tmp_path, {1: {CPU_TYPE: kind}})
+    assert f"\tType: {name}\n" in real_dmidecode(dump, "-t", "4")
+    cpu = dmi_document(tmp_path, monkeypatch, dmidecode_from_dump(tmp_path / "bin", dump))["cpu"]
+    assert (cpu["socket_count"], cpu["populated_sockets"]) == (1, 1)
+    assert cpu["sockets"][0]["designation"] == "SOCKET 0"
+
+
+def test_an_empty_socket_out_of_spec_is_an_empty_socket(tmp_path, monkeypatch):
+    """The empty socket of a dual-socket board whose firmware zeroes its structure: `Type: <OUT OF SPEC>`,
+    `Status: Unpopulated`. It counts, and the empty-socket finding fires (issue 15.2)."""
+    zeroed = {CPU_TYPE: 0, CPU_FAMILY: 0, CPU_STATUS: 0, CPU_UPGRADE: 0}
+    dump = changed_dump(tmp_path, {1: zeroed})
+    text = real_dmidecode(dump, "-t", "4")
+    assert "\tType: <OUT OF SPEC>\n\tFamily: <OUT OF SPEC>\n" in text and "\tStatus: Unpopulated\n" in text
+    document = dmi_document(tmp_path, monkeypatch, dmidecode_from_dump(tmp_path / "bin", dump))
+    cpu = document["cpu"]
+    assert (cpu["socket_count"], cpu["populated_sockets"], cpu["total_cores"]) == (2, 1, 4)
+    empty = cpu["sockets"][1]
+    assert (empty["designation"], empty["populated"], empty["status"], empty["family"]) == (
+        "SOCKET 1", False, "Unpopulated", None)
+    assert [f for f in document["findings"] if f["component"] == "cpu"] == [
+        audit.finding("warning", "cpu", "1 of 2 CPU sockets empty (SOCKET 1) beside populated ones")]
+
+
+def test_a_truncated_dump_is_one_error_naming_both_counts(tmp_path, monkeypatch):
+    """A table that announces 115 structures but holds 3 (BIOS, system, baseboard): one error for the whole
+    document, none per missing type, and what the 3 hold is kept (issue 15.4)."""
+    dump = changed_dump(tmp_path, keep=3)
+    assert "Wrong DMI structures count: 115 announced, only 3 decoded." in real_dmidecode(dump, "-t", "17")
+    document = dmi_document(tmp_path, monkeypatch, dmidecode_from_dump(tmp_path / "bin", dump))
+    assert [e["message"] for e in document["errors"]] == [
+        "the SMBIOS table is truncated: 115 structures announced, 3 found; board, cpu, memory and psu show "
+        "only what those hold"]
+    assert document["errors"][0]["command"].startswith("dmidecode -t ")
+    assert document["board"]["baseboard"]["product"] == "X9DBL-3F/X9DBL-iF"
+    assert document["board"]["chassis"] is None
+    assert document["cpu"] is None and document["memory"] is None and document["psu"] is None
+
+
+def test_a_truncated_text_table_is_one_error_too(tmp_path, monkeypatch):
+    """A saved output (dmidecode 2.x prints the count) cut after its third structure."""
+    text = (DMI / "glpi-freebsd62-via-cn700-blank-strings.txt").read_text()
+    assert "25 structures occupying" in text
+    cut = text[: [m.start() for m in re.finditer(r"^Handle 0x", text, re.MULTILINE)][3]]
+    (tmp_path / "cut.txt").write_text(cut)
+    fake = dmidecode_from_text(tmp_path / "bin", tmp_path / "cut.txt")
+    document = dmi_document(tmp_path, monkeypatch, fake)
+    messages = [e["message"] for e in document["errors"]]
+    assert len(messages) == 1 and messages[0].startswith(
+        "the SMBIOS table is truncated: 25 structures announced, 3 found;")
+    assert document["board"]["system"] is not None and document["board"]["chassis"] is not None  # types 1, 3
+    assert document["cpu"] is None  # its type 4 came fourth
+
+
+def test_a_whole_table_is_not_called_truncated():
+    for name in sorted(TEXT_FILES):
+        text = (DMI / name).read_text(errors="replace")
+        assert audit.dmi_truncation(text, "") is None, name
+    assert audit.dmi_truncation("", "Wrong DMI structures count: 41 announced, only 3 decoded.\n") == (41, 3)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # issue 15.3, each seen in real tables
+        "Type1Family", "Type1Sku0", "Type1ProductConfigId", "Type2 - Board Vendor Name1",
+        "Type2 - Board Version",
+        "TBD by OEM", "To be filled by O.E.M", "To Be Filled By OEM", "(null)", "Not Set", "Not Defined",
+        "NOT SUPPORT", "NotSupport", "ModulePartNumber00", "ModulePartNumber01", "Manufacturer00", "SerNum00",
+        "AssetTagNum0", "OEM Define 0", "OEM Define 6", "OEM_Define0", "OEM_Define6", "Manufacturer not set ",
+        "Part Number not set",
+    ],
+)
+def test_firmware_template_is_null(value):
+    assert audit.dmi_clean(value) is None
+
+
+@pytest.mark.parametrize("value", ["Type-C Dock", "TYPE 2 chassis", "Typhoon 3", "OEM Defined Platform X",
+                                   "Samsung", "M393A8G40AB2-CWE", "Not-a-serial-42", "TBD-7", "Nullsoft"])
+def test_a_value_that_only_looks_like_a_template_is_kept(value):
+    assert audit.dmi_clean(value) == value
+
+
+def test_the_placeholder_families_are_in_one_place_with_their_source():
+    """One table per scope, each family commented with where it was seen (the block above them)."""
+    source = Path(audit.__file__).read_text()
+    block = source[source.index("GENERIC_PLACEHOLDERS = {"): source.index("PLACEHOLDER = re.compile(")]
+    assert "DMI_ONLY_PLACEHOLDERS = {" in block
+    families = list(audit.GENERIC_PLACEHOLDERS) + list(audit.DMI_ONLY_PLACEHOLDERS)
+    for family in families:
+        before = block[: block.index(f'    "{family}":')].rstrip().split("\n")[-1]
+        assert before.strip().startswith("#") or before.rstrip().endswith(","), family
+    assert source.count("PLACEHOLDER = re.compile(") == 2 and "PLACEHOLDERS = {\n    \"\"," not in source
+
+
+def test_phytium_d2000_not_set_strings_are_null():
+    """linuxhw's Phytium D2000 (SOURCES.md): `Not Set` in versions, SKU and CPU part, a blank DIMM part."""
+    records = audit.parse_dmidecode((DATA / "linuxhw-phytium-d2000-not-set.txt").read_text())
+    board = audit.parse_board(records)
+    assert (board["system"]["manufacturer"], board["system"]["product"], board["system"]["family"]) == (
+        "PHYTIUM LTD", "D2000", "D2000")
+    assert board["system"]["version"] is None and board["system"]["sku"] is None
+    assert board["baseboard"]["version"] is None and board["chassis"]["version"] is None
+    assert board["chassis"]["type"] == "Main Server Chassis"
+    cpu = audit.parse_cpus(records)
+    assert (cpu["socket_count"], cpu["total_cores"]) == (1, 8)
+    assert cpu["sockets"][0]["model"] == "Phytium D2000/8 E8C"
+    memory = audit.parse_memory(records)
+    slot = memory["slots"][0]
+    assert (slot["size_bytes"], slot["manufacturer"], slot["part_number"], slot["speed_mts"]) == (
+        16 * GiB, "Samsung", None, 2666)
+
+
+def test_ami_numbered_templates_of_populated_dimms_are_null():
+    """The Asus Eee 1215N's DIMMs (SOURCES.md): Manufacturer00, SerNum00, AssetTagNum0, ModulePartNumber00."""
+    memory = audit.parse_memory(audit.parse_dmidecode(
+        (DATA / "forum-asus-eee-1215n-t17-template-strings.txt").read_text()))
+    assert (memory["total_slots"], memory["populated_slots"], memory["total_bytes"]) == (2, 2, 8 * GiB)
+    for slot in memory["slots"]:
+        assert slot["populated"] is True and slot["speed_mts"] == 800
+        assert slot["type"] is None  # <OUT OF SPEC>
+        assert (slot["manufacturer"], slot["serial"], slot["asset_tag"], slot["part_number"]) == (None,) * 4
+    assert [slot["locator"] for slot in memory["slots"]] == ["DIMM0", "DIMM1"]
+
+
+def test_toshiba_type_n_and_oem_define_templates_through_the_real_dmidecode(tmp_path, monkeypatch):
+    """The Toshiba Satellite Pro L70's table (shared fixture): `Type1Family`, `Type2 - Board ...` and a type
+    39 whose every string is `OEM_Define0` ... `OEM_Define6`."""
+    dump = DMI / "uroot-toshiba-satellite-pro-l70-laptop.bin"
+    text = real_dmidecode(dump, "-t", "1,2,39")
+    assert "Family: Type1Family" in text and "Name: OEM_Define1" in text and "Revision: OEM_Define6" in text
+    document = dmi_document(tmp_path, monkeypatch, dmidecode_from_dump(tmp_path / "bin", dump))
+    board = document["board"]
+    assert board["system"]["family"] is None and board["system"]["product"] == "SATELLITE PRO L70-A"
+    assert board["baseboard"] == dict.fromkeys(board["baseboard"])  # every field a Type2 template
+    supplies = document["psu"]["power_supplies"]
+    assert len(supplies) == 1 and supplies[0]["max_power_w"] == 75
+    for key in ("name", "location", "manufacturer", "serial", "part_number", "version"):
+        assert supplies[0][key] is None, key

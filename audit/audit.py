@@ -19,6 +19,8 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
+import errno
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -29,6 +31,8 @@ import re
 import shutil
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -105,6 +109,9 @@ class Runner:
             sysfs, procfs, devfs = replay / "sysfs", replay / "procfs", replay / "devfs"
         self.roots = {"sysfs": sysfs, "procfs": procfs, "devfs": devfs}
         self._capture_lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()  # tool runs under way (stopped at once on Ctrl-C)
+        self._running_lock = threading.Lock()
+        self.interrupted = False  # set by stop_all(): no tool starts any more
         self._said_lock = threading.Lock()
         self._said: set[str] = set()  # what the audit says once, whichever collector meets it first
 
@@ -121,7 +128,7 @@ class Runner:
         """
         if self.replay is not None:
             return self._replayed(argv)
-        if shutil.which(argv[0]) is None:
+        if shutil.which(argv[0]) is None or self.interrupted:
             return None
         timeout = self.timeout if timeout is None else timeout
         started = time.monotonic()
@@ -137,7 +144,12 @@ class Runner:
         except OSError as exc:  # on PATH but not runnable (permissions, a bad interpreter line)
             proc, timed_out, out, err = None, False, b"", f"cannot run: {exc}".encode()
         else:
-            timed_out, (out, err) = self._communicate(proc, timeout)
+            self._started(proc)
+            try:
+                timed_out, (out, err) = self._communicate(proc, timeout)
+            finally:
+                with self._running_lock:
+                    self._running.discard(proc)
             out = redact(out) if redact is not None else out
         returncode = 127 if proc is None else proc.returncode
         duration = time.monotonic() - started
@@ -161,6 +173,27 @@ class Runner:
         """Whether first_time(key) was already answered True."""
         with self._said_lock:
             return key in self._said
+
+    def _started(self, proc: subprocess.Popen) -> None:
+        """Note a started tool; one that started as the audit was being stopped is stopped too."""
+        with self._running_lock:
+            self._running.add(proc)
+            stop = self.interrupted
+        if stop:
+            kill_group(proc)
+
+    def stop_all(self) -> None:
+        """Stop every tool under way at once, each with its process group, and start no other (Ctrl-C,
+        SIGTERM). Safe from a signal handler: it never waits for a lock held by the thread it interrupts."""
+        self.interrupted = True
+        if not self._running_lock.acquire(timeout=1.0):
+            return
+        try:
+            running = list(self._running)
+        finally:
+            self._running_lock.release()
+        for proc in running:
+            kill_group(proc)
 
     @staticmethod
     def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[bool, tuple[bytes, bytes]]:
@@ -346,7 +379,10 @@ class Context:
         self.reason = reason
 
     def error(self, command: list[str] | str | None, message: str) -> None:
-        """Record an error of this collector (and say it on stderr); the audit goes on."""
+        """Record an error of this collector (and say it on stderr); the audit goes on. Once the audit is
+        being stopped (Ctrl-C, SIGTERM), the tools it killed are no errors to say."""
+        if self.runner.interrupted:
+            return
         cmd = " ".join(command) if isinstance(command, list) else command
         self.errors.append({"collector": self.name, "command": cmd, "message": message})
         log(f"{self.name}: {cmd + ': ' if cmd else ''}{message}")
@@ -997,11 +1033,63 @@ def parse_cpus(records: list[DmiRecord]) -> dict[str, Any] | None:
     }
 
 
+def parse_cpuinfo(text: str | None) -> dict[str, Any] | None:
+    """CPU sockets as the kernel counts them (/proc/cpuinfo), for machines without SMBIOS (VMs, clouds):
+    one socket per `physical id` (one in all when the kernel gives none, as on many ARM systems), with the
+    model name, vendor, current clock, cores (`cpu cores`, else the distinct `core id`s) and threads (its
+    logical CPUs); the same shape as the SMBIOS sockets, fields the kernel does not know as null. None when
+    the text holds no processor."""
+    blocks = []
+    for chunk in re.split(r"\n\s*\n", (text or "").replace("\r\n", "\n")):
+        fields: dict[str, str] = {}
+        for line in chunk.split("\n"):
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip().lower(), value.strip())
+        if "processor" in fields and dmi_count(fields["processor"]) is not None:
+            blocks.append(fields)
+    if not blocks:
+        return None
+    packages: dict[str, list[dict[str, str]]] = {}
+    for fields in blocks:
+        packages.setdefault(fields.get("physical id", ""), []).append(fields)
+    sockets = []
+    for package_id, cpus in sorted(packages.items(), key=lambda item: to_int(item[0]) or 0):
+        first = cpus[0]
+        core_ids = {fields["core id"] for fields in cpus if "core id" in fields}
+        cores = dmi_count(first.get("cpu cores")) or (len(core_ids) or None)
+        speed = leading_float(first.get("cpu mhz"))
+        sockets.append({
+            "designation": f"physical id {package_id}" if package_id else None,
+            "manufacturer": clean(first.get("vendor_id")),
+            "model": " ".join((first.get("model name") or "").split()) or None,
+            "family": None,
+            "max_speed_mhz": None,
+            "current_speed_mhz": None if speed is None else round(speed),
+            "cores": cores,
+            "enabled_cores": None,
+            "threads": len(cpus),
+            "status": None,
+            "populated": True,
+        })
+    return {
+        "source": "/proc/cpuinfo",
+        "sockets": sockets,
+        "socket_count": len(sockets),
+        "populated_sockets": len(sockets),
+        "total_cores": sum_known(socket["cores"] for socket in sockets),
+        "total_threads": sum(socket["threads"] for socket in sockets),
+    }
+
+
 @collector("cpu")
 def collect_cpu(ctx: Context) -> dict[str, Any] | None:
-    """Every processor socket from `dmidecode -t 4`."""
+    """Every processor socket from `dmidecode -t 4`; without SMBIOS data (no table, as on many VMs and
+    clouds, no dmidecode, or a table without processors) the sockets the kernel knows (/proc/cpuinfo),
+    marked "source": "/proc/cpuinfo". The SMBIOS error stays in the document either way."""
     records = dmidecode_records(ctx, "4")
-    return None if records is None else parse_cpus(records)
+    cpus = None if records is None else parse_cpus(records)
+    return cpus if cpus is not None else parse_cpuinfo(ctx.read("procfs", "cpuinfo"))
 
 
 VIRTUAL_MACHINE = re.compile(r"(?i)vmware|qemu|\bkvm\b|virtualbox|virtual machine|\bxen\b|\bhvm\b|bochs|"
@@ -1076,6 +1164,7 @@ def parse_memory(records: list[DmiRecord]) -> dict[str, Any] | None:
         return None
     populated = [slot for slot in slots if slot["populated"]]
     return {
+        "source": "smbios",
         "slots": slots,
         "total_slots": len(slots),
         "populated_slots": len(populated),
@@ -1152,16 +1241,37 @@ def attach_edac(slots: list[dict[str, Any]], edac: dict[str, Any]) -> None:
             dimm["slot_handle"] = matches[0]["handle"]
 
 
+def parse_meminfo(text: str | None) -> dict[str, Any] | None:
+    """The memory the kernel manages (/proc/meminfo MemTotal, in bytes), for machines without SMBIOS: a
+    little less than what is installed (firmware and kernel reservations); slots unknown. None when the
+    text has no MemTotal."""
+    match = re.search(r"^MemTotal:\s*(\d+)\s*kB\s*$", (text or "").replace("\r\n", "\n"), re.MULTILINE)
+    if not match:
+        return None
+    return {
+        "source": "/proc/meminfo",
+        "slots": [],
+        "total_slots": None,
+        "populated_slots": None,
+        "total_bytes": int(match[1]) * 1024,
+        "edac": None,
+    }
+
+
 @collector("memory")
 def collect_memory(ctx: Context) -> dict[str, Any] | None:
-    """Every memory slot from `dmidecode -t 17`, with EDAC error counts where the kernel has EDAC."""
+    """Every memory slot from `dmidecode -t 17`, with EDAC error counts where the kernel has EDAC; without
+    SMBIOS data the memory the kernel manages (/proc/meminfo), marked "source": "/proc/meminfo"."""
     records = dmidecode_records(ctx, "17")
     memory = None if records is None else parse_memory(records)
+    if memory is None:
+        memory = parse_meminfo(ctx.read("procfs", "meminfo"))
     edac = read_edac(ctx)
     if memory is None and edac is None:
         return None
     if memory is None:
-        memory = {"slots": [], "total_slots": None, "populated_slots": None, "total_bytes": None}
+        memory = {"source": None, "slots": [], "total_slots": None, "populated_slots": None,
+                  "total_bytes": None}
     memory["edac"] = edac
     if edac is not None:
         attach_edac(memory["slots"], edac)
@@ -4003,21 +4113,63 @@ def build_document(
     return document
 
 
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's (first) IPv4 address
+
+
+def local_addresses(procfs: Path = Path("/proc")) -> list[dict[str, str]]:
+    """The machine's IP addresses now, for `ssh bee@...`: each interface's IPv4 address in the kernel's
+    interface order, then global IPv6 addresses (/proc/net/if_inet6); no loopback or link-local ones."""
+    found: list[dict[str, str]] = []
+    try:
+        interfaces = socket.if_nameindex()
+    except OSError:
+        interfaces = []
+    for _, name in interfaces:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                packed = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            continue
+        address = socket.inet_ntoa(packed[20:24])
+        if not address.startswith("127."):
+            found.append({"interface": name, "address": address})
+    try:
+        lines = (procfs / "net" / "if_inet6").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[3] == "00" and len(fields[0]) == 32:  # scope 00: global
+            with contextlib.suppress(ValueError):
+                address = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(fields[0]))
+                found.append({"interface": fields[5], "address": address})
+    return found
+
+
 def host_facts(runner: Runner) -> dict[str, Any]:
-    """Host name, kernel release and the time of the audit (from the capture when replaying)."""
+    """Host name, kernel release, IP addresses and the time of the audit (from the capture when
+    replaying)."""
     if runner.replay is not None:
         try:
-            return json.loads((runner.replay / "host.json").read_text())
+            facts = json.loads((runner.replay / "host.json").read_text())
         except (OSError, ValueError):
-            return {"generated_at": None, "hostname": None, "kernel": None}
+            facts = None
+        if not isinstance(facts, dict):
+            return {"generated_at": None, "hostname": None, "kernel": None, "addresses": []}
+        facts.setdefault("addresses", [])  # a capture older than the addresses
+        return facts
     facts = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
         "kernel": platform.release(),
+        "addresses": local_addresses(),
     }
     if runner.capture is not None:
-        runner.capture.mkdir(parents=True, exist_ok=True)
-        (runner.capture / "host.json").write_text(json.dumps(facts, indent=1) + "\n")
+        try:
+            runner.capture.mkdir(parents=True, exist_ok=True)
+            (runner.capture / "host.json").write_text(json.dumps(facts, indent=1) + "\n")
+        except OSError as exc:
+            log(f"--capture: cannot save host.json: {exc.strerror or exc}")
     return facts
 
 
@@ -5188,6 +5340,23 @@ def write_atomically(path: Path, text: str) -> None:
         pass
 
 
+def write_output(path: Path, text: str) -> None:
+    """Write the document to --output PATH without damaging what is there: a regular file (or nothing yet)
+    through write_atomically, a symlink's target rather than the link; a character device or FIFO
+    (/dev/null, a named pipe, /dev/stdout) written in place, never replaced by a file. Raises OSError."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    write_atomically(Path(os.path.realpath(path)), text)
+
+
 def render(document: dict[str, Any]) -> str:
     """The document as JSON text."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -5227,9 +5396,9 @@ def machine_serial(document: dict[str, Any]) -> str | None:
 def qr_summary_text(document: dict[str, Any]) -> str:
     """The compact summary the QR code carries: PASS or FAIL and the number of failed checks when the
     document has an acceptance section, machine serial (system, else chassis, else baseboard),
-    product, CPU and memory totals, disk and GPU counts, number of findings. ASCII only and at most
-    QR_MAX_BYTES long: when it is longer, the CPU line is cut first, then the product, the serial last; a
-    cut line ends with "~"."""
+    product, CPU ("CPU unknown" without any) and memory totals, disk and GPU counts, number of findings,
+    and the first IP address when the machine had one. ASCII only and at most QR_MAX_BYTES long: when it is
+    longer, the CPU line is cut first, then the product, the serial last; a cut line ends with "~"."""
     board = document.get("board") or {}
     system = board.get("system") or {}
     baseboard = board.get("baseboard") or {}
@@ -5247,17 +5416,24 @@ def qr_summary_text(document: dict[str, Any]) -> str:
         f"bee {AUDIT_VERSION}",
         f"SN {machine_serial(document) or '?'}",
         f"PN {system.get('product') or baseboard.get('product') or '?'}",
-        f"CPU {len(sockets)}x {' / '.join(models) or '?'}" + (f" {cores}c" if cores else ""),
+        f"CPU {len(sockets)}x {' / '.join(models)}" + (f" {cores}c" if cores else "") if sockets
+        else "CPU unknown",
         f"MEM {human_size(total, '?')} {memory.get('populated_slots', '?')}/"
-        f"{memory.get('total_slots', '?')} DIMM",
+        f"{memory.get('total_slots', '?')} DIMM"
+        if memory.get("source") != "/proc/meminfo"
+        else f"MEM {round(total / (1 << 30), 1):g} GiB (kernel)",
         f"DISK {'?' if disks is None else disks} GPU {'?' if gpus is None else gpus}",
         f"FINDINGS {len(findings)}" + (f" ({critical} critical)" if critical else ""),
     ]
+    addresses = [item.get("address") for item in as_list(document.get("addresses")) if isinstance(item, dict)]
+    if addresses and isinstance(addresses[0], str):
+        lines.append(f"IP {addresses[0]}")
     acceptance = document.get("acceptance")
+    shift = 0
     if isinstance(acceptance, dict):
         lines.insert(0, f"{'PASS' if acceptance.get('passed') else 'FAIL'} {acceptance.get('checks_failed')}")
+        shift = 1  # the acceptance line
     lines = [line.encode("ascii", "replace").decode("ascii") for line in lines]
-    shift = len(lines) - 7  # the acceptance line
     # CPU and product first down to a readable length, then as far as it takes; the serial last
     for index, shortest in ((3 + shift, 24), (2 + shift, 16), (3 + shift, 8), (2 + shift, 4), (1 + shift, 4)):
         excess = len("\n".join(lines)) - QR_MAX_BYTES
@@ -5400,35 +5576,63 @@ def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
 # -- command line --------------------------------------------------------------------------------------------
 
 
+MAX_TIMEOUT = 86400.0  # one day: a --timeout past it is a mistake (1e9 overflowed every wait)
+
+
 def positive_seconds(text: str) -> float:
-    """A --timeout value: a number of seconds greater than 0."""
+    """A --timeout value: a number of seconds above 0 and at most MAX_TIMEOUT (one day)."""
     try:
         seconds = float(text)
     except ValueError:
         seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (e.g. 30)")
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT:.0f} (one day), e.g. 30")
     return seconds
 
 
+def output_path(text: str) -> Path | None:
+    """An --output value: a path, `-` for stdout (None); an empty one is refused."""
+    if text == "-":
+        return None
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: name a file, or - for stdout")
+    return Path(text)
+
+
+def existing_folder(text: str) -> Path:
+    """A --sysfs/--procfs/--devfs value: a folder that exists."""
+    path = Path(text)
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a folder"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}; name the root of a sysfs, procfs or devfs tree")
+    return path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, checked: a bad value exits 2 with one line saying what is wrong."""
     parser = argparse.ArgumentParser(
         prog="audit",
         description="Write one JSON hardware inventory of this machine (stdout unless told otherwise).",
+        epilog="Exit status: 0 document written (collector errors included), 1 an output or the capture "
+               "could not be written, 2 bad arguments, 3 --strict and the acceptance failed, 130 Ctrl-C, "
+               "143 SIGTERM.",
     )
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write the JSON to FILE (atomically)")
+    parser.add_argument("--output", type=output_path, metavar="FILE",
+                        help="write the JSON to FILE (atomically; a device or FIFO in place; - is stdout)")
     parser.add_argument("--usb", action="store_true",
                         help="also write the JSON onto a removable USB disk (bee-audit-<serial>-<time>.json)")
     parser.add_argument("--no-qr", action="store_true", help="do not print the QR summary")
-    parser.add_argument("--sysfs", type=Path, default=Path("/sys"), metavar="DIR", help="sysfs root (/sys)")
-    parser.add_argument(
-        "--procfs", type=Path, default=Path("/proc"), metavar="DIR", help="procfs root (/proc)"
-    )
-    parser.add_argument("--devfs", type=Path, default=Path("/dev"), metavar="DIR", help="devfs root (/dev)")
+    parser.add_argument("--sysfs", type=existing_folder, default=Path("/sys"), metavar="DIR",
+                        help="sysfs root (/sys)")
+    parser.add_argument("--procfs", type=existing_folder, default=Path("/proc"), metavar="DIR",
+                        help="procfs root (/proc)")
+    parser.add_argument("--devfs", type=existing_folder, default=Path("/dev"), metavar="DIR",
+                        help="devfs root (/dev)")
     parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"time limit for each tool run (default {DEFAULT_TIMEOUT:.0f})")
+                        help=f"time limit for each tool run (default {DEFAULT_TIMEOUT:.0f}, at most one day)")
     parser.add_argument("--capture", type=Path, metavar="DIR",
-                        help="also save every raw tool output and file read under DIR")
+                        help="also save every tool output and file read under DIR (a new or empty folder)")
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="build the document from a capture in DIR, running nothing")
     parser.add_argument("--document", type=Path, metavar="FILE",
@@ -5489,11 +5693,73 @@ def write_profile(path: Path, document: dict[str, Any]) -> bool:
     return True
 
 
+def capture_refusal(capture: Path | None) -> str | None:
+    """Why --capture DIR is refused before anything runs (exit 2): a folder that already holds files (an
+    older capture would mix with this one); None when it is new or empty."""
+    if capture is None or not capture.is_dir():
+        return None
+    try:
+        empty = next(capture.iterdir(), None) is None
+    except OSError:
+        return None  # unreadable: prepare_capture says so
+    if empty:
+        return None
+    return f"--capture {capture}: the folder is not empty (an older capture?); name a new or empty folder"
+
+
+def prepare_capture(capture: Path, replay: Path | None) -> str | None:
+    """Make the --capture folder (and, with --replay, copy the whole replayed capture into it); the one line
+    saying why it failed, or None. A failed capture never stops the audit: the document is still written."""
+    try:
+        capture.mkdir(parents=True, exist_ok=True)
+        if replay is not None:
+            shutil.copytree(replay, capture, symlinks=True, dirs_exist_ok=True)
+        else:
+            with tempfile.TemporaryFile(dir=capture):
+                pass
+    except (OSError, shutil.Error) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return (f"--capture {capture}: cannot write there ({detail}); the document is written without a "
+                "capture")
+    return None
+
+
+class Interrupted(Exception):
+    """The audit was told to stop (SIGINT, SIGTERM): raised in the main thread by the signal handler."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stopped_by_signals(runner: Runner):
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM stop every running tool's process group at once and
+    raise Interrupted; the previous handlers come back after it. Only the main thread can set handlers:
+    elsewhere (tests calling main from a thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        runner.stop_all()
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the audit. Exit 0 whenever a document was produced and written (collector errors included, and
-    --usb finding no USB disk); 1, with one line on stderr, when an output could not be written; 2 for
-    bad arguments (a missing, unreadable or invalid profile or document included); 3 with --strict when
-    the acceptance failed and nothing else did."""
+    --usb finding no USB disk); 1, with one line on stderr, when an output or the capture could not be
+    written (the document is still written where it can be); 2 for bad arguments (a missing, unreadable or
+    invalid profile or document included, a --capture folder that is not empty); 3 with --strict when the
+    acceptance failed and nothing else did; 130 on Ctrl-C and 143 on SIGTERM, with one line, after stopping
+    every running tool."""
     args = parse_args(argv)
     if args.document is not None and (args.replay is not None or args.capture is not None):
         log("--document takes a saved document: it cannot be combined with --replay or --capture")
@@ -5510,12 +5776,31 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{option} {exc}")
             return 2
         profile, saved = (loaded, saved) if option == "--expect" else (profile, loaded)
+    refusal = capture_refusal(args.capture)
+    if refusal is not None:
+        log(refusal)
+        return 2
+    status = 0
+    capture = args.capture
+    if capture is not None:
+        failure = prepare_capture(capture, args.replay)
+        if failure is not None:
+            log(failure)
+            status = 1
+        if failure is not None or args.replay is not None:
+            capture = None  # nothing more to save: failed, or the replayed capture is already copied whole
     if saved is not None:
         document = saved
     else:
-        runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout, args.capture, args.replay)
-        document = build_document(runner)
-    status = 0
+        runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout, capture, args.replay)
+        try:
+            with stopped_by_signals(runner):
+                document = build_document(runner)
+        except Interrupted as stop:
+            name = signal.Signals(stop.signum).name
+            how = " (Ctrl-C)" if stop.signum == signal.SIGINT else ""
+            log(f"interrupted by {name}{how}: the running tools were stopped; no document was written")
+            return 128 + stop.signum
     if args.make_profile is not None and not write_profile(args.make_profile, document):
         status = 1
     if profile is None and args.expect_live is not None:
@@ -5526,7 +5811,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(document)
     if args.output is not None:
         try:
-            write_atomically(args.output, text)
+            write_output(args.output, text)
         except OSError as exc:
             log(f"cannot write {args.output}: {exc.strerror or exc}; choose another --output path")
             status = 1

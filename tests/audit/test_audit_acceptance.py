@@ -77,6 +77,7 @@ def lab(tmp_path, monkeypatch):
     lab_tools(tmp_path / "bin", tmp_path / "files")
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "ipmi0").touch()
+    (tmp_path / "sys").mkdir()  # an empty sysfs: --sysfs names a folder that exists (issue 16)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     return tmp_path
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -176,7 +177,7 @@ def test_capture_layout(tmp_path, machine):
         == 0
     )
     host = json.loads((capture / "host.json").read_text())
-    assert set(host) == {"generated_at", "hostname", "kernel"}
+    assert set(host) == {"generated_at", "hostname", "kernel", "addresses"}
     key = audit.capture_key(["nvidia-smi", "-q", "-x"])
     meta = json.loads((capture / "commands" / f"{key}.json").read_text())
     assert meta["argv"] == ["nvidia-smi", "-q", "-x"] and meta["returncode"] == 0 and not meta["timed_out"]
@@ -213,3 +214,56 @@ def test_a_tool_that_cannot_be_run_is_an_error_live_and_replayed(tools, tmp_path
     replayed = audit.build_document(audit.Runner(replay=capture), [("pcie", audit.collect_pcie)])
     assert live["errors"] == replayed["errors"]
     assert live["errors"][0]["message"].startswith("exit status 127: cannot run: ")
+
+
+# -- issue 16: a capture that cannot be written, an older capture in the way, --replay with --capture -----
+
+
+@pytest.mark.parametrize("where", ["a file", "under /proc", "under /sys"])
+def test_a_capture_that_cannot_be_written_is_one_line_exit_1_and_the_document_is_written(
+    where, tmp_path, machine, capsys
+):
+    capture = {
+        "a file": tmp_path / "taken",
+        "under /proc": Path("/proc/bee-capture-test"),  # FileNotFoundError: procfs takes no folders
+        "under /sys": Path("/sys/bee-capture-test"),  # PermissionError: sysfs takes none either
+    }[where]
+    (tmp_path / "taken").write_text("someone's file\n")
+    output = tmp_path / "doc.json"
+    assert audit.main(["--no-qr", "--output", str(output), "--capture", str(capture), *machine]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("audit: --capture")]
+    assert len(lines) == 1 and lines[0].startswith(f"audit: --capture {capture}: cannot write there (")
+    assert lines[0].endswith("); the document is written without a capture")
+    assert "Traceback" not in err
+    assert json.loads(output.read_text())["board"]["system"]["serial"] == "SYS-SN-ABC123"
+    assert (tmp_path / "taken").read_text() == "someone's file\n"  # left as it was
+
+
+def test_a_folder_holding_an_older_capture_is_refused_before_anything_runs(tmp_path, machine, capsys):
+    capture, output = tmp_path / "capture", tmp_path / "doc.json"
+    (capture / "sysfs/class/net/eth9").mkdir(parents=True)  # what an older capture left there
+    assert audit.main(["--no-qr", "--output", str(output), "--capture", str(capture), *machine]) == 2
+    assert capsys.readouterr().err == (
+        f"audit: --capture {capture}: the folder is not empty (an older capture?); name a new or empty "
+        "folder\n")
+    assert not output.exists() and not (capture / "commands").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert audit.main(["--no-qr", "--output", str(output), "--capture", str(empty), *machine]) == 0
+    assert (empty / "host.json").is_file()
+
+
+def test_replay_with_capture_copies_the_whole_capture(tmp_path, machine, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    live = tmp_path / "live.json"
+    assert audit.main(["--no-qr", "--output", str(live), "--capture", str(first), *machine]) == 0
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert audit.main(["--no-qr", "--output", str(tmp_path / "a.json"), "--replay", str(first),
+                       "--capture", str(second)]) == 0
+    files = sorted(str(p.relative_to(first)) for p in first.rglob("*"))
+    assert sorted(str(p.relative_to(second)) for p in second.rglob("*")) == files  # all of it, links too
+    assert (second / "sysfs/bus/pci/devices/0000:21:01.0").is_symlink()
+    assert audit.main(["--no-qr", "--output", str(tmp_path / "b.json"), "--replay", str(second)]) == 0
+    assert without_times(json.loads((tmp_path / "b.json").read_text())) == without_times(
+        json.loads((tmp_path / "a.json").read_text()))

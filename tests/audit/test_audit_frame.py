@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ TOP_KEYS = [
     "generated_at",
     "hostname",
     "kernel",
+    "addresses",
     "collectors",
     *NAMES,
     "findings",
@@ -351,6 +353,8 @@ def test_replay_of_a_folder_that_is_no_capture_exits_2(tmp_path):
 
 def test_main_writes_the_output_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    for root in "spd":
+        (tmp_path / root).mkdir()
     target = tmp_path / "out.json"
     assert (
         audit.main(
@@ -505,3 +509,124 @@ def test_a_tool_whose_child_escapes_the_group_and_holds_the_pipe_still_ends(tmp_
         if pid_file.exists():
             with contextlib.suppress(OSError):
                 os.kill(int(pid_file.read_text()), 9)
+
+
+# -- issue 16: bad arguments, interruptions, and a machine without SMBIOS ------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1e9", "86401", "inf"])
+def test_a_timeout_past_one_day_is_a_bad_argument(value, capsys):
+    with pytest.raises(SystemExit) as exited:
+        audit.parse_args(["--timeout", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("audit: error: argument --timeout: ") and "at most 86400 (one day)" in err
+
+
+def test_one_day_is_still_a_timeout():
+    assert audit.parse_args(["--timeout", "86400"]).timeout == audit.MAX_TIMEOUT == 86400
+
+
+@pytest.mark.parametrize("option", ["--sysfs", "--procfs", "--devfs"])
+def test_a_missing_root_folder_is_a_bad_argument(option, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    for path, said in [(tmp_path / "nowhere", "does not exist"), (tmp_path / "file", "is not a folder")]:
+        with pytest.raises(SystemExit) as exited:
+            audit.main([option, str(path)])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (f"audit: error: argument {option}: '{path}' {said}; name the root of a sysfs, "
+                           "procfs or devfs tree")
+
+
+def hanging_dmidecode(tmp_path: Path) -> Path:
+    """A dmidecode that records its pid, then hangs far past any test (in its own process group)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    write_tool(tmp_path / "bin", "dmidecode", f'echo $$ > {pids}/$$; exec sleep 300')
+    return pids
+
+
+@pytest.mark.parametrize(("signum", "status", "name"), [(signal.SIGINT, 130, "SIGINT (Ctrl-C)"),
+                                                        (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_or_sigterm_stops_the_running_tools_at_once(signum, status, name, tmp_path):
+    pids = hanging_dmidecode(tmp_path)
+    for root in "spd":
+        (tmp_path / root).mkdir()
+    audit_py = str(REPO_ROOT / "audit" / "audit.py")
+    proc = subprocess.Popen(
+        [sys.executable, audit_py, "--no-qr", "--output", str(tmp_path / "out.json"),
+         "--sysfs", str(tmp_path / "s"), "--procfs", str(tmp_path / "p"), "--devfs", str(tmp_path / "d")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
+    )
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 4 and time.monotonic() < deadline:  # board, cpu, memory, psu
+        time.sleep(0.05)
+    hung = [int(path.name) for path in pids.iterdir()]
+    assert len(hung) == 4
+    started = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - started < 5  # at once, not after the 30 s tool timeout
+    assert proc.returncode == status
+    assert err == f"audit: interrupted by {name}: the running tools were stopped; no document was written\n"
+    assert out == "" and not (tmp_path / "out.json").exists()
+    for pid in hung:  # every hung tool is gone (reaped by the audit, not left running)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_without_smbios_cpu_and_memory_come_from_proc_and_the_error_stays(tmp_path, monkeypatch):
+    """A VM without an SMBIOS table (as this machine): cpu and memory from the real /proc/cpuinfo and
+    /proc/meminfo, marked with their source, beside the unchanged SMBIOS errors; lscpu agrees."""
+    write_tool(tmp_path / "bin", "dmidecode",
+               'echo "# dmidecode 3.4"; echo "# No SMBIOS nor DMI entry point found, sorry."')
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cpuinfo").write_bytes(Path("/proc/cpuinfo").read_bytes())
+    (proc / "meminfo").write_bytes(Path("/proc/meminfo").read_bytes())
+    runner = audit.Runner(sysfs=tmp_path / "s", procfs=proc, devfs=tmp_path / "d")
+    document = audit.build_document(runner)
+    assert_complete(document)
+    message = NO_SMBIOS_MESSAGE.format("No SMBIOS nor DMI entry point found, sorry.")
+    for name in ("cpu", "memory"):
+        assert document["collectors"][name]["status"] == "partial"  # data, and the SMBIOS error kept
+        assert [e["message"] for e in document["collectors"][name]["errors"]] == [message]
+    lscpu = {row["field"].rstrip(":"): row["data"]
+             for row in json.loads(subprocess.run(["lscpu", "-J"], capture_output=True, text=True,
+                                                  check=True, env={"LC_ALL": "C"}).stdout)["lscpu"]}
+    cpu = document["cpu"]
+    assert cpu["source"] == "/proc/cpuinfo"
+    assert cpu["socket_count"] == int(lscpu["Socket(s)"])
+    assert cpu["total_threads"] == int(lscpu["CPU(s)"]) == os.cpu_count()
+    assert cpu["total_cores"] == int(lscpu["Socket(s)"]) * int(lscpu["Core(s) per socket"])
+    assert {s["model"] for s in cpu["sockets"]} == {lscpu["Model name"]}
+    memory = document["memory"]
+    total_kb = int(re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)[1])
+    assert (memory["source"], memory["total_bytes"]) == ("/proc/meminfo", total_kb * 1024)
+    assert memory["slots"] == [] and memory["total_slots"] is None
+    assert audit.qr_summary_text(document).split("\n")[3].startswith(f"CPU {cpu['socket_count']}x ")
+
+
+def test_cpuinfo_of_two_sockets_and_of_an_arm_board():
+    """/proc/cpuinfo's blocks grouped per physical id (this machine's real blocks, renumbered as a
+    two-socket host shows them), and ARM's, which name no package and no model."""
+    blocks = [b for b in Path("/proc/cpuinfo").read_text().split("\n\n") if b.strip()]
+    two = []
+    for index in range(8):
+        block = re.sub(r"^processor\s*:.*$", f"processor\t: {index}", blocks[0], flags=re.M)
+        block = re.sub(r"^physical id\s*:.*$", f"physical id\t: {index % 2}", block, flags=re.M)
+        block = re.sub(r"^core id\s*:.*$", f"core id\t\t: {index // 2}", block, flags=re.M)
+        block = re.sub(r"^cpu cores\s*:.*$", "cpu cores\t: 4", block, flags=re.M)
+        two.append(block)
+    cpu = audit.parse_cpuinfo("\n\n".join(two) + "\n")
+    assert (cpu["socket_count"], cpu["total_cores"], cpu["total_threads"]) == (2, 8, 8)
+    assert [s["designation"] for s in cpu["sockets"]] == ["physical id 0", "physical id 1"]
+    arm = "".join(f"processor\t: {n}\nBogoMIPS\t: 100.00\nCPU implementer\t: 0x48\nCPU part\t: 0xd01\n\n"
+                  for n in range(4))
+    cpu = audit.parse_cpuinfo(arm)
+    assert (cpu["socket_count"], cpu["total_threads"], cpu["total_cores"]) == (1, 4, None)
+    assert cpu["sockets"][0]["model"] is None and cpu["sockets"][0]["designation"] is None
+    assert audit.parse_cpuinfo("garbage\n\x00\n") is None and audit.parse_meminfo("MemFree: 1 kB\n") is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import threading
 
@@ -98,6 +99,8 @@ def quiet_machine(tmp_path, monkeypatch):
     bin_dir.mkdir()
     (bin_dir / "qrencode").symlink_to(real_tool("qrencode"))
     monkeypatch.setenv("PATH", str(bin_dir))
+    for root in "spd":
+        (tmp_path / root).mkdir()
     return ["--sysfs", str(tmp_path / "s"), "--procfs", str(tmp_path / "p"), "--devfs", str(tmp_path / "d")]
 
 
@@ -282,9 +285,9 @@ def test_usb_none_found_is_one_clear_message_and_exit_0(tmp_path, monkeypatch, c
         "--output",
         str(tmp_path / "a.json"),
         "--sysfs",
-        str(tmp_path / "s"),
+        str(tmp_path),
         "--devfs",
-        str(tmp_path / "d"),
+        str(tmp_path),
     ]
     assert audit.main(args) == 0
     err = capsys.readouterr().err
@@ -297,7 +300,7 @@ def test_usb_that_cannot_be_written_exits_1(tmp_path, monkeypatch, capsys):
     write_tool(tmp_path / "bin", "mount", "echo 'mount: /dev/sdb1: can not mount' >&2; exit 32")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert (
-        audit.main(["--usb", "--no-qr", "--sysfs", str(tmp_path / "s"), "--devfs", str(tmp_path / "d")]) == 1
+        audit.main(["--usb", "--no-qr", "--sysfs", str(tmp_path), "--devfs", str(tmp_path)]) == 1
     )
     out, err = capsys.readouterr()
     json.loads(out)  # the document itself still went to stdout
@@ -326,6 +329,8 @@ def test_stdout_carries_only_the_document_with_every_tool_and_qrencode_present(t
     write_tool(bin_dir, "nvidia-smi", "echo 'NVIDIA-SMI has failed' ; echo oops >&2; exit 9")
     (bin_dir / "qrencode").symlink_to(real_tool("qrencode"))
     (tmp_path / "proc/driver/nvidia").mkdir(parents=True)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "d").mkdir()
     audit_py = str(REPO_ROOT / "audit" / "audit.py")
     roots = [
         "--sysfs",
@@ -349,3 +354,96 @@ def test_stdout_carries_only_the_document_with_every_tool_and_qrencode_present(t
         [sys.executable, audit_py, *roots], capture_output=True, text=True, env=env, timeout=120
     )
     assert raw.stdout == audit.render(json.loads(raw.stdout))  # nothing before, after or inside it
+
+
+# -- issue 16: --output over what is already there, `-`, an empty path; the QR's CPU and address -----------
+
+
+def test_output_over_a_fifo_writes_through_it_and_leaves_the_fifo(tmp_path, quiet_machine):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    assert audit.main(["--no-qr", "--output", str(fifo), *quiet_machine]) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still a FIFO, not a file renamed over it
+    assert json.loads(received[0])["schema_version"] == audit.SCHEMA_VERSION
+
+
+def test_output_over_a_character_device_writes_in_place(tmp_path, quiet_machine, capsys):
+    """A real /dev/null and /dev/full made with mknod: still devices afterwards; /dev/full's ENOSPC is one
+    line and exit 1."""
+    null, full = tmp_path / "null", tmp_path / "full"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    assert audit.main(["--no-qr", "--output", str(null), *quiet_machine]) == 0
+    assert stat.S_ISCHR(null.lstat().st_mode) and null.stat().st_rdev == os.makedev(1, 3)
+    assert capsys.readouterr().err == ""
+    assert audit.main(["--no-qr", "--output", str(full), *quiet_machine]) == 1
+    assert stat.S_ISCHR(full.lstat().st_mode)
+    assert capsys.readouterr().err == (
+        f"audit: cannot write {full}: No space left on device; choose another --output path\n")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp left
+
+
+def test_output_dash_is_stdout(tmp_path, quiet_machine, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert audit.main(["--no-qr", "--output", "-", *quiet_machine]) == 0
+    assert json.loads(capsys.readouterr().out)["schema_version"] == audit.SCHEMA_VERSION
+    assert not (tmp_path / "-").exists()
+
+
+def test_an_empty_output_path_is_a_bad_argument(capsys):
+    with pytest.raises(SystemExit) as exited:
+        audit.parse_args(["--output", ""])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "audit: error: argument --output: an empty path: name a file, or - for stdout")
+
+
+def test_output_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path, quiet_machine):
+    target, link = tmp_path / "real.json", tmp_path / "link.json"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    assert audit.main(["--no-qr", "--output", str(link), *quiet_machine]) == 0
+    assert link.is_symlink() and json.loads(target.read_text())["schema_version"] == audit.SCHEMA_VERSION
+
+
+def test_output_onto_a_folder_is_one_line_and_exit_1(tmp_path, quiet_machine, capsys):
+    assert audit.main(["--no-qr", "--output", str(tmp_path), *quiet_machine]) == 1
+    assert capsys.readouterr().err == (
+        f"audit: cannot write {tmp_path}: Is a directory; choose another --output path\n")
+
+
+def test_qr_says_cpu_unknown_never_cpu_0x(tmp_path):
+    for document in ({}, {"cpu": None}, {"cpu": {"sockets": [{"populated": False, "model": None}]}}):
+        lines = audit.qr_summary_text(document).split("\n")
+        assert lines[3] == "CPU unknown" and "0x" not in audit.qr_summary_text(document)
+
+
+def test_qr_of_a_machine_without_smbios_and_with_an_address(tmp_path):
+    document = {
+        "cpu": audit.parse_cpuinfo(
+            "processor\t: 0\nmodel name\t: AMD EPYC\nphysical id\t: 0\ncpu cores\t: 2\n\n"
+            "processor\t: 1\nmodel name\t: AMD EPYC\nphysical id\t: 0\ncpu cores\t: 2\n"
+        ),
+        "memory": audit.parse_meminfo("MemTotal:       24683652 kB\nMemFree:        1 kB\n"),
+        "addresses": [
+            {"interface": "eth0", "address": "10.20.30.40"},
+            {"interface": "eth1", "address": "fd00::2"},
+        ],
+    }
+    text = audit.qr_summary_text(document)
+    assert text.split("\n")[3:5] == ["CPU 1x AMD EPYC 2c", "MEM 23.5 GiB (kernel)"]
+    assert text.split("\n")[-1] == "IP 10.20.30.40"
+    assert decode_qr(text, tmp_path) == text + "\n"
+
+
+def test_the_first_address_survives_a_summary_cut_to_fit(tmp_path):
+    document = lab_document()
+    document["cpu"]["sockets"][0]["model"] = "Intel Xeon " + "Platinum " * 20
+    document["addresses"] = [{"interface": "enp1s0f0", "address": "2001:db8:1234:5678:9abc:def0:1234:5678"}]
+    text = audit.qr_summary_text(document)
+    assert len(text) <= audit.QR_MAX_BYTES
+    assert text.split("\n")[-1] == "IP 2001:db8:1234:5678:9abc:def0:1234:5678"

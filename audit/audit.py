@@ -5686,7 +5686,7 @@ def write_profile(path: Path, document: dict[str, Any]) -> bool:
         if gap is not None:
             log(f"--make-profile: no {name} in the profile: {gap}; add them by hand or audit again")
     try:
-        write_atomically(path, text)
+        write_output(path, text)  # as --output: a device or FIFO in place, never replaced
     except OSError as exc:
         log(f"cannot write {path}: {exc.strerror or exc}; choose another --make-profile path")
         return False

@@ -447,3 +447,11 @@ def test_the_first_address_survives_a_summary_cut_to_fit(tmp_path):
     text = audit.qr_summary_text(document)
     assert len(text) <= audit.QR_MAX_BYTES
     assert text.split("\n")[-1] == "IP 2001:db8:1234:5678:9abc:def0:1234:5678"
+
+
+def test_make_profile_over_a_character_device_writes_in_place(tmp_path, quiet_machine):
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    out = tmp_path / "doc.json"
+    assert audit.main(["--no-qr", "--output", str(out), "--make-profile", str(null), *quiet_machine]) == 0
+    assert stat.S_ISCHR(null.lstat().st_mode) and json.loads(out.read_text())["schema_version"]

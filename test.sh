@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 # Real tools the tests run instead of mocking them (README.md: the paragraph after the set-up commands).
 APT_PACKAGES="python3-venv busybox shellcheck qrencode zbar-tools dmidecode screen makeself
  linux-headers-amd64 build-essential kmod binutils util-linux pciutils smartmontools nvme-cli ipmitool ethtool
- qemu-system-x86 qemu-utils debootstrap e2fsprogs lshw curl fakeroot cpio doas passwd"
+ qemu-system-x86 qemu-utils debootstrap e2fsprogs lshw curl fakeroot cpio doas passwd chromium nginx openssl"
 
 missing=""
 for pkg in $APT_PACKAGES; do

@@ -1,0 +1,219 @@
+"""A small fleet of real bee documents for the fleet report's tests, its benchmark and the README picture.
+
+Each server is the REAL audit (audit/audit.py in a subprocess) run with stand-in tools on PATH that print
+real outputs from ../shared/fixtures: dmidecode of a real machine (the real dmidecode on a binary dump, or
+its text), lsblk and smartctl JSON of real disks, nvidia-smi XML of real GPUs, and the QEMU lab's outputs.
+Nothing is typed in by hand except what the audit cannot make yet: the `acceptance` section (issue 10, the
+shape its issue describes), added by `with_acceptance`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit import audit
+from tests.audit.frame_fakes import REAL_DMIDECODE, lab_output, write_tool
+from tests.paths import REAL_FIXTURES, REPO_ROOT
+
+AUDIT = REPO_ROOT / "audit" / "audit.py"
+DMI = REAL_FIXTURES / "dmidecode"
+SMART = REAL_FIXTURES / "smartctl"
+NVSMI = REAL_FIXTURES / "nvidia-smi"
+
+
+@dataclass
+class Server:
+    """One stand-in machine: its dmidecode source and, per tool, (shell case pattern, file, exit status)."""
+
+    name: str
+    dmidecode: Path                      # a .bin (for the real dmidecode --from-dump) or a text output
+    tools: dict[str, list[tuple[str, Path, int]]] = field(default_factory=dict)
+    nvidia: Path | None = None           # nvidia-smi -q -x XML; the driver counts as loaded when given
+    lab_tools: bool = False              # also the QEMU lab's lsblk/lspci/smartctl/nvme/ipmitool outputs
+
+
+def lab_file(name: str, work: Path) -> tuple[Path, int]:
+    """A QEMU lab output without its `###` header and footer, written under work, and its exit status."""
+    text, rc = lab_output(name)
+    path = work / "lab" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path, rc
+
+
+def smart(name: str) -> tuple[Path, int]:
+    """A smartctl JSON fixture and the exit status smartctl had when it printed it."""
+    path = SMART / name
+    return path, json.loads(path.read_text())["smartctl"]["exit_status"]
+
+
+def servers(work: Path) -> list[Server]:
+    """The fleet: a GPU server, a server with a failed disk, a clean server, a lab-like server with IPMI, two
+    servers sharing a placeholder serial, and two machines whose serials the uploader anonymised (no serial:
+    each document is its own row)."""
+    lsblk_lab, lsblk_rc = lab_file("lsblk.txt", work)
+    lsblk_2nvme = REAL_FIXTURES / "lsblk" / "mvth1s-hwbench-asrock-b850-desktop-2nvme-reserialized.json"
+    return [
+        Server(
+            "x9dbl-gpu",
+            DMI / "uroot-supermicro-x9dbl-server.bin",
+            {
+                "lsblk": [("*", lsblk_2nvme, 0)],
+                "smartctl": [
+                    ("*/nvme0n1", *smart("netdata-nvme-seagate-firecuda530-nvme0.json")),
+                    ("*/nvme1n1", *smart("smartctl_exporter-nvme-samsung-pm1735-6.4tb.json")),
+                ],
+            },
+            nvidia=NVSMI / "datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml",
+        ),
+        Server(
+            "qct-failed-disk",
+            DMI / "netboxagent-qct-quantamicro-x10e-9n.txt",
+            {
+                "lsblk": [("*", lsblk_lab, lsblk_rc)],
+                "smartctl": [
+                    ("*/sda", *smart("scrutiny-usbjmicron-hitachi-hds721050-FAILED.json")),
+                    ("*/sdb", *smart("smartctl_exporter-sat-toshiba-mg05aca800e-exit64.json")),
+                    ("*/vd*", *lab_file("smartctl-vda.txt", work)),
+                    ("*/nvme*", *lab_file("smartctl-nvme0.txt", work)),
+                ],
+            },
+        ),
+        Server(
+            "oracle-x5-2",
+            DMI / "glpi-oracle-server-x5-2.txt",
+            {
+                "lsblk": [("*", lsblk_lab, lsblk_rc)],
+                "smartctl": [
+                    ("*/sda", *smart("netdata-sat-hdd-wd181kryz.json")),
+                    ("*/sdb", *smart("netdata-sat-ssd-wds400t1r0a.json")),
+                    ("*/vd*", *lab_file("smartctl-vda.txt", work)),
+                    ("*/nvme*", *lab_file("smartctl-nvme0.txt", work)),
+                ],
+            },
+            nvidia=NVSMI / "netdata-a100-sxm4-40gb-mig-driver510.xml",
+        ),
+        Server("s5000vsa-lab", DMI / "glpi-intel-s5000vsa-server-board.txt", lab_tools=True),
+        # two different machines whose vendors' tools left the same placeholder serial
+        Server("m630-serial-4242", DMI / "netboxagent-dell-poweredge-m630-blade.txt"),
+        Server("sl4540-serial-4242", DMI / "netboxagent-hp-sl4540-gen8-trailing-space.txt"),
+        Server("r740-anonymised", DMI / "linuxhw-dell-poweredge-r740-2s.txt"),
+        Server(
+            "g482-anonymised",
+            DMI / "linuxhw-gigabyte-g482-z54-gpu-server-2s-epyc.txt",
+            nvidia=NVSMI / "telegraf-a100-sxm4-80gb-mig-nvidia-smi-q-x.xml",
+        ),
+    ]
+
+
+LAB_TOOLS = {  # tool -> [(shell case pattern on "$*", qemu-lab file)]
+    "ipmitool": [("fru", "ipmitool-fru.txt"), ("fru print 0", "ipmitool-fru-print0.txt")],
+    "lsblk": [("*", "lsblk.txt")],
+    "lspci": [("-vmm -D", "lspci-vmm.txt")],
+    "smartctl": [("*/sda", "smartctl-sda.txt"), ("*/sdb", "smartctl-sdb.txt"),
+                 ("*/vd*", "smartctl-vda.txt"), ("*/nvme*", "smartctl-nvme0.txt")],
+    "nvme": [("id-ctrl*", "nvme-id-ctrl.txt"), ("smart-log*", "nvme-smart-log.txt"),
+             ("list*", "nvme-list.txt")],
+}
+
+
+def install_tools(server: Server, root: Path, work: Path) -> Path:
+    """The stand-in tools of `server` in root/bin and its procfs/devfs under root; returns the bin folder."""
+    bin_dir = root / "bin"
+    tools: dict[str, list[tuple[str, Path, int]]] = {}
+    if server.lab_tools:
+        for tool, cases in LAB_TOOLS.items():
+            tools[tool] = [(pattern, *lab_file(name, work)) for pattern, name in cases]
+        (root / "dev").mkdir(parents=True, exist_ok=True)
+        (root / "dev" / "ipmi0").touch()  # the psu collector asks ipmitool only when the BMC's node exists
+    tools.update(server.tools)
+    if server.nvidia is not None:
+        tools["nvidia-smi"] = [("-q -x", server.nvidia, 0)]
+        (root / "proc" / "driver" / "nvidia").mkdir(parents=True, exist_ok=True)
+    for tool, cases in tools.items():
+        arms = [
+            f'  {shlex.quote(pattern) if " " in pattern else pattern}) /bin/cat {shlex.quote(str(path))};'
+            f" exit {rc};;"
+            for pattern, path, rc in cases
+        ]
+        write_tool(bin_dir, tool, 'case "$*" in\n' + "\n".join(arms) + "\nesac\nexit 1")
+    if server.dmidecode.suffix == ".bin":
+        assert REAL_DMIDECODE, "dmidecode is not installed (apt-get install dmidecode)"
+        body = f'exec {shlex.quote(REAL_DMIDECODE)} --from-dump {shlex.quote(str(server.dmidecode))} "$@"'
+    else:
+        body = f"/bin/cat {shlex.quote(str(server.dmidecode))}"
+    write_tool(bin_dir, "dmidecode", body)
+    for folder in ("sys", "proc", "dev"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    return bin_dir
+
+
+def run_audit(root: Path, bin_dir: Path, output: Path, *extra: str) -> dict:
+    """Run the real audit against the stand-ins under root, writing `output`; return the document."""
+    argv = [sys.executable, str(AUDIT), "--no-qr", "--output", str(output), "--sysfs", str(root / "sys"),
+            "--procfs", str(root / "proc"), "--devfs", str(root / "dev"), "--timeout", "20", *extra]
+    done = subprocess.run(argv, env={"PATH": str(bin_dir), "LC_ALL": "C.UTF-8"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, f"the audit failed: {done.stderr}"
+    return json.loads(output.read_text())
+
+
+def file_name(document: dict) -> str:
+    """The name --report and --usb give a document: bee-audit-<serial>-<UTC time>.json (the audit's own)."""
+    stamp = dt.datetime.fromisoformat(document["generated_at"])
+    return audit.usb_file_name(document, stamp)
+
+
+def place(document_file: Path, target: Path, server: str) -> Path:
+    """Move a document into `target` under the name the audit gives it; when two servers without a serial
+    were audited in the same second, the second one's name gets the server's name."""
+    name = file_name(json.loads(document_file.read_text()))
+    path = target / name
+    if path.exists():
+        path = target / name.replace("bee-audit-", f"bee-audit-{server}-", 1)
+    shutil.move(document_file, path)
+    return path
+
+
+def make_fleet(target: Path, work: Path) -> dict[str, Path]:
+    """Audit every server into `target` (see `place`); the GPU server is also audited a second time, from
+    a capture whose time is one day earlier (--replay), to give it an older document. Returns server name
+    -> file."""
+    target.mkdir(parents=True, exist_ok=True)
+    made: dict[str, Path] = {}
+    for server in servers(work):
+        root = work / server.name
+        bin_dir = install_tools(server, root, work)
+        capture = work / f"{server.name}.capture"
+        scratch = work / f"{server.name}.json"
+        run_audit(root, bin_dir, scratch, "--capture", str(capture))
+        made[server.name] = place(scratch, target, server.name)
+    # an older audit of the GPU server: its capture with the time set back one day, replayed
+    capture = work / "x9dbl-gpu.capture"
+    host = json.loads((capture / "host.json").read_text())
+    earlier = dt.datetime.fromisoformat(host["generated_at"]) - dt.timedelta(days=1)
+    host["generated_at"] = earlier.isoformat(timespec="seconds")
+    (capture / "host.json").write_text(json.dumps(host))
+    older = work / "x9dbl-gpu-older.json"
+    run_audit(work / "x9dbl-gpu", work / "x9dbl-gpu" / "bin", older, "--replay", str(capture))
+    made["x9dbl-gpu-older"] = place(older, target, "x9dbl-gpu")
+    return made
+
+
+def with_acceptance(path: Path, passed: bool, checks: list[dict], profile: str = "gpu-node-v1") -> None:
+    """Add the `acceptance` section issue 10 gives a document checked with --expect (the profile's name
+    and sha256, passed, every check), and a critical finding per failed check, as that issue says."""
+    document = json.loads(path.read_text())
+    document["acceptance"] = {"profile": profile, "sha256": "ab" * 32, "passed": passed, "checks": checks}
+    document["findings"] = document["findings"] + [
+        {"severity": "critical", "component": "acceptance", "message": check["message"]}
+        for check in checks if not check["passed"]
+    ]
+    path.write_text(json.dumps(document, indent=2))

@@ -1,0 +1,217 @@
+"""The report at boot: bee-audit-debug's report block and the overlay's bee-report command, run in busybox
+sh; stand-ins where the command line is checked, the real audit and a real nginx end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts import buildconfig, live_system
+from tests.collector import Nginx, free_port
+from tests.openrc.openrc_harness import Sandbox, rendered_services
+from tests.paths import REPO_ROOT
+
+BEE_REPORT = Path("iso/overlay-debug/usr/local/bin/bee-report.j2")
+CMDLINE = "BOOT_IMAGE=/boot/vmlinuz-lts modules=loop,squashfs quiet console=tty0"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return buildconfig.load_config()
+
+
+@pytest.fixture(scope="module")
+def services(cfg, tmp_path_factory):
+    return rendered_services(cfg, tmp_path_factory.mktemp("init.d"))
+
+
+@pytest.fixture
+def box(tmp_path):
+    sandbox = Sandbox(tmp_path / "box")
+    for applet in ("date", "mktemp"):
+        (sandbox.bin / applet).symlink_to(sandbox.busybox)
+    return sandbox
+
+
+def render_bee_report(cfg, target: Path) -> Path:
+    target.write_text(live_system.render_source(cfg, BEE_REPORT))
+    target.chmod(0o755)
+    return target
+
+
+def report_env(tmp_path: Path, cmdline: str, **extra: str) -> dict[str, str]:
+    (tmp_path / "cmdline").write_text(cmdline + "\n")
+    return {"BEE_CMDLINE": str(tmp_path / "cmdline"), "BEE_REPORT_SPOOL": str(tmp_path / "spool"),
+            "BEE_REPORT_LOG": str(tmp_path / "log" / "bee-report.log"),
+            "BEE_REPORT_TOKEN": str(tmp_path / "report.token"), **extra}
+
+
+def run_report(box: Sandbox, script: Path, env: dict[str, str], *args: str,
+               timeout: int = 60) -> subprocess.CompletedProcess:
+    """bee-report run by busybox sh with the sandbox's PATH and its `audit`."""
+    environment = {"PATH": str(box.bin), "CALLS_LOG": str(box.calls_log), "BEE_AUDIT": str(box.bin / "audit"),
+                   **env}
+    return subprocess.run([box.busybox, "sh", str(script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+def wait_for_calls(box: Sandbox, name: str, count: int) -> list[str]:
+    """The calls of `name` once there are `count` (a background job starts a moment later)."""
+    deadline = time.monotonic() + 10
+    while len(box.calls(name)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return box.calls(name)
+
+
+def spool_a_document(tmp_path: Path, name: str = "bee-audit-S1-20261201T120000Z.json") -> Path:
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    (spool / name).write_text('{"schema_version": 1}\n')
+    return spool / name
+
+
+# --- bee-audit-debug ---------------------------------------------------------------------------------------
+
+def audit_env(tmp_path, audit, bee_report):
+    return {"BEE_AUDIT": str(audit), "BEE_AUDIT_OUTPUT": str(tmp_path / "log/bee-audit.json"),
+            "BEE_AUDIT_LOG": str(tmp_path / "log/bee-audit.log"), "BEE_REPORT": str(bee_report),
+            "BEE_REPORT_SPOOL": str(tmp_path / "spool"),
+            "BEE_REPORT_LOG": str(tmp_path / "log/bee-report.log"), "BEE_CONSOLE": str(tmp_path / "console")}
+
+
+def test_without_a_collector_the_audit_runs_as_before(box, services, tmp_path):
+    audit = box.stand_in("audit")
+    bee_report = box.stand_in("bee-report", "exit 1\n")  # --url: no collector configured
+    result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit, bee_report))
+    assert result.returncode == 0, result.stderr
+    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json"]
+    assert box.calls("bee-report") == ["bee-report --url"]
+    assert box.openrc()[-1] == "eend 0"
+
+
+def test_with_a_collector_the_audit_spools_and_bee_report_sends_in_the_background(box, services, tmp_path):
+    audit = box.stand_in("audit")
+    # the collector is down: bee-report --boot keeps trying (here 20 s) while the boot goes on
+    bee_report = box.stand_in("bee-report", 'case "$1" in --url) echo http://c/fleet/;; --boot) sleep 20; '
+                                            'echo "bee-report: done";; esac\n')
+    started = time.monotonic()
+    result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit, bee_report))
+    assert time.monotonic() - started < 10  # start() returned long before bee-report ended
+    assert result.returncode == 0, result.stderr
+    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json --spool {tmp_path}/spool"]
+    assert wait_for_calls(box, "bee-report", 2) == ["bee-report --url", "bee-report --boot"]
+    assert (tmp_path / "console").read_text() == ""  # its line comes when it is done, on the console
+    assert f"einfo sending it to the collector in the background; progress in {tmp_path}/log/bee-report.log" \
+        in box.openrc()
+    assert box.openrc()[-1] == "eend 0"
+
+
+def test_a_failing_audit_still_hands_the_spool_to_bee_report_and_returns_0(box, services, tmp_path):
+    audit = box.stand_in("audit", "exit 1\n")
+    bee_report = box.stand_in("bee-report", 'case "$1" in --url) echo http://c/fleet/;; esac\n')
+    result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit, bee_report))
+    assert result.returncode == 0
+    assert wait_for_calls(box, "bee-report", 2) == ["bee-report --url", "bee-report --boot"]
+    assert box.openrc()[-1] == "eend 0"
+
+
+# --- bee-report --------------------------------------------------------------------------------------------
+
+def test_the_kernel_command_line_names_the_collector_and_the_timeout(box, cfg, tmp_path):
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    box.stand_in("audit", 'rm -f "$2"/bee-audit-*\n')  # delivers everything
+    spool_a_document(tmp_path)
+    url = "https://s3.example.com/fleet/rack12.json?X-Amz-Signature=0badc0ffee&X-Amz-Expires=600"
+    env = report_env(tmp_path, f"{CMDLINE} bee.report={url} bee.report_timeout=42 nomodeset")
+    assert run_report(box, script, env, "--url").stdout == url + "\n"
+    done = run_report(box, script, env, "--boot")
+    assert done.returncode == 0, done.stderr
+    assert box.calls("audit") == [f"audit --send-spool {tmp_path}/spool --report {url} --report-timeout 42"]
+    line = "bee-report: delivered 1 files to https://s3.example.com/fleet/rack12.json"
+    assert done.stdout == line + "\n"
+    log = (tmp_path / "log" / "bee-report.log").read_text()
+    assert log.endswith(f" {line}\n") and "0badc0ffee" not in log + done.stdout
+
+
+def test_the_build_default_and_a_url_given_by_hand(box, config_copy, tmp_path):
+    config_copy.write_text(config_copy.read_text().replace('report_url: ""',
+                                                           'report_url: "http://10.0.0.5:8080/fleet/"'))
+    script = render_bee_report(buildconfig.load_config(config_copy.parent), tmp_path / "bee-report")
+    env = report_env(tmp_path, CMDLINE)
+    assert run_report(box, script, env, "--url").stdout == "http://10.0.0.5:8080/fleet/\n"
+    env = report_env(tmp_path, f"{CMDLINE} bee.report=http://192.0.2.9/in/")  # the command line wins
+    assert run_report(box, script, env, "--url").stdout == "http://192.0.2.9/in/\n"
+    box.stand_in("audit")
+    spool_a_document(tmp_path)
+    (tmp_path / "report.token").write_text("t0ken\n")
+    run_report(box, script, env, "http://other.example/x/")  # by hand, another collector
+    assert box.calls("audit") == [f"audit --send-spool {tmp_path}/spool --report http://other.example/x/ "
+                                  f"--report-timeout 600 --report-token-file {tmp_path}/report.token"]
+
+
+def test_no_collector_an_empty_spool_and_a_bad_timeout(box, cfg, tmp_path):
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    box.stand_in("audit", "exit 1\n")
+    env = report_env(tmp_path, CMDLINE)
+    assert run_report(box, script, env, "--url").returncode == 1  # invoke.yaml's default is empty
+    done = run_report(box, script, env)
+    assert (done.returncode, done.stderr) == (2, "bee-report: no collector: boot with bee.report=URL or run "
+                                                 "bee-report URL\n")
+    env = report_env(tmp_path, f"{CMDLINE} bee.report=http://c/f/ bee.report_timeout=10m")
+    done = run_report(box, script, env)
+    assert (done.returncode, done.stdout) == (0, f"bee-report: nothing to send in {tmp_path}/spool\n")
+    spool_a_document(tmp_path)
+    done = run_report(box, script, env)
+    assert done.returncode == 1
+    assert box.calls("audit")[-1].endswith("--report-timeout 600")
+    assert done.stdout == (f"bee-report: 1 of 1 files not delivered to http://c/f/; they stay in "
+                           f"{tmp_path}/spool (see {tmp_path}/log/bee-report.log), run bee-report to "
+                           "resend\n")
+    log = (tmp_path / "log" / "bee-report.log").read_text()
+    assert "bee.report_timeout=10m is not a number of seconds; using 600" in log
+    assert run_report(box, script, env, "--bogus").returncode == 2
+
+
+def real_audit(box: Sandbox) -> Path:
+    """The repository's audit as the live system runs it (a python3 script on PATH)."""
+    return box.stand_in("audit", f'exec {sys.executable} {REPO_ROOT / "audit" / "audit.py"} "$@"\n')
+
+
+def test_end_to_end_the_spool_reaches_a_real_nginx(box, cfg, tmp_path):
+    nginx = Nginx(tmp_path / "nginx").start()
+    try:
+        script = render_bee_report(cfg, tmp_path / "bee-report")
+        real_audit(box)
+        first, second = spool_a_document(tmp_path), spool_a_document(tmp_path, "bee-audit-S2-x.json")
+        url = f"http://127.0.0.1:{nginx.port}/fleet/"
+        env = report_env(tmp_path, f"{CMDLINE} bee.report={url}")
+        done = run_report(box, script, env, "--boot")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"bee-report: delivered 2 files to {url}\n"
+        assert sorted(path.name for path in (nginx.root / "fleet").iterdir()) == [first.name, second.name]
+        assert list((tmp_path / "spool").iterdir()) == []
+        log = (tmp_path / "log" / "bee-report.log").read_text()
+        assert f"audit: --report: delivered {first.name} to {url}{first.name} (HTTP 201)" in log
+    finally:
+        nginx.stop()
+
+
+def test_end_to_end_a_collector_that_stays_down_leaves_the_spool(box, cfg, tmp_path):
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    real_audit(box)
+    document = spool_a_document(tmp_path)
+    url = f"http://127.0.0.1:{free_port()}/fleet/"
+    env = report_env(tmp_path, f"{CMDLINE} bee.report={url} bee.report_timeout=2")
+    started = time.monotonic()
+    done = run_report(box, script, env, "--boot")
+    assert time.monotonic() - started < 15
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"bee-report: 1 of 1 files not delivered to {url}")
+    assert [path.name for path in (tmp_path / "spool").iterdir()] == [document.name]
+    log = (tmp_path / "log" / "bee-report.log").read_text()
+    assert "connection refused; trying again in 1 s" in log
+    assert f"could not deliver {document.name} to {url}: connection refused" in log

@@ -217,3 +217,41 @@ def with_acceptance(path: Path, passed: bool, checks: list[dict], profile: str =
         for check in checks if not check["passed"]
     ]
     path.write_text(json.dumps(document, indent=2))
+
+
+def picture(target: Path, work: Path) -> None:
+    """The README's picture: the page of this fleet (acceptance verdicts as in the tests) in headless
+    Chromium, the failing server's details open."""
+    from scripts import fleet_report
+
+    made = make_fleet(work / "incoming", work / "audit")
+    with_acceptance(made["qct-failed-disk"], passed=False, checks=[
+        {"check": "memory.slots", "passed": False, "message": "memory: slot A1 expected 32 GiB, found empty"},
+        {"check": "bios.version", "passed": False, "message": "bios: version 2.12.2, expected 2.17.1"},
+    ])
+    with_acceptance(made["oracle-x5-2"], passed=True, checks=[{"check": "cpu.sockets", "passed": True,
+                                                               "message": "cpu: 2 sockets"}])
+    (work / "incoming" / "notes.json").write_text("{oops\n")
+    page = work / "report.html"
+    assert fleet_report.main([str(work / "incoming"), "-o", str(page)]) == 0
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed (apt-get install chromium)"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--user-data-dir={work / 'profile'}", f"--screenshot={target.resolve()}",
+                    "--window-size=1400,1050", page.as_uri() + "#open=QTFCQ57140285"],
+                   check=True, capture_output=True, timeout=120)
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="Make the test fleet's documents, or the README picture.")
+    parser.add_argument("--picture", type=Path, help="write the fleet page's screenshot here (PNG)")
+    parser.add_argument("--documents", type=Path, help="write the fleet's documents into this folder")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bee-fleet-") as scratch:
+        if options.picture:
+            picture(options.picture, Path(scratch) / "picture")
+        if options.documents:
+            make_fleet(options.documents, Path(scratch) / "audit")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.audit.frame_fakes import lab_tools
+from tests.audit.fakes import lab_tools, without_times
 from tests.collector import TOKEN, Nginx, free_port
 from tests.paths import REPO_ROOT
 
@@ -232,11 +232,7 @@ def test_report_capture_sends_a_tar_gz_that_replays_to_the_same_document(nginx, 
     assert replayed.returncode == 0, replayed.stderr
     original = json.loads(document_file.read_text())
     again = json.loads((tmp_path / "replay" / "doc.json").read_text())
-    for document in (original, again):
-        document.pop("duration")
-        for report in document["collectors"].values():
-            report.pop("duration")
-    assert again == original
+    assert without_times(again) == without_times(original)
 
 
 def test_what_cannot_be_sent_stays_in_the_spool_and_send_spool_delivers_it(nginx, machine, tmp_path):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit import audit
-from tests.audit.frame_fakes import REAL_DMIDECODE, lab_output, write_tool
+from tests.audit.fakes import LAB_TOOLS, REAL_DMIDECODE, lab_output, write_tool
 from tests.paths import REAL_FIXTURES, REPO_ROOT
 
 AUDIT = REPO_ROOT / "audit" / "audit.py"
@@ -113,23 +113,12 @@ def servers(work: Path) -> list[Server]:
     ]
 
 
-LAB_TOOLS = {  # tool -> [(shell case pattern on "$*", qemu-lab file)]
-    "ipmitool": [("fru", "ipmitool-fru.txt"), ("fru print 0", "ipmitool-fru-print0.txt")],
-    "lsblk": [("*", "lsblk.txt")],
-    "lspci": [("-vmm -D", "lspci-vmm.txt")],
-    "smartctl": [("*/sda", "smartctl-sda.txt"), ("*/sdb", "smartctl-sdb.txt"),
-                 ("*/vd*", "smartctl-vda.txt"), ("*/nvme*", "smartctl-nvme0.txt")],
-    "nvme": [("id-ctrl*", "nvme-id-ctrl.txt"), ("smart-log*", "nvme-smart-log.txt"),
-             ("list*", "nvme-list.txt")],
-}
-
-
 def install_tools(server: Server, root: Path, work: Path) -> Path:
     """The stand-in tools of `server` in root/bin and its procfs/devfs under root; returns the bin folder."""
     bin_dir = root / "bin"
     tools: dict[str, list[tuple[str, Path, int]]] = {}
     if server.lab_tools:
-        for tool, cases in LAB_TOOLS.items():
+        for tool, cases in LAB_TOOLS.items():  # the server's own dmidecode below replaces the lab's
             tools[tool] = [(pattern, *lab_file(name, work)) for pattern, name in cases]
         (root / "dev").mkdir(parents=True, exist_ok=True)
         (root / "dev" / "ipmi0").touch()  # the psu collector asks ipmitool only when the BMC's node exists

@@ -23,6 +23,8 @@ import errno
 import fcntl
 import fnmatch
 import hashlib
+import http.client
+import io
 import json
 import math
 import os
@@ -31,13 +33,18 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -5315,13 +5322,14 @@ def render_profile(profile: dict[str, Any]) -> str:
 # -- outputs: the JSON document ------------------------------------------------------------------------------
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so a reader sees the old file or the whole new one, never a part."""
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write `text` (UTF-8) or bytes to `path` so a reader sees the old file or the whole new one, never a
+    part."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -5573,6 +5581,271 @@ def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
     return False
 
 
+# -- outputs: the report to a collector (--report, --spool, --send-spool) ------------------------------------
+
+REPORT_TIMEOUT = 300.0         # seconds --report keeps trying (--report-timeout)
+REPORT_REQUEST_TIMEOUT = 30.0  # seconds one PUT may take, never more than what is left of --report-timeout
+REPORT_BACKOFF = (1, 2, 4, 8, 15)  # seconds before each retry; the last one repeats
+REPORT_FILES = re.compile(r"bee-audit-.+\.(?:json|tar\.gz)\Z")  # what a spool folder holds
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750's b64token
+
+
+@dataclass
+class Upload:
+    """One file for the collector: its name there, its bytes and their type."""
+
+    name: str
+    body: bytes
+    content_type: str
+
+
+class ReportSetup:
+    """What every PUT of one run shares: the collector URL, the TLS context, the bearer token (from a file,
+    never shown) and the deadline."""
+
+    def __init__(self, url: str, timeout: float, ca_file: Path | None, token_file: Path | None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.context = ssl.create_default_context()  # the system's CA store
+        if ca_file is not None:
+            self.context.load_verify_locations(cafile=str(ca_file))
+        self.token = token_file.read_text().strip() if token_file is not None else None
+        # the *_proxy and no_proxy variables, as urllib reads them
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context))
+        self.deadline = time.monotonic() + timeout  # set again when the sending starts
+
+
+def report_setup(args: argparse.Namespace) -> ReportSetup | str | None:
+    """The ReportSetup of the command line (None without --report), or one line saying which argument is
+    wrong."""
+    if args.report is None:
+        if args.send_spool is not None:
+            return "--send-spool needs --report URL"
+        if args.report_capture and args.spool is None:
+            return "--report-capture needs --report URL or --spool DIR"
+        return None
+    url = urllib.parse.urlsplit(args.report)
+    try:
+        _ = url.port  # parsed only here
+    except ValueError:
+        return f"--report {url.scheme}://{url.netloc.rpartition('@')[2]}/...: the port is not a number"
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return f"--report {shown_url(args.report)}: not an http:// or https:// URL"
+    if args.report_capture and args.document is not None:
+        return "--report-capture sends the raw capture of this run: a --document has none"
+    if args.report_capture and not url.path.endswith("/"):
+        return ("--report-capture needs a folder URL (ending in /) to put the capture beside the document; "
+                "a presigned URL names one object")
+    if args.report_token_file is not None:
+        try:
+            if not BEARER_TOKEN.fullmatch(args.report_token_file.read_text().strip()):
+                return (f"--report-token-file {args.report_token_file}: not a bearer token (one line of "
+                        "letters, digits and -._~+/=)")
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"--report-token-file {args.report_token_file}: cannot be read: {reason_of(exc)}"
+    try:
+        return ReportSetup(args.report, args.report_timeout, args.report_ca, args.report_token_file)
+    except (OSError, ssl.SSLError) as exc:
+        return f"--report-ca {args.report_ca}: not a PEM certificate file: {reason_of(exc)}"
+
+
+def reason_of(exc: BaseException) -> str:
+    """An exception in a few words: its strerror, its reason or its text."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc) or type(exc).__name__
+
+
+def shown_url(url: str) -> str:
+    """The URL for messages and logs: no user:password and no query (a presigned URL's signature)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = host + (f":{parts.port}" if parts.port else "") if parts.hostname else parts.netloc
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def upload_url(url: str, name: str) -> str:
+    """Where a file goes: the URL plus the file name when the URL is a folder (its path ends in /), else
+    the URL itself (a presigned PUT URL names one object)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.path.endswith("/"):
+        return url
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path + urllib.parse.quote(name)))
+
+
+def body_line(data: bytes) -> str:
+    """The first line of a response body with text in it, markup removed, at most 200 characters."""
+    for line in decode(data).splitlines():
+        line = " ".join(re.sub(r"<[^>]*>", " ", line).split())
+        if line:
+            return line[:200]
+    return ""
+
+
+def put_once(setup: ReportSetup, url: str, upload: Upload) -> tuple[int, str, float | None]:
+    """One HTTP PUT: (status, first line of the body, Retry-After seconds or None). Connection errors,
+    timeouts and TLS errors are raised."""
+    headers = {"Content-Type": upload.content_type, "User-Agent": f"bee-audit/{AUDIT_VERSION}"}
+    if setup.token:
+        headers["Authorization"] = f"Bearer {setup.token}"
+    request = urllib.request.Request(url, data=upload.body, method="PUT", headers=headers)
+    left = setup.deadline - time.monotonic()
+    timeout = max(1.0, min(REPORT_REQUEST_TIMEOUT, left))
+    try:
+        with setup.opener.open(request, timeout=timeout) as response:
+            return response.status, body_line(response.read(4096)), None
+    except urllib.error.HTTPError as exc:
+        retry_after = to_int(exc.headers.get("Retry-After")) if exc.headers else None
+        with contextlib.suppress(OSError):
+            return exc.code, body_line(exc.read(4096)), retry_after
+        return exc.code, "", retry_after
+
+
+def connection_error(exc: BaseException) -> tuple[str, bool]:
+    """A failed connection in words, and whether trying again can help (a wrong certificate cannot)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLError):
+        hint = "; give the collector's CA with --report-ca FILE" if isinstance(
+            reason, ssl.SSLCertVerificationError) else ""
+        return f"TLS: {reason_of(reason)}{hint}", False
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "no answer in time", True
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve the host name ({reason_of(reason)})", True
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused", True
+    return reason_of(reason) if isinstance(reason, BaseException) else str(reason), True
+
+
+def deliver(setup: ReportSetup, upload: Upload) -> str | None:
+    """PUT one file, retrying connection failures, timeouts, 408, 429 and 5xx with backoff (each retry
+    said on stderr) until the deadline; None when a 2xx came back, else why it was not delivered."""
+    url = upload_url(setup.url, upload.name)
+    tries = 0
+    while True:
+        tries += 1
+        retry_after = None
+        try:
+            status, line, retry_after = put_once(setup, url, upload)
+        except (OSError, http.client.HTTPException) as exc:
+            reason, again = connection_error(exc)
+        except ValueError as exc:  # a URL urllib cannot use
+            reason, again = str(exc), False
+        else:
+            if 200 <= status < 300:
+                log(f"--report: delivered {upload.name} to {shown_url(url)} (HTTP {status})")
+                return None
+            reason = f"HTTP {status}" + (f": {line}" if line else "")
+            again = status in (408, 429) or status >= 500
+        if not again:
+            return reason
+        left = setup.deadline - time.monotonic()
+        if left <= 0.05:
+            counted = f"{tries} {'try' if tries == 1 else 'tries'}"
+            return f"{reason} (gave up after {counted} in {setup.timeout:g} s)"
+        wait = REPORT_BACKOFF[min(tries, len(REPORT_BACKOFF)) - 1]
+        wait = min(retry_after if retry_after and retry_after > wait else wait, left)
+        log(f"--report: {upload.name}: {reason}; trying again in {wait:.0f} s")
+        time.sleep(wait)
+
+
+def capture_archive(folder: Path, stem: str) -> bytes:
+    """A capture folder as a .tar.gz (its links kept as links) under the folder name `stem`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(str(folder), arcname=stem)
+    return buffer.getvalue()
+
+
+def report_uploads(document_name: str, text: str, capture: Path | None) -> list[Upload]:
+    """The document and, when a capture folder is given, its .tar.gz beside it (same name stem)."""
+    uploads = [Upload(document_name, text.encode("utf-8"), "application/json")]
+    if capture is not None:
+        stem = document_name.removesuffix(".json")
+        uploads.append(Upload(f"{stem}.tar.gz", capture_archive(capture, stem), "application/gzip"))
+    return uploads
+
+
+def spool_uploads(uploads: list[Upload], spool: Path) -> None:
+    """Write each upload into the spool folder (atomically: a sender never sees half a file)."""
+    spool.mkdir(parents=True, exist_ok=True)
+    for upload in uploads:
+        write_atomically(spool / upload.name, upload.body)
+
+
+def spooled(spool: Path) -> list[Upload]:
+    """What a spool folder holds, oldest name first (each document before its capture)."""
+    uploads = []
+    for path in sorted(spool.iterdir()) if spool.is_dir() else []:
+        if REPORT_FILES.match(path.name) and path.is_file():
+            kind = "application/json" if path.name.endswith(".json") else "application/gzip"
+            uploads.append(Upload(path.name, path.read_bytes(), kind))
+    return uploads
+
+
+def send_report(setup: ReportSetup, uploads: list[Upload], spool: Path | None = None) -> bool:
+    """Deliver every upload within --report-timeout from now (removing each delivered one from the spool,
+    when there is one); True when all arrived. One line per file that did not."""
+    setup.deadline = time.monotonic() + setup.timeout
+    delivered = True
+    for upload in uploads:
+        reason = deliver(setup, upload)
+        if reason is None:
+            if spool is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    (spool / upload.name).unlink()
+            continue
+        kept = f"; it stays in {spool}" if spool is not None else ""
+        log(f"--report: could not deliver {upload.name} to {shown_url(setup.url)}: {reason}{kept}")
+        delivered = False
+    return delivered
+
+
+def capture_folder(args: argparse.Namespace) -> Path | None:
+    """A temporary folder to capture into when --report-capture needs a capture and the command line
+    gives none (no --capture, no --replay): kept in args.report_scratch for report_outputs, which sends
+    and removes it. None otherwise."""
+    args.report_scratch = None
+    if args.capture is None and args.report_capture and args.replay is None:
+        args.report_scratch = Path(tempfile.mkdtemp(prefix="bee-capture-"))
+    return args.report_scratch
+
+
+def report_outputs(args: argparse.Namespace, setup: ReportSetup | None, document: dict[str, Any],
+                   text: str) -> bool:
+    """--spool and --report for a finished document: spool it (and its capture), then send what is to
+    be sent. False (said on stderr) when something could not be spooled or delivered."""
+    scratch = getattr(args, "report_scratch", None)
+    capture = (args.capture or args.replay or scratch) if args.report_capture else None
+    try:
+        uploads = report_uploads(usb_file_name(document), text, capture)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if args.spool is not None:
+        try:
+            spool_uploads(uploads, args.spool)
+        except OSError as exc:
+            log(f"--spool: cannot write into {args.spool}: {exc.strerror or exc}")
+            if setup is not None:  # still try to deliver what could not be spooled
+                send_report(setup, uploads)
+            return False
+        if setup is None:
+            return True
+        return send_report(setup, spooled(args.spool), args.spool)
+    return setup is None or send_report(setup, uploads)
+
+
+def send_spool(setup: ReportSetup, spool: Path) -> int:
+    """--send-spool: deliver what the spool holds, no audit; 0 when all arrived or nothing waited."""
+    uploads = spooled(spool)
+    if not uploads:
+        log(f"--send-spool: nothing to send in {spool}")
+        return 0
+    return 0 if send_report(setup, uploads, spool) else 1
+
+
 # -- command line --------------------------------------------------------------------------------------------
 
 
@@ -5646,6 +5919,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="find the profile as the live system does: bee.profile=URL on the kernel "
                              "command line, else bee-profile.json on a USB stick, else FILE (if it exists)")
     parser.add_argument("--strict", action="store_true", help="exit 3 when the acceptance failed")
+    parser.add_argument("--report", metavar="URL",
+                        help="also PUT the document to URL (a folder URL ending in /, or one object's URL)")
+    parser.add_argument("--report-timeout", type=positive_seconds, default=REPORT_TIMEOUT, metavar="SECONDS",
+                        help=f"keep retrying --report this long (default {REPORT_TIMEOUT:.0f})")
+    parser.add_argument("--report-ca", type=Path, metavar="FILE",
+                        help="also trust this CA (PEM) for an https collector")
+    parser.add_argument("--report-token-file", type=Path, metavar="FILE",
+                        help="send the bearer token in FILE with --report")
+    parser.add_argument("--report-capture", action="store_true",
+                        help="also send the raw capture as a .tar.gz beside the document")
+    parser.add_argument("--spool", type=Path, metavar="DIR",
+                        help="first write what is to be sent into DIR; what --report cannot deliver stays")
+    parser.add_argument("--send-spool", type=Path, metavar="DIR",
+                        help="run no audit: send what DIR holds to --report URL")
     return parser.parse_args(argv)
 
 
@@ -5756,10 +6043,10 @@ def stopped_by_signals(runner: Runner):
 def main(argv: list[str] | None = None) -> int:
     """Run the audit. Exit 0 whenever a document was produced and written (collector errors included, and
     --usb finding no USB disk); 1, with one line on stderr, when an output or the capture could not be
-    written (the document is still written where it can be); 2 for bad arguments (a missing, unreadable or
-    invalid profile or document included, a --capture folder that is not empty); 3 with --strict when the
-    acceptance failed and nothing else did; 130 on Ctrl-C and 143 on SIGTERM, with one line, after stopping
-    every running tool."""
+    written (the document is still written where it can be) or --report could not deliver; 2 for bad
+    arguments (a missing, unreadable or invalid profile or document included, a --capture folder that is
+    not empty); 3 with --strict when the acceptance failed and nothing else did; 130 on Ctrl-C and 143 on
+    SIGTERM, with one line, after stopping every running tool."""
     args = parse_args(argv)
     if args.document is not None and (args.replay is not None or args.capture is not None):
         log("--document takes a saved document: it cannot be combined with --replay or --capture")
@@ -5767,6 +6054,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None and not (args.replay / "commands").is_dir():
         log(f"{args.replay} is not a capture (no commands/ folder); make one with --capture")
         return 2
+    report = report_setup(args)
+    if isinstance(report, str):
+        log(report)
+        return 2
+    if args.send_spool is not None:
+        return send_spool(report, args.send_spool)
     profile = saved = None
     for option, load, source in (("--expect", load_profile, args.expect),
                                  ("--document", load_document, args.document)):
@@ -5792,7 +6085,8 @@ def main(argv: list[str] | None = None) -> int:
     if saved is not None:
         document = saved
     else:
-        runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout, capture, args.replay)
+        runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout,
+                        capture if capture is not None else capture_folder(args), args.replay)
         try:
             with stopped_by_signals(runner):
                 document = build_document(runner)
@@ -5828,6 +6122,9 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     if not args.no_qr:
         print_qr(document, sys.stdout if args.output is not None else sys.stderr)
+    wants_report = args.report is not None or args.spool is not None
+    if wants_report and not report_outputs(args, report, document, text):
+        status = 1
     if args.strict and status == 0 and not (document.get("acceptance") or {"passed": True})["passed"]:
         status = 3
     return status

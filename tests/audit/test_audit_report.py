@@ -66,7 +66,7 @@ def test_the_document_arrives_byte_for_byte_under_its_usb_name(nginx, machine, t
     assert done.returncode == 0, done.stderr
     files = arrived(nginx)
     assert [path.name for path in files] == [files[0].name]
-    assert re.fullmatch(r"bee-audit-LAB-SYS-0001-\d{8}T\d{6}Z\.json", files[0].name)  # lab SMBIOS serial
+    assert re.fullmatch(r"bee-audit-SYS-SN-ABC123-\d{8}T\d{6}Z\.json", files[0].name)  # lab SMBIOS serial
     assert files[0].read_bytes() == (tmp_path / "doc.json").read_bytes()
     assert report_lines(done.stderr) == [f"audit: --report: delivered {files[0].name} to {url}{files[0].name}"
                                          " (HTTP 201)"]
@@ -109,7 +109,7 @@ def test_a_collector_that_is_down_is_given_up_within_the_timeout(machine, tmp_pa
     assert re.fullmatch(rf"audit: --report: could not deliver bee-audit-\S+\.json to http://127\.0\.0\.1:{port}"
                         r"/fleet/: connection refused \(gave up after 3 tries in 3 s\)", lines[-1]), lines[-1]
     document = json.loads((tmp_path / "doc.json").read_text())  # the document is still written
-    assert document["board"]["system"]["serial"] == "LAB-SYS-0001"
+    assert document["board"]["system"]["serial"] == "SYS-SN-ABC123"
 
 
 def test_a_slow_collector_is_cut_off_by_the_per_request_timeout(nginx, machine, tmp_path):
@@ -267,8 +267,11 @@ def test_what_cannot_be_sent_stays_in_the_spool_and_send_spool_delivers_it(nginx
          "audit: --report-ca /nonexistent/ca.pem: not a PEM certificate file: No such file or directory"),
         (["--report", "http://h/", "--report-token-file", "/nonexistent/token"],
          "audit: --report-token-file /nonexistent/token: cannot be read: No such file or directory"),
+        (["--report", "http://h:80a/x/"], "audit: --report http://h:80a/...: the port is not a number"),
         (["--send-spool", "/tmp"], "audit: --send-spool needs --report URL"),
         (["--report-capture"], "audit: --report-capture needs --report URL or --spool DIR"),
+        (["--report", "http://h/", "--report-capture", "--document", "/nonexistent.json"],
+         "audit: --report-capture sends the raw capture of this run: a --document has none"),
     ],
 )
 def test_bad_report_arguments_are_one_line_and_exit_2(args, message, tmp_path):
@@ -278,3 +281,13 @@ def test_bad_report_arguments_are_one_line_and_exit_2(args, message, tmp_path):
     assert done.returncode == 2
     assert done.stderr == message + "\n"
     assert done.stdout == ""  # refused before any audit ran
+
+
+def test_a_token_file_that_holds_no_token_is_refused(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("Bearer abc def\n")  # a header pasted instead of the token
+    done = subprocess.run([sys.executable, str(AUDIT), "--report", "http://h/", "--report-token-file",
+                           str(token)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"audit: --report-token-file {token}: not a bearer token (one line of letters, "
+                           "digits and -._~+/=)\n")

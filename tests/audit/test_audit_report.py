@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from audit import audit as bee_audit
 from tests.audit.fakes import lab_tools, without_times
 from tests.collector import TOKEN, Nginx, free_port
 from tests.paths import REPO_ROOT
@@ -291,3 +292,18 @@ def test_a_token_file_that_holds_no_token_is_refused(tmp_path):
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (f"audit: --report-token-file {token}: not a bearer token (one line of letters, "
                            "digits and -._~+/=)\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "target"),
+    [
+        ("http://user:pw@c.example:8080/fleet/", "http://c.example:8080/fleet/",
+         "http://user:pw@c.example:8080/fleet/bee-audit-S%201-T.json"),
+        ("https://[2001:db8::5]/in/?x=1", "https://[2001:db8::5]/in/", "https://[2001:db8::5]/in/bee-audit-S%201-T.json?x=1"),
+        ("https://s3.example/b/k.json?X-Amz-Signature=ff", "https://s3.example/b/k.json",
+         "https://s3.example/b/k.json?X-Amz-Signature=ff"),
+    ],
+)
+def test_urls_shown_without_secrets_and_where_files_go(url, shown, target):
+    assert bee_audit.shown_url(url) == shown
+    assert bee_audit.upload_url(url, "bee-audit-S 1-T.json") == target

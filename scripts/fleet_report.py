@@ -288,8 +288,8 @@ def serial(document: Document) -> str | None:
 
 def finding_kind(message: str) -> str:
     """A finding's message with its numbers as "n": "3 reallocated sectors" and "12 reallocated sectors"
-    are one kind of finding."""
-    return re.sub(r"\b0x[0-9a-f]+\b|\d+(?:\.\d+)?", "n", message, flags=re.I)
+    are one kind of finding. Digits inside a word (a model, a serial, "x16") are kept."""
+    return re.sub(r"\b(?:0x[0-9a-f]+|\d+(?:\.\d+)*)\b", "n", message, flags=re.I)
 
 
 # -- rows and the page -----------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Each server is the REAL audit (audit/audit.py in a subprocess) run with stand-in tools on PATH that print
 real outputs from ../shared/fixtures: dmidecode of a real machine (the real dmidecode on a binary dump, or
 its text), lsblk and smartctl JSON of real disks, nvidia-smi XML of real GPUs, and the QEMU lab's outputs.
-Nothing is typed in by hand except what the audit cannot make yet: the `acceptance` section (issue 10, the
-shape its issue describes), added by `with_acceptance`.
+`accept` gives a document an acceptance verdict the way a person does: the audit's --make-profile on a
+known-good document, then --document ... --expect that profile.
 """
 
 from __future__ import annotations
@@ -196,30 +196,34 @@ def make_fleet(target: Path, work: Path) -> dict[str, Path]:
     return made
 
 
-def with_acceptance(path: Path, passed: bool, checks: list[dict], profile: str = "gpu-node-v1") -> None:
-    """Add the `acceptance` section issue 10 gives a document checked with --expect (the profile's name
-    and sha256, passed, every check), and a critical finding per failed check, as that issue says."""
-    document = json.loads(path.read_text())
-    document["acceptance"] = {"profile": profile, "sha256": "ab" * 32, "passed": passed, "checks": checks}
-    document["findings"] = document["findings"] + [
-        {"severity": "critical", "component": "acceptance", "message": check["message"]}
-        for check in checks if not check["passed"]
-    ]
-    path.write_text(json.dumps(document, indent=2))
+def accept(document: Path, known_good: Path, work: Path) -> dict:
+    """Check `document` (in place) against the profile the audit makes from `known_good` (its
+    --make-profile, then --document --expect); returns the acceptance section."""
+    work.mkdir(parents=True, exist_ok=True)
+    profile = work / f"{known_good.stem}.profile.json"
+    for args in (["--document", str(known_good), "--make-profile", str(profile), "--output",
+                  str(work / "scratch.json")],
+                 ["--document", str(document), "--expect", str(profile), "--output", str(document)]):
+        done = subprocess.run([sys.executable, str(AUDIT), "--no-qr", *args], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+    return json.loads(document.read_text())["acceptance"]
+
+
+def accept_fleet(made: dict[str, Path], work: Path) -> None:
+    """The Oracle X5-2 checked against its own profile (PASS), the QuantaMicro against its own, which it
+    fails: a made profile forbids critical findings, and one of its disks fails SMART."""
+    accept(made["oracle-x5-2"], made["oracle-x5-2"], work / "profiles")
+    accept(made["qct-failed-disk"], made["qct-failed-disk"], work / "profiles")
 
 
 def picture(target: Path, work: Path) -> None:
-    """The README's picture: the page of this fleet (acceptance verdicts as in the tests) in headless
-    Chromium, the failing server's details open."""
+    """The README's picture: the page of this fleet (acceptance verdicts as in the tests, accept_fleet) in
+    headless Chromium, the failing server's details open."""
     from scripts import fleet_report
 
     made = make_fleet(work / "incoming", work / "audit")
-    with_acceptance(made["qct-failed-disk"], passed=False, checks=[
-        {"check": "memory.slots", "passed": False, "message": "memory: slot A1 expected 32 GiB, found empty"},
-        {"check": "bios.version", "passed": False, "message": "bios: version 2.12.2, expected 2.17.1"},
-    ])
-    with_acceptance(made["oracle-x5-2"], passed=True, checks=[{"check": "cpu.sockets", "passed": True,
-                                                               "message": "cpu: 2 sockets"}])
+    accept_fleet(made, work)
     (work / "incoming" / "notes.json").write_text("{oops\n")
     page = work / "report.html"
     assert fleet_report.main([str(work / "incoming"), "-o", str(page)]) == 0

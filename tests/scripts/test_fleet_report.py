@@ -18,19 +18,9 @@ import pytest
 
 from scripts import fleet_report
 from tests.paths import REPO_ROOT
-from tests.scripts.fleet_docs import make_fleet, with_acceptance
+from tests.scripts.fleet_docs import accept_fleet, make_fleet
 
 SCRIPT = REPO_ROOT / "scripts" / "fleet_report.py"
-FAILED_CHECKS = [
-    {"check": "memory.slots", "expected": "A1: 32 GiB", "found": "empty", "passed": False,
-     "message": "memory: slot A1 expected 32 GiB, found empty"},
-    {"check": "bios.version", "expected": "2.17.1", "found": "2.12.2", "passed": False,
-     "message": "bios: version 2.12.2, expected 2.17.1"},
-    {"check": "cpu.sockets", "expected": 1, "found": 1, "passed": True, "message": "cpu: 1 socket"},
-]
-PASSED_CHECKS = [{"check": "cpu.sockets", "expected": 2, "found": 2, "passed": True, "message": "cpu: 2"}]
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """A collector's folder: nine real documents of eight servers, two with an acceptance verdict, and files
@@ -38,8 +28,7 @@ def fleet(tmp_path_factory):
     root = tmp_path_factory.mktemp("fleet")
     folder = root / "incoming"
     made = make_fleet(folder, root / "work")
-    with_acceptance(made["qct-failed-disk"], passed=False, checks=FAILED_CHECKS)
-    with_acceptance(made["oracle-x5-2"], passed=True, checks=PASSED_CHECKS)
+    accept_fleet(made, root / "work")
     (folder / "notes.json").write_text('{"serial": 12,\n  oops}\n')
     (folder / "list.json").write_text("[1, 2, 3]\n")
     other = json.loads(made["s5000vsa-lab"].read_text())
@@ -166,7 +155,7 @@ def test_dom_shows_one_row_per_server_worst_first(page, tmp_path):
     assert qct["cpus"] == "1x Intel Xeon E3-1240 v6 (4 cores)"
     assert qct["memory"] == "32 GiB (2/4 DIMMs)"
     assert qct["acceptance"] == "FAIL"
-    assert qct["findings"] == "3 2"  # badges: 3 critical (SMART + two failed checks), 2 warnings
+    assert qct["findings"] == "2 2"  # badges: 2 critical (SMART, the failed health check), 2 warnings
     # uroot-supermicro-x9dbl-server.bin through the real dmidecode, datakit's 8x V100S XML, two NVMe disks
     # of 1024209543168 + 4000787030016 bytes (mvth1s-hwbench lsblk)
     assert x9dbl["serial"] == "9000116105 +1 older"
@@ -189,7 +178,8 @@ def test_summary_counts_and_most_common_findings(page, tmp_path):
     assert parsed.summary == {"servers": "8", "passed": "1", "failed": "1", "unchecked": "6", "critical": "1"}
     assert parsed.common[0] == "critical SMART overall health self-assessment FAILED — 1 server"
     assert "warning n reallocated sectors — 1 server" in parsed.common
-    assert "critical memory: slot An expected n GiB, found empty — 1 server" in parsed.common
+    assert ("critical health: n critical findings: disk /dev/sda (Hitachi HDS721050DLE630, MSK423Y20S3HBC): "
+            "SMART overall health self-assessment FAILED — 1 server") in parsed.common
     # two different products behind one placeholder serial are two rows, and the page says so
     assert "<code>4242</code> (PowerEdge M630, ProLiant SL4540 Gen8)" in text
 
@@ -217,17 +207,20 @@ def test_a_link_sorts_and_opens_a_server(page, fleet, tmp_path):
     assert "No findings." in opened[0]["details"]
 
 
-def test_sorting_by_serial_and_by_findings(page, tmp_path):
+def test_sorting_by_serial_and_by_findings(page, fleet, tmp_path):
     parsed, _ = dom(tmp_path, page, "#sort=serial")
     serials = [row["serial"] for row in parsed.rows]
     assert serials == ["1634NM1107", "4242", "4242", "9000116105", "QSSA64700622", "QTFCQ57140285", "", ""]
     parsed, _ = dom(tmp_path, page, "#sort=findings&dir=desc&open=QTFCQ57140285")
     assert parsed.rows[0]["serial"] == "QTFCQ57140285"
     details = parsed.rows[0]["details"]
-    assert "Acceptance: FAIL profile gpu-node-v1 sha256 abababababab, 2 of 3 checks failed" in details
+    acceptance = json.loads(fleet["made"]["qct-failed-disk"].read_text())["acceptance"]  # the audit's
+    assert (f"Acceptance: FAIL profile {acceptance['profile']} sha256 {acceptance['sha256'][:12]}, 1 of "
+            f"{acceptance['checks_total']} checks failed") in details
     assert "critical disk /dev/sda (Hitachi HDS721050DLE630, MSK423Y20S3HBC) SMART overall health " \
            "self-assessment FAILED" in details
-    assert "critical acceptance bios: version 2.12.2, expected 2.17.1" in details
+    assert ("critical acceptance health: 1 critical findings: disk /dev/sda (Hitachi HDS721050DLE630, "
+            "MSK423Y20S3HBC): SMART overall health self-assessment FAILED") in details
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
@@ -320,7 +313,7 @@ def test_csv_has_the_page_columns(page, fleet):
                                              "File"]
     by_serial = {row["Serial"]: row for row in table}
     assert by_serial["QTFCQ57140285"]["Acceptance"] == "FAIL"
-    assert (by_serial["QTFCQ57140285"]["Critical"], by_serial["QTFCQ57140285"]["Warning"]) == ("3", "2")
+    assert (by_serial["QTFCQ57140285"]["Critical"], by_serial["QTFCQ57140285"]["Warning"]) == ("2", "2")
     assert by_serial["9000116105"]["GPUs"] == "8x Tesla V100S-PCIE-32GB"
     assert by_serial["9000116105"]["Older documents"] == "1"
     assert by_serial["9000116105"]["File"] == fleet["made"]["x9dbl-gpu"].name

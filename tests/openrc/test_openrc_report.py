@@ -80,7 +80,14 @@ def audit_env(tmp_path, audit, bee_report):
     return {"BEE_AUDIT": str(audit), "BEE_AUDIT_OUTPUT": str(tmp_path / "log/bee-audit.json"),
             "BEE_AUDIT_LOG": str(tmp_path / "log/bee-audit.log"), "BEE_REPORT": str(bee_report),
             "BEE_REPORT_SPOOL": str(tmp_path / "spool"),
-            "BEE_REPORT_LOG": str(tmp_path / "log/bee-report.log"), "BEE_CONSOLE": str(tmp_path / "console")}
+            "BEE_REPORT_LOG": str(tmp_path / "log/bee-report.log"), "BEE_CONSOLE": str(tmp_path / "console"),
+            "BEE_EXPECT_PROFILE": str(tmp_path / "profile.json")}
+
+
+def audit_call(tmp_path, *extra):
+    """The audit's command line in bee-audit-debug (acceptance's options, then the report's)."""
+    return " ".join(["audit --output", f"{tmp_path}/log/bee-audit.json --expect-live {tmp_path}/profile.json",
+                     "--strict", *extra])
 
 
 def test_without_a_collector_the_audit_runs_as_before(box, services, tmp_path):
@@ -88,7 +95,7 @@ def test_without_a_collector_the_audit_runs_as_before(box, services, tmp_path):
     bee_report = box.stand_in("bee-report", "exit 1\n")  # --url: no collector configured
     result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit, bee_report))
     assert result.returncode == 0, result.stderr
-    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json"]
+    assert box.calls("audit") == [audit_call(tmp_path)]
     assert box.calls("bee-report") == ["bee-report --url"]
     assert box.openrc()[-1] == "eend 0"
 
@@ -102,7 +109,7 @@ def test_with_a_collector_the_audit_spools_and_bee_report_sends_in_the_backgroun
     result = box.run_function(services["bee-audit-debug"], "start", audit_env(tmp_path, audit, bee_report))
     assert time.monotonic() - started < 10  # start() returned long before bee-report ended
     assert result.returncode == 0, result.stderr
-    assert box.calls("audit") == [f"audit --output {tmp_path}/log/bee-audit.json --spool {tmp_path}/spool"]
+    assert box.calls("audit") == [audit_call(tmp_path, f"--spool {tmp_path}/spool")]
     assert wait_for_calls(box, "bee-report", 2) == ["bee-report --url", "bee-report --boot"]
     assert (tmp_path / "console").read_text() == ""  # its line comes when it is done, on the console
     assert f"einfo sending it to the collector in the background; progress in {tmp_path}/log/bee-report.log" \

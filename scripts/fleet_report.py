@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import csv
 import datetime as dt
 import io
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -54,6 +56,11 @@ CSV_COLUMNS = (
     "Critical", "Warning", "Info", "Errors", "Older documents", "File",
 )
 COMMON_FINDINGS = 10  # how many of the most common findings the summary lists
+PER_WORKER = 100  # documents per reading process at least: fewer are read in this one
+# The top-level sections the page reads; the others (pcie, sensors, logs, ...) are skipped unparsed.
+SECTIONS = ("schema_version", "audit_version", "generated_at", "hostname", "board", "cpu", "memory",
+            "storage", "nvidia", "findings", "errors", "acceptance")
+TOP_LEVEL_KEY = re.compile(r'\n  "((?:[^"\\]|\\.)*)": ')  # a key of the outer object as the audit indents it
 
 
 # -- reading documents -----------------------------------------------------------------------------------
@@ -79,6 +86,23 @@ class Rejected:
     reason: str
 
 
+def load_sections(text: str) -> Any:
+    """The SECTIONS of a JSON document. A document as the audit writes it (indented by 2: each key of the
+    outer object starts a line with two spaces, which no nested key or string can) is cut at those keys
+    and only the wanted values are parsed; any other text is parsed whole. Raises JSONDecodeError."""
+    keys = list(TOP_LEVEL_KEY.finditer(text)) if text.startswith('{\n  "') else []
+    end = text.rstrip().rfind("}")
+    if not keys or end != len(text.rstrip()) - 1:
+        return json.loads(text)
+    data = {}
+    for index, match in enumerate(keys):
+        key = json.loads(f'"{match.group(1)}"')
+        if key in SECTIONS:
+            stop = keys[index + 1].start() if index + 1 < len(keys) else end
+            data[key] = json.loads(text[match.end():stop].rstrip().removesuffix(","))
+    return data
+
+
 def read_document(path: Path, name: str) -> Document | Rejected:
     """Parse one file: a Document when it is a bee audit document of the schema this report reads, else a
     Rejected with a one-line reason."""
@@ -87,7 +111,7 @@ def read_document(path: Path, name: str) -> Document | Rejected:
     except OSError as exc:
         return Rejected(name, f"cannot be read: {exc.strerror or exc}")
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        data = load_sections(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         return Rejected(name, "not UTF-8 text")
     except json.JSONDecodeError as exc:
@@ -106,16 +130,35 @@ def read_document(path: Path, name: str) -> Document | Rejected:
     return Document(name, data)
 
 
-def read_folder(folder: Path) -> tuple[list[Document], list[Rejected]]:
-    """Every `*.json` file under `folder` (hidden files and temporary names skipped), read in name order."""
-    documents: list[Document] = []
-    rejected: list[Rejected] = []
+def read_summaries(folder: Path, names: list[str]) -> list[Version | Rejected]:
+    """Read and summarise the files `names` of `folder`, in order."""
+    found: list[Version | Rejected] = []
+    for name in names:
+        result = read_document(folder / name, name)
+        found.append(summarise(result) if isinstance(result, Document) else result)
+    return found
+
+
+def read_folder(folder: Path) -> tuple[list[Version], list[Rejected]]:
+    """Every `*.json` file under `folder` (hidden files and temporary names skipped), read in name order
+    and summarised at once; a large folder by one process per CPU."""
+    names = []
     for path in sorted(folder.rglob("*.json")):
         name = path.relative_to(folder).as_posix()
         if any(part.startswith(".") for part in Path(name).parts) or not path.is_file():
             continue  # an upload still in progress (nginx, rsync and our own writes use hidden temp names)
-        result = read_document(path, name)
-        (documents if isinstance(result, Document) else rejected).append(result)
+        names.append(name)
+    workers = min(os.cpu_count() or 1, 8, len(names) // PER_WORKER)
+    if workers < 2:
+        results = read_summaries(folder, names)
+    else:
+        size = -(-len(names) // workers)
+        chunks = [names[start:start + size] for start in range(0, len(names), size)]
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            parts = pool.map(read_summaries, [folder] * len(chunks), chunks)
+            results = [item for part in parts for item in part]
+    documents = [item for item in results if isinstance(item, Version)]
+    rejected = [item for item in results if isinstance(item, Rejected)]
     return documents, rejected
 
 
@@ -297,10 +340,17 @@ def finding_kind(message: str) -> str:
 
 @dataclass
 class Version:
-    """One document of a server, summarised for a row or for the list of older documents."""
+    """One document of a server, summarised for a row or for the list of older documents (the document
+    itself is not kept: a thousand large ones would not fit in memory)."""
 
-    document: Document
+    name: str                        # the file, relative to DIR
+    key: str                         # server_key
+    serial: str | None
+    product: str | None
+    hostname: str | None
+    audit_version: str | None
     time: dt.datetime | None
+    hardware: dict[str, tuple[str, Any]]  # cpus, memory, disks, gpus: (shown, sort value)
     findings: list[dict[str, str]]
     errors: list[dict[str, str]]
     acceptance: dict[str, Any] | None
@@ -332,18 +382,13 @@ class Row:
     def cells(self) -> dict[str, tuple[str, Any]]:
         """Per column key: the text shown and the value the column sorts by."""
         latest = self.latest
-        document = latest.document
         verdict = latest.acceptance["verdict"] if latest.acceptance else ""
         counts = latest.counts
         shown = " ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s]) or "none"
-        serial_text = serial(document)
         return {
-            "serial": (serial_text or "unknown", serial_text or ""),
-            "product": (product(document) or "?", product(document) or ""),
-            "cpus": cpus(document),
-            "memory": memory(document),
-            "disks": disks(document),
-            "gpus": gpus(document),
+            "serial": (latest.serial or "unknown", latest.serial or ""),
+            "product": (latest.product or "?", latest.product or ""),
+            **latest.hardware,
             "acceptance": (verdict or "-", {"FAIL": 0, "PASS": 2}.get(verdict, 1)),
             "findings": (shown, counts["critical"] * 10**6 + counts["warning"] * 10**3 + counts["info"]),
             "audited": (time_text(latest.time), latest.time.isoformat() if latest.time else ""),
@@ -352,7 +397,20 @@ class Row:
 
 def summarise(document: Document) -> Version:
     """The parts of a document the page shows."""
-    return Version(document, audit_time(document), findings(document), errors(document), acceptance(document))
+    return Version(
+        name=document.name,
+        key=server_key(document),
+        serial=serial(document),
+        product=product(document),
+        hostname=text(document.section("hostname")),
+        audit_version=text(document.section("audit_version")),
+        time=audit_time(document),
+        hardware={"cpus": cpus(document), "memory": memory(document), "disks": disks(document),
+                  "gpus": gpus(document)},
+        findings=findings(document),
+        errors=errors(document),
+        acceptance=acceptance(document),
+    )
 
 
 def server_key(document: Document) -> str:
@@ -365,26 +423,25 @@ def server_key(document: Document) -> str:
     return f"uuid:{uuid}" if uuid else f"file:{document.name}"
 
 
-def group(documents: list[Document]) -> list[Row]:
+def group(versions: list[Version]) -> list[Row]:
     """Rows, one per server, each with its documents newest first; rows ordered worst first (critical
     findings, failed acceptance), then by serial."""
     rows: dict[str, Row] = {}
-    for document in documents:
-        key = server_key(document)
-        rows.setdefault(key, Row(key)).versions.append(summarise(document))
+    for version in versions:
+        rows.setdefault(version.key, Row(version.key)).versions.append(version)
     oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
     for row in rows.values():
-        row.versions.sort(key=lambda version: (version.time or oldest, version.document.name), reverse=True)
+        row.versions.sort(key=lambda version: (version.time or oldest, version.name), reverse=True)
 
     def order(row: Row) -> tuple:
         verdict = row.latest.acceptance["verdict"] if row.latest.acceptance else None
-        serial_text = serial(row.latest.document) or "~"  # rows without a serial last
+        serial_text = row.latest.serial or "~"  # rows without a serial last
         return (-row.latest.counts["critical"], verdict != "FAIL", serial_text, row.key)
 
     return sorted(rows.values(), key=order)
 
 
-def fleet_summary(rows: list[Row], documents: list[Document], rejected: list[Rejected]) -> dict[str, Any]:
+def fleet_summary(rows: list[Row], documents: list[Version], rejected: list[Rejected]) -> dict[str, Any]:
     """The figures on top of the page: servers, passed, failed, without a profile, with critical
     findings, documents read, files rejected, the most common findings (by servers having them), and
     serials seen on more than one product."""
@@ -398,9 +455,8 @@ def fleet_summary(rows: list[Row], documents: list[Document], rejected: list[Rej
     common = sorted(kinds.items(), key=lambda item: (-item[1], rank[item[0][0]], item[0][1]))
     products_by_serial: dict[str, set[str]] = collections.defaultdict(set)
     for row in rows:
-        serial_text = serial(row.latest.document)
-        if serial_text:
-            products_by_serial[serial_text].add(product(row.latest.document) or "?")
+        if row.latest.serial:
+            products_by_serial[row.latest.serial].add(row.latest.product or "?")
     return {
         "servers": len(rows),
         "passed": verdicts["PASS"],
@@ -456,7 +512,7 @@ def render_csv(rows: list[Row]) -> str:
             *(counts[severity] for severity in SEVERITIES),
             len(row.latest.errors),
             len(row.older),
-            row.latest.document.name,
+            row.latest.name,
         ])
     return out.getvalue()
 

@@ -296,7 +296,7 @@ def test_documents_of_the_wrong_shape_still_make_a_row(fleet, tmp_path, garbage)
     for key in ("board", "cpu", "memory", "storage", "nvidia", "findings", "errors", "acceptance",
                 "generated_at"):
         document[key] = garbage
-    rows = fleet_report.group([fleet_report.Document("odd.json", document)])
+    rows = fleet_report.group([fleet_report.summarise(fleet_report.Document("odd.json", document))])
     row = rows[0].cells()
     assert row["serial"][0] == "unknown" and row["acceptance"][0] == "-"
     html = fleet_report.render_html(rows, fleet_report.fleet_summary(rows, [], []), [], "t")
@@ -336,3 +336,28 @@ def test_a_missing_folder_and_an_unwritable_output_are_one_line_and_exit_2(tmp_p
     done = run_report(tmp_path / "in", tmp_path / "file" / "r.html")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert done.stderr.startswith(f"fleet_report: cannot write {tmp_path / 'file' / 'r.html'}: ")
+
+
+def test_reading_only_the_sections_shown_gives_what_a_full_parse_gives(fleet):
+    for path in fleet["made"].values():
+        text = path.read_text()
+        whole = json.loads(text)
+        assert fleet_report.load_sections(text) == {k: whole[k] for k in fleet_report.SECTIONS if k in whole}
+    # a message holding what looks like a key of the outer object, and a compact document (parsed whole)
+    document = json.loads(fleet["made"]["qct-failed-disk"].read_text())
+    document["findings"].append({"severity": "info", "component": "x", "message": '\n  "pcie": [\n  "a": '})
+    indented = fleet_report.bee_audit.render(document)
+    assert fleet_report.load_sections(indented)["findings"] == document["findings"]
+    compact = json.dumps(document)
+    assert fleet_report.load_sections(compact) == document
+    with pytest.raises(json.JSONDecodeError):
+        fleet_report.load_sections(indented[: len(indented) // 2])  # a cut upload is no document
+
+
+def test_a_large_folder_is_read_by_several_processes_with_the_same_result(fleet, monkeypatch):
+    sequential = fleet_report.read_folder(fleet["folder"])
+    monkeypatch.setattr(fleet_report, "PER_WORKER", 2)
+    monkeypatch.setattr(fleet_report.os, "cpu_count", lambda: 3)
+    parallel = fleet_report.read_folder(fleet["folder"])
+    assert parallel == sequential
+    assert [version.name for version in parallel[0]] == sorted(version.name for version in parallel[0])

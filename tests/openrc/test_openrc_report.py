@@ -81,7 +81,8 @@ def audit_env(tmp_path, audit, bee_report):
             "BEE_AUDIT_LOG": str(tmp_path / "log/bee-audit.log"), "BEE_REPORT": str(bee_report),
             "BEE_REPORT_SPOOL": str(tmp_path / "spool"),
             "BEE_REPORT_LOG": str(tmp_path / "log/bee-report.log"), "BEE_CONSOLE": str(tmp_path / "console"),
-            "BEE_EXPECT_PROFILE": str(tmp_path / "profile.json")}
+            "BEE_EXPECT_PROFILE": str(tmp_path / "profile.json"), "BEE_CMDLINE": str(tmp_path / "no-cmdline"),
+            "BEE_DEV": str(tmp_path / "dev")}
 
 
 def audit_call(tmp_path, *extra):

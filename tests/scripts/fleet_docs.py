@@ -59,6 +59,7 @@ def servers(work: Path) -> list[Server]:
     servers sharing a placeholder serial, and two machines whose serials the uploader anonymised (no serial:
     each document is its own row)."""
     lsblk_lab, lsblk_rc = lab_file("lsblk.txt", work)
+    lspci_lab = [("-vmm -D", *lab_file("lspci-vmm.txt", work))]  # the PCI functions of the QEMU lab server
     lsblk_2nvme = REAL_FIXTURES / "lsblk" / "mvth1s-hwbench-asrock-b850-desktop-2nvme-reserialized.json"
     return [
         Server(
@@ -78,6 +79,7 @@ def servers(work: Path) -> list[Server]:
             DMI / "netboxagent-qct-quantamicro-x10e-9n.txt",
             {
                 "lsblk": [("*", lsblk_lab, lsblk_rc)],
+                "lspci": lspci_lab,
                 "smartctl": [
                     ("*/sda", *smart("scrutiny-usbjmicron-hitachi-hds721050-FAILED.json")),
                     ("*/sdb", *smart("smartctl_exporter-sat-toshiba-mg05aca800e-exit64.json")),
@@ -91,6 +93,7 @@ def servers(work: Path) -> list[Server]:
             DMI / "glpi-oracle-server-x5-2.txt",
             {
                 "lsblk": [("*", lsblk_lab, lsblk_rc)],
+                "lspci": lspci_lab,
                 "smartctl": [
                     ("*/sda", *smart("netdata-sat-hdd-wd181kryz.json")),
                     ("*/sdb", *smart("netdata-sat-ssd-wds400t1r0a.json")),

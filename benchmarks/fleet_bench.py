@@ -2,8 +2,8 @@
 """Benchmark of scripts/fleet_report.py over 1,000 documents (target: the whole command under 2 s).
 
 Two fleets of documents made by the real audit: (1) the tests' fleet (tests/scripts/fleet_docs.py: real
-fixture outputs of a GPU server, a server with a failed disk, ...; about 17 kB each), (2) the simulated
-large 8-GPU server of benchmarks/audit_bench.py (24 disks, ~150 PCI functions; about 157 kB each). Each is
+fixture outputs of a GPU server, a server with a failed disk, ...; about 20 kB each), (2) the simulated
+large 8-GPU server of benchmarks/audit_bench.py (24 disks, ~150 PCI functions; about 200 kB each). Each is
 copied round-robin into a folder with a serial and a time of its own per document (one server in ten
 audited twice, so the report also lists older documents), plus a few files that are not bee documents.
 Per fleet: the number and size of the documents, the wall time of

@@ -220,8 +220,12 @@ def test_the_proxy_variables_are_honoured(nginx, machine, tmp_path):
 
 def test_report_capture_sends_a_tar_gz_that_replays_to_the_same_document(nginx, machine, tmp_path):
     nginx.start()
-    done = audit(machine, tmp_path, "--report", f"http://127.0.0.1:{nginx.port}/fleet/", "--report-capture")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = audit(machine, tmp_path, "--report", f"http://127.0.0.1:{nginx.port}/fleet/", "--report-capture",
+                 env={"TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stderr
+    assert list(scratch.iterdir()) == []  # the capture made for the report is removed once sent
     document_file, capture_file = arrived(nginx)
     assert capture_file.name == document_file.name.replace(".json", ".tar.gz")
     with tarfile.open(capture_file) as archive:

@@ -107,7 +107,7 @@ def overlay(c):
 
 @task
 def profile(c):
-    """Render the mkimage profile into ~/.mkimage/, the apkovl generator there and in mkimage's own folder."""
+    """Render the mkimage profile and apkovl generator into ~/.mkimage/ AND /var/tmp/ (where mkimage runs)."""
     step(c, iso_build.install_profile)
 
 

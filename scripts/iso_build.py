@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -80,14 +81,10 @@ class Actions:
             self.out(f"[dry] would {message}")
         return self.dry
 
-    def mkdir(self, path: Path, mode: int | None = None) -> None:
-        """Create `path` and its parents if missing; `path` itself with `mode` (less the umask) when given."""
-        if path.is_dir():
-            return
-        shown = f"mkdir -p -m {mode:04o} {path}" if mode is not None else f"mkdir -p {path}"
-        if not self._dry(shown):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.mkdir(mode=0o777 if mode is None else mode, exist_ok=True)
+    def mkdir(self, path: Path) -> None:
+        """Create `path` and its parents if missing."""
+        if not path.is_dir() and not self._dry(f"mkdir -p {path}"):
+            path.mkdir(parents=True, exist_ok=True)
 
     def write_file(self, path: Path, data: bytes, mode: int = 0o644) -> bool:
         """Write `data` to `path` with `mode` (temp name, then rename); False when it was already so."""
@@ -230,10 +227,10 @@ def check_headers(cfg: Any) -> list[str]:
 
 
 def check_free_space(cfg: Any) -> list[str]:
-    """mkimage's TMPDIR (paths.mkimage_tmpdir) and its workdir have bee.builder.min_free_gib free."""
+    """mkimage's TMPDIR (paths.mkimage_cwd) and its workdir have bee.builder.min_free_gib free."""
     needed = float(cfg.bee.builder.min_free_gib)
     problems, seen = [], set()
-    for name in ("mkimage_tmpdir", "mkimage_workdir"):
+    for name in ("mkimage_cwd", "mkimage_workdir"):
         place = existing_ancestor(buildconfig.config_path(cfg, name))
         device = place.stat().st_dev
         if device in seen:
@@ -255,35 +252,40 @@ def existing_ancestor(path: Path) -> Path:
     return path
 
 
-def mkimage_cwd_problem(cfg: Any) -> str | None:
-    """Return one line when paths.mkimage_cwd exists but is not this user's own private folder, else None.
-
-    mkimage runs the apkovl generator it finds there: a folder another user owns or can write into (a
-    symlink, the sticky /var/tmp itself) would let them swap it, and renaming our copy over theirs fails.
-    """
-    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
+def user_name(uid: int) -> str:
+    """Return the login name of `uid`, or "uid N" when the system knows no such user."""
     try:
-        st = cwd.lstat()
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def foreign_copy_problem(path: Path) -> str | None:
+    """Return one line when `path` is another user's file that this user cannot replace, else None.
+
+    A profile copy another user owns is never kept (see _same_file): the build renames its own over it.
+    In a sticky folder such as /var/tmp only the file's owner, the folder's owner or root may do that;
+    the line names the file, its owner and what to do.
+    """
+    try:
+        owner = path.lstat().st_uid
+        folder = path.parent.stat()
     except FileNotFoundError:
         return None
     except OSError as err:
-        return f"paths.mkimage_cwd: {fileops.os_error_line(err)}"
-    if not stat.S_ISDIR(st.st_mode):
-        why = "is not a folder"
-    elif st.st_uid != os.geteuid():
-        why = f"belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})"
-    elif st.st_mode & 0o022:
-        why = f"can be written by others (mode {st.st_mode & 0o7777:04o})"
-    else:
+        return fileops.os_error_line(err)
+    me = os.geteuid()
+    if me == 0 or owner == me or folder.st_uid == me or not folder.st_mode & stat.S_ISVTX:
         return None
-    return (f"{cwd} (paths.mkimage_cwd) {why}: it must be this user's own folder; remove it (as its owner or"
-            " root) or point bee.paths.mkimage_cwd elsewhere")
+    who = user_name(owner)
+    return (f"{path} belongs to {who}, and in the sticky {path.parent} this user ({user_name(me)}) cannot"
+            f" replace it with the build's own copy: remove it as {who if owner == 0 else who + ' or root'}")
 
 
-def check_mkimage_cwd(cfg: Any) -> list[str]:
-    """paths.mkimage_cwd, where mkimage runs and finds the generator, is absent or this user's own folder."""
-    problem = mkimage_cwd_problem(cfg)
-    return [problem] if problem else []
+def check_profile_copies(cfg: Any) -> list[str]:
+    """Every profile copy (and its temporary name) that another user owns can be replaced by this user."""
+    places = [p for copy in profile_copies(cfg) for p in (copy, fileops.temp_name(copy))]
+    return [line for line in map(foreign_copy_problem, places) if line]
 
 
 def check_login(cfg: Any) -> list[str]:
@@ -308,13 +310,13 @@ PREFLIGHT_CHECKS: dict[str, Callable[[Any], list[str]]] = {
     "abuild_key": check_abuild_key,
     "headers": check_headers,
     "space": check_free_space,
-    "mkimage_cwd": check_mkimage_cwd,
+    "profile_copies": check_profile_copies,
     "login": check_login,
     "profile": check_expect_profile,
 }
 
 
-MKIMAGE_CHECKS = ("alpine", "tools", "abuild_key", "space", "mkimage_cwd")
+MKIMAGE_CHECKS = ("alpine", "tools", "abuild_key", "space", "profile_copies")
 
 
 def preflight(cfg: Any, act: Actions, checks: Iterable[str] = tuple(PREFLIGHT_CHECKS)) -> None:
@@ -518,47 +520,48 @@ def overlay_step(cfg: Any, act: Actions) -> Path:
 # --------------------------------------------------------------------------------------------- profile
 
 
-def profile_files(cfg: Any) -> dict[str, tuple[Path, int, tuple[str, ...]]]:
-    """Return {installed name: (template, mode, bee.paths folders)} of the mkimage profile and its generator.
+PROFILE_FOLDERS = ("mkimage_home", "mkimage_cwd")
 
-    mkimage reads profiles only from its scripts folder and ~/.mkimage (paths.mkimage_home); it looks the
-    generator up in its working folder (paths.mkimage_cwd) first and keys the apkovl section on that copy.
-    """
+
+def profile_files(cfg: Any) -> dict[str, tuple[Path, int]]:
+    """Return {installed name: (template, mode)} of the mkimage profile and its apkovl generator."""
     profile = cfg.bee.iso.profile
     return {
-        f"mkimg.{profile}.sh": (PROFILE_TEMPLATES / f"mkimg.{profile}.sh.j2", 0o644, ("mkimage_home",)),
-        f"genapkovl-{profile}.sh": (PROFILE_TEMPLATES / f"genapkovl-{profile}.sh.j2", 0o755,
-                                    ("mkimage_home", "mkimage_cwd")),
+        f"mkimg.{profile}.sh": (PROFILE_TEMPLATES / f"mkimg.{profile}.sh.j2", 0o644),
+        f"genapkovl-{profile}.sh": (PROFILE_TEMPLATES / f"genapkovl-{profile}.sh.j2", 0o755),
     }
 
 
-def make_mkimage_cwd(cfg: Any, act: Actions) -> Path:
-    """Create paths.mkimage_cwd as this user's private folder (mode 0700); BuildError when it is another's."""
-    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
-    problem = mkimage_cwd_problem(cfg)
-    if problem:
-        raise BuildError(problem)
-    act.mkdir(cwd, 0o700)
-    return cwd
+def profile_copies(cfg: Any) -> list[Path]:
+    """Return where install_profile puts the profile and its generator: both in paths.mkimage_home AND
+    paths.mkimage_cwd (the spec's "~/.mkimage/ AND /var/tmp/")."""
+    folders = [buildconfig.config_path(cfg, folder) for folder in PROFILE_FOLDERS]
+    return [folder / name for name in profile_files(cfg) for folder in folders]
 
 
 def install_profile(cfg: Any, act: Actions) -> list[Path]:
-    """Render the profile into paths.mkimage_home and the generator into it AND paths.mkimage_cwd.
+    """Render the profile and generator and copy both to paths.mkimage_home AND paths.mkimage_cwd.
 
-    mkimage looks for the generator in its working directory first: a copy only in ~/.mkimage would be
-    found by the profile but not keyed right. The working directory is the builder's own folder (made
-    0700 here), never the sticky /var/tmp, where another user's copy could be neither trusted nor replaced.
-    Unchanged copies are left alone.
+    mkimage reads profiles from ~/.mkimage and looks the generator up in its working directory
+    (paths.mkimage_cwd, /var/tmp) first: a copy only in ~/.mkimage would be found by the profile but not
+    keyed right. Unchanged copies of this user's are left alone; a copy another user owns is replaced by
+    ours even when its bytes are the same (they could change it before mkimage runs it). Where that is
+    not allowed (another user's copy in the sticky /var/tmp, a builder that is not root) BuildError says
+    whose file it is and what to do.
     """
     installed = []
-    make_mkimage_cwd(cfg, act)
-    for name, (template, mode, folders) in profile_files(cfg).items():
+    for name, (template, mode) in profile_files(cfg).items():
         if not (REPO_ROOT / template).is_file():
             raise BuildError(f"no template {template} for profile {cfg.bee.iso.profile} (bee.iso.profile)")
         content = buildconfig.render_template(cfg, template).encode()
-        for folder in folders:
+        for folder in PROFILE_FOLDERS:
             target = buildconfig.config_path(cfg, folder) / name
-            changed = act.write_file(target, content, mode)
+            try:
+                changed = act.write_file(target, content, mode)
+            except PermissionError as err:
+                blocking = (foreign_copy_problem(p) for p in (target, fileops.temp_name(target)))
+                raise BuildError(next((line for line in blocking if line), None)
+                                 or fileops.os_error_line(err)) from err
             if not act.dry:
                 act.say(f"profile: {target} {'written' if changed else 'is up to date'}")
             installed.append(target)
@@ -674,8 +677,7 @@ def clean_all(cfg: Any, act: Actions) -> list[Path]:
         buildconfig.config_path(cfg, "build"),
         buildconfig.config_path(cfg, "mkimage_outdir"),
         *sorted(dist.glob(nvidia_cache_dir(cfg, "*").name) if dist.is_dir() else []),
-        *(buildconfig.config_path(cfg, folder) / name for name, (_, _, folders) in profile_files(cfg).items()
-          for folder in folders),
+        *profile_copies(cfg),
     ]
     targets = [p for p in targets if not downloads.is_relative_to(p)]
     targets += [p for p in stale_items(cfg)[0] if not any(p.is_relative_to(t) for t in targets)]
@@ -727,18 +729,16 @@ def mkimage_command(cfg: Any) -> list[str]:
 
 
 def run_mkimage(cfg: Any, act: Actions) -> Path | None:
-    """Clean the stale sections, run mkimage.sh (in paths.mkimage_cwd, TMPDIR paths.mkimage_tmpdir), check
-    the ISO.
+    """Clean the stale sections, run mkimage.sh (cwd and TMPDIR paths.mkimage_cwd), check the ISO.
 
     mkimage exits 0 even when it skipped the profile, so the ISO's existence is checked; its path, size
     and sha256 are printed and the sha256 written to `<iso>.sha256`. Returns the ISO (None in a dry run).
     """
     clean_workdir(cfg, act)
-    cwd = make_mkimage_cwd(cfg, act)
+    cwd = buildconfig.config_path(cfg, "mkimage_cwd")
     for folder in ("mkimage_workdir", "mkimage_outdir"):
         act.mkdir(buildconfig.config_path(cfg, folder))
-    tmpdir = buildconfig.config_path(cfg, "mkimage_tmpdir")
-    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(tmpdir)})
+    act.run(mkimage_command(cfg), cwd=cwd, env={"TMPDIR": str(cwd)})
     if act.dry:
         return None
     iso = iso_path(cfg)
@@ -755,7 +755,8 @@ def run_mkimage(cfg: Any, act: Actions) -> Path | None:
 
 
 def mkimage_step(cfg: Any, act: Actions) -> Path | None:
-    """The mkimage task run alone: the preflight checks it needs (Alpine, tools, key, space), then mkimage."""
+    """The mkimage task run alone: the preflight checks it needs (Alpine, tools, key, space, the profile
+    copies), then mkimage."""
     preflight(cfg, act, MKIMAGE_CHECKS)
     return run_mkimage(cfg, act)
 

@@ -43,11 +43,11 @@ def test_build_debug_runs_every_step_in_order_then_a_warm_rebuild_only_reruns_mk
     assert list(fp.calls) == [first]
     run = builder.mkimage_runs[0]
     cwd = builder.path("mkimage_cwd")
-    assert run["cwd"] == cwd and run["TMPDIR"] == str(builder.path("mkimage_tmpdir"))
-    assert run["profile_in_cwd"] == ["genapkovl-bee_debug.sh"], "the generator in mkimage's working folder"
+    assert run["cwd"] == cwd and run["TMPDIR"] == str(cwd)
+    assert run["profile_in_cwd"] == ["genapkovl-bee_debug.sh", "mkimg.bee_debug.sh"]
     for folder in (builder.path("mkimage_home"), cwd):
         assert (folder / "genapkovl-bee_debug.sh").stat().st_mode & 0o777 == 0o755
-    assert "profile_bee_debug()" in (builder.path("mkimage_home") / "mkimg.bee_debug.sh").read_text()
+        assert "profile_bee_debug()" in (folder / "mkimg.bee_debug.sh").read_text()
     overlay = builder.path("overlay")
     live = cfg.bee.live
     expected_files = (
@@ -95,8 +95,7 @@ def test_dry_build_debug_changes_nothing_and_prints_the_plan(builder, fp, capsys
     assert builder.nvidia.makes == 0 and builder.live.calls == []
     out = capsys.readouterr().out
     cwd = builder.path("mkimage_cwd")
-    tmpdir = builder.path("mkimage_tmpdir")
-    assert f"cd {cwd} && TMPDIR={tmpdir} {' '.join(iso_build.mkimage_command(cfg))}" in out
+    assert f"cd {cwd} && TMPDIR={cwd} {' '.join(iso_build.mkimage_command(cfg))}" in out
     assert f"[dry] would write {cwd / 'genapkovl-bee_debug.sh'}" in out
     audit = builder.path('overlay') / cfg.bee.live.audit_path.lstrip('/')
     assert out.count(f"[dry] would write {audit}") == 1, "the audit is placed once per build"
@@ -180,11 +179,12 @@ def test_steps_are_named_by_their_task_names_never_numbered():
 
 
 def configured_places():
-    """Every place the shipped configuration lets the build write: bee.paths (but mkimage_tmpdir, which is
-    all of /var/tmp, shared with others: the build writes nothing there itself)."""
+    """Every place the shipped configuration lets the build write: bee.paths (in mkimage_cwd, which is all
+    of /var/tmp, shared with others, only the profile copies)."""
     cfg = iso_build.buildconfig.load_config()
-    names = [name for name in cfg.bee.paths if name != "mkimage_tmpdir"]
-    places = [iso_build.buildconfig.config_path(cfg, name) for name in names]
+    places = [iso_build.buildconfig.config_path(cfg, name) for name in cfg.bee.paths if name != "mkimage_cwd"]
+    cwd = iso_build.buildconfig.config_path(cfg, "mkimage_cwd")
+    places += [cwd / name for name in iso_build.profile_files(cfg)]
     return sorted(set(places))
 
 

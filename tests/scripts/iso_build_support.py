@@ -1,6 +1,6 @@
 """Support for the ISO build tests (no tests here): a builder host in a temp folder and fake helpers.
 
-`make_builder` copies invoke.yaml, points every host path (mkimage_home, mkimage_cwd, mkimage_tmpdir,
+`make_builder` copies invoke.yaml, points every host path (mkimage_home, mkimage_cwd = the host's /var/tmp,
 workdir, aports, authorized_keys, abuild.conf) into tmp_path with INVOKE_BEE_PATHS_* variables, makes an
 Alpine-looking host (alpine-release, stub builder tools on PATH, an abuild key, an aports mkimage.sh), and
 replaces the ISO kernel, NVIDIA and live-system modules with recording fakes. mkimage itself is faked with
@@ -237,8 +237,7 @@ def alpine_host(host: Path, mkimage_script: str = NEVER_RUN) -> dict[str, str]:
     (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAC3Nza test@bee\n")
     return {
         "INVOKE_BEE_PATHS_MKIMAGE_HOME": str(home / ".mkimage"),
-        "INVOKE_BEE_PATHS_MKIMAGE_CWD": str(host / "var" / "tmp" / "bee-mkimage-cwd"),
-        "INVOKE_BEE_PATHS_MKIMAGE_TMPDIR": str(host / "var" / "tmp"),
+        "INVOKE_BEE_PATHS_MKIMAGE_CWD": str(host / "var" / "tmp"),
         "INVOKE_BEE_PATHS_MKIMAGE_WORKDIR": str(host / "var" / "tmp" / "bee-mkimage"),
         "INVOKE_BEE_PATHS_APORTS": str(home / "aports"),
         "INVOKE_BEE_PATHS_AUTHORIZED_KEYS": str(home / ".ssh" / "authorized_keys"),

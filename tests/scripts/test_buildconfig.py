@@ -34,8 +34,7 @@ def test_paths_are_absolute(config_copy):
     cfg = buildconfig.load_config(config_copy.parent)
     assert buildconfig.config_path(cfg, "build") == config_copy.parent / "build"
     assert buildconfig.config_path(cfg, "aports") == buildconfig.Path(os.path.expanduser("~/aports"))
-    assert buildconfig.config_path(cfg, "mkimage_tmpdir") == buildconfig.Path("/var/tmp")
-    assert buildconfig.config_path(cfg, "mkimage_cwd") == buildconfig.Path("/var/tmp/bee-mkimage-cwd")
+    assert buildconfig.config_path(cfg, "mkimage_cwd") == buildconfig.Path("/var/tmp")
 
 
 def test_environment_overrides_reach_scripts(monkeypatch):

@@ -136,22 +136,23 @@ def test_repositories_are_passed_in_the_form_the_checkout_supports(builder, tmp_
     assert iso_build.apkroot_repositories(root) == [main, community]
 
 
-def test_with_the_shipped_config_mkimage_runs_in_its_own_folder_with_tmpdir_var_tmp(fp, monkeypatch, act):
-    """The spec's invariants: the generator is in mkimage's working folder, and TMPDIR is /var/tmp."""
+def test_with_the_shipped_config_mkimage_runs_from_var_tmp_with_tmpdir_var_tmp(fp, monkeypatch, act):
+    """The spec's invariants: profile and generator in ~/.mkimage/ AND /var/tmp/, mkimage's working folder,
+    and TMPDIR=/var/tmp."""
     cfg = buildconfig.load_config()
     assert not iso_build.iso_path(cfg).exists(), "a real ISO in dist/ would hide the check below"
     monkeypatch.setattr(iso_build, "clean_workdir", lambda cfg, act: [])
-    monkeypatch.setattr(iso_build, "mkimage_cwd_problem", lambda cfg: None)
-    monkeypatch.setattr(iso_build.Actions, "mkdir", lambda self, path, mode=None: None)
+    monkeypatch.setattr(iso_build.Actions, "mkdir", lambda self, path: None)
     seen = []
     fp.register(iso_build.mkimage_command(cfg), callback=lambda process: seen.append(process.kwargs))
     with pytest.raises(iso_build.BuildError, match="wrote no"):
         iso_build.run_mkimage(cfg, act)
-    assert seen[0]["cwd"] == iso_build.Path("/var/tmp/bee-mkimage-cwd")
+    assert seen[0]["cwd"] == iso_build.Path("/var/tmp")
     assert seen[0]["env"]["TMPDIR"] == "/var/tmp"
-    files = iso_build.profile_files(cfg).items()
-    generator = {name for name, (_, _, folders) in files if "mkimage_cwd" in folders}
-    assert generator == {"genapkovl-bee_debug.sh"}
+    home = iso_build.Path("~/.mkimage").expanduser()
+    assert sorted(iso_build.profile_copies(cfg)) == sorted(
+        folder / name for folder in (home, iso_build.Path("/var/tmp"))
+        for name in ("mkimg.bee_debug.sh", "genapkovl-bee_debug.sh"))
 
 
 def make_workdir(builder):
@@ -291,15 +292,15 @@ def test_run_mkimage_runs_in_cwd_with_tmpdir_and_checksums_the_iso(builder, act,
 
     assert list(fp.calls) == [command]
     run = builder.mkimage_runs[0]
-    cwd, tmpdir = builder.path("mkimage_cwd"), builder.path("mkimage_tmpdir")
-    assert run["cwd"] == cwd and run["TMPDIR"] == str(tmpdir)
-    assert run["env"] == {**os.environ, "TMPDIR": str(tmpdir)}, "our environment, only TMPDIR changed"
+    cwd = builder.path("mkimage_cwd")
+    assert run["cwd"] == cwd and run["TMPDIR"] == str(cwd)
+    assert run["env"] == {**os.environ, "TMPDIR": str(cwd)}, "our environment, only TMPDIR changed"
     assert run["iso_before"] is False
     assert not set(STALE_SECTIONS) & set(run["sections"]) and set(CACHED_SECTIONS) <= set(run["sections"])
     digest = hashlib.sha256(iso.read_bytes()).hexdigest()
     assert iso_build.checksum_path(iso).read_text() == f"{digest}  {iso.name}\n"
     assert f"ISO: {iso}\n  size: {iso.stat().st_size} bytes\n  sha256: {digest}" in act.lines
-    assert f"cd {cwd} && TMPDIR={tmpdir} {' '.join(command)}" in act.lines
+    assert f"cd {cwd} && TMPDIR={cwd} {' '.join(command)}" in act.lines
 
 
 def test_mkimage_alone_checks_the_builder_first(builder, act, fp, monkeypatch):
@@ -334,17 +335,24 @@ def test_mkimage_failure_is_an_error(builder, act, fp):
 
 
 def test_a_profile_copy_another_user_owns_is_replaced_by_ours(builder, act):
-    """Identical bytes are not enough in /var/tmp: its owner could change them before mkimage runs it."""
+    """Identical bytes are not enough in /var/tmp: its owner could change them before mkimage runs it.
+    The tests run as root, as the lab does: root may replace it even in a sticky folder."""
     cfg = builder.config()
     iso_build.install_profile(cfg, act)
-    copy = builder.path("mkimage_cwd") / "genapkovl-bee_debug.sh"
-    content = copy.read_bytes()
-    os.chown(copy, 54321, 54321)  # the tests run as root, as the lab does
+    cwd = builder.path("mkimage_cwd")
+    cwd.chmod(0o1777)  # as /var/tmp is
+    copies = [cwd / "genapkovl-bee_debug.sh", cwd / "mkimg.bee_debug.sh"]
+    contents = [copy.read_bytes() for copy in copies]
+    for copy in copies:
+        os.chown(copy, 54321, 54321)
+    assert iso_build.check_profile_copies(cfg) == [], "root can replace them: nothing to report"
 
     iso_build.install_profile(cfg, act)
 
-    assert copy.stat().st_uid == os.geteuid() and copy.read_bytes() == content
-    assert f"profile: {copy} written" in act.lines
+    assert [copy.read_bytes() for copy in copies] == contents
+    for copy in copies:
+        assert copy.stat().st_uid == os.geteuid() and f"profile: {copy} written" in act.lines
+    assert iso_build.check_profile_copies(cfg) == []
 
 
 @pytest.fixture
@@ -356,59 +364,67 @@ def sticky_tmp():
     shutil.rmtree(folder)
 
 
-def run_profile_as_nobody(sticky, cwd):
-    """`python3 scripts/iso_build.py profile` as the unprivileged user nobody, with the shipped invoke.yaml
-    and the builder's folders moved into `sticky`: home (~/.mkimage), TMPDIR, and `cwd`."""
-    nobody = pwd.getpwnam("nobody")
+def as_nobody(sticky, step):
+    """`python3 scripts/iso_build.py STEP` as the unprivileged user nobody, with the shipped invoke.yaml and
+    the builder's folders moved into `sticky`: its home (~/.mkimage) and mkimage_cwd, `sticky` itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
     env.update(HOME=str(sticky / "home"), PYTHONDONTWRITEBYTECODE="1",
                INVOKE_BEE_PATHS_MKIMAGE_HOME=str(sticky / "home" / ".mkimage"),
-               INVOKE_BEE_PATHS_MKIMAGE_TMPDIR=str(sticky), INVOKE_BEE_PATHS_MKIMAGE_CWD=str(cwd))
+               INVOKE_BEE_PATHS_MKIMAGE_CWD=str(sticky))
+    nobody = pwd.getpwnam("nobody")
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) runs the build as another user here"
     command = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-               sys.executable, "scripts/iso_build.py", "profile"]
-    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60), nobody
+               sys.executable, "scripts/iso_build.py", step]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_a_builder_that_is_not_root_installs_beside_another_users_generator_in_var_tmp(sticky_tmp):
-    """In the sticky /var/tmp nobody but its owner (or root) can replace another user's file: the shipped
-    mkimage_cwd is the builder's own folder there, and the other user's copy is left as it is."""
-    cfg = buildconfig.load_config()
-    shipped_cwd = buildconfig.config_path(cfg, "mkimage_cwd")
-    cwd = sticky_tmp / shipped_cwd.relative_to(buildconfig.config_path(cfg, "mkimage_tmpdir"))
-    theirs = sticky_tmp / "genapkovl-bee_debug.sh"  # root's copy, as an older build left it in /var/tmp
-    theirs.write_text("#!/bin/sh\necho not ours\n")
-    theirs.chmod(0o755)
+def shipped_generator(sticky, monkeypatch):
+    """The generator as the build run by as_nobody(sticky, ...) renders it."""
+    monkeypatch.setenv("INVOKE_BEE_PATHS_MKIMAGE_HOME", str(sticky / "home" / ".mkimage"))
+    monkeypatch.setenv("INVOKE_BEE_PATHS_MKIMAGE_CWD", str(sticky))
+    return buildconfig.render_template(buildconfig.load_config(), "iso/mkimg/genapkovl-bee_debug.sh.j2")
 
-    result, nobody = run_profile_as_nobody(sticky_tmp, cwd)
+
+def test_a_builder_that_is_not_root_writes_both_copies_into_the_sticky_var_tmp(sticky_tmp, monkeypatch):
+    result = as_nobody(sticky_tmp, "profile")
 
     assert result.returncode == 0, result.stderr
-    ours = cwd / "genapkovl-bee_debug.sh"
-    assert cwd != sticky_tmp and cwd.stat().st_uid == nobody.pw_uid and cwd.stat().st_mode & 0o777 == 0o700
-    assert ours.stat().st_uid == nobody.pw_uid and "genapkovl.py" in ours.read_text()
-    assert theirs.read_text() == "#!/bin/sh\necho not ours\n" and theirs.stat().st_uid == 0
-    assert f"profile: {ours} written" in result.stdout
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for folder in (sticky_tmp / "home" / ".mkimage", sticky_tmp):
+        for name in ("mkimg.bee_debug.sh", "genapkovl-bee_debug.sh"):
+            assert (folder / name).stat().st_uid == nobody
+            assert f"profile: {folder / name} written" in result.stdout
+    assert (sticky_tmp / "genapkovl-bee_debug.sh").read_text() == shipped_generator(sticky_tmp, monkeypatch)
 
 
-@pytest.mark.parametrize("where", ["another user's folder", "the sticky folder itself"])
-def test_a_mkimage_cwd_the_builder_does_not_own_is_one_line_naming_it(sticky_tmp, where):
-    cwd = sticky_tmp / "bee-mkimage-cwd" if where == "another user's folder" else sticky_tmp
-    cwd.mkdir(exist_ok=True)  # root's
+@pytest.mark.parametrize("name", ["genapkovl-bee_debug.sh", ".genapkovl-bee_debug.sh.tmp"])
+def test_another_users_copy_a_builder_that_is_not_root_cannot_replace_is_one_line_naming_it(
+        sticky_tmp, monkeypatch, name):
+    """Identical bytes, but daemon's: in the sticky /var/tmp only daemon or root may replace it. Preflight
+    says so before any slow work, and the profile step in the same line instead of a bare EPERM."""
+    theirs = sticky_tmp / name
+    theirs.write_text(shipped_generator(sticky_tmp, monkeypatch))
+    theirs.chmod(0o755)
+    daemon = pwd.getpwnam("daemon")
+    os.chown(theirs, daemon.pw_uid, daemon.pw_gid)
+    line = (f"{theirs} belongs to daemon, and in the sticky {sticky_tmp} this user (nobody) cannot replace"
+            " it with the build's own copy: remove it as daemon or root")
 
-    result, nobody = run_profile_as_nobody(sticky_tmp, cwd)
+    preflight = as_nobody(sticky_tmp, "preflight")
+    profile = as_nobody(sticky_tmp, "profile")
 
-    assert result.returncode == 1
-    assert result.stderr == (
-        f"profile: {cwd} (paths.mkimage_cwd) belongs to uid 0, not to this user (uid {nobody.pw_uid}):"
-        " it must be this user's own folder; remove it (as its owner or root) or point bee.paths.mkimage_cwd"
-        " elsewhere\n")
-    assert list(cwd.iterdir()) == []
+    assert preflight.returncode == 1 and f"preflight: {line}\n" in preflight.stdout
+    assert profile.returncode == 1 and profile.stderr == f"profile: {line}\n"
+    assert theirs.stat().st_uid == daemon.pw_uid
+    assert theirs.read_text() == shipped_generator(sticky_tmp, monkeypatch), "left as it was"
+    left = sorted(p.name for p in sticky_tmp.iterdir())
+    assert left == sorted({"home", "mkimg.bee_debug.sh", name}), "no temp file of ours left behind"
 
 
-def test_profile_goes_to_mkimage_home_and_the_generator_also_to_mkimage_cwd(builder, act):
-    """mkimage reads profiles from ~/.mkimage only (besides its scripts folder); the generator it looks
-    up in its working folder first, which the build makes as this user's own (0700)."""
+def test_profile_and_generator_go_to_mkimage_home_and_mkimage_cwd(builder, act):
+    """mkimage reads profiles from ~/.mkimage (besides its scripts folder) and looks the generator up in
+    its working folder first: the spec's "copy mkimg profile + genapkovl to ~/.mkimage/ AND /var/tmp/"."""
     cfg = builder.config()
     installed = iso_build.install_profile(cfg, act)
 
@@ -418,14 +434,12 @@ def test_profile_goes_to_mkimage_home_and_the_generator_also_to_mkimage_cwd(buil
             buildconfig.render_template(cfg, "iso/mkimg/genapkovl-bee_debug.sh.j2"), 0o755),
     }
     home, cwd = builder.path("mkimage_home"), builder.path("mkimage_cwd")
-    assert sorted(installed) == sorted([home / "mkimg.bee_debug.sh", home / "genapkovl-bee_debug.sh",
-                                        cwd / "genapkovl-bee_debug.sh"])
+    assert sorted(installed) == sorted(folder / name for folder in (home, cwd) for name in expected)
     for path in installed:
         content, mode = expected[path.name]
         assert path.read_text() == content
         assert path.stat().st_mode & 0o777 == mode
-    assert sorted(p.name for p in cwd.iterdir()) == ["genapkovl-bee_debug.sh"]
-    assert cwd.stat().st_mode & 0o777 == 0o700 and cwd.stat().st_uid == os.geteuid()
+    assert sorted(p.name for p in cwd.glob("*.sh")) == sorted(expected)
     assert "profile_bee_debug()" in expected["mkimg.bee_debug.sh"][0]
 
     before = snapshot(builder.root / "host")
@@ -587,10 +601,14 @@ def break_space(builder, monkeypatch):
     monkeypatch.setenv("INVOKE_BEE_BUILDER_MIN_FREE_GIB", "1000000")
 
 
-def break_mkimage_cwd(builder, monkeypatch):
+def break_foreign_copy(builder, monkeypatch):
+    """Another user's generator in the sticky /var/tmp, and a builder that is not root (its real runs as
+    nobody: test_another_users_copy_a_builder_that_is_not_root_cannot_replace_is_one_line_naming_it)."""
     cwd = builder.path("mkimage_cwd")
-    cwd.mkdir()
-    os.chown(cwd, 54321, 54321)  # another user's folder where mkimage would run
+    cwd.chmod(0o1777)
+    (cwd / "genapkovl-bee_debug.sh").write_text("#!/bin/sh\n")
+    os.chown(cwd / "genapkovl-bee_debug.sh", 54321, 54321)
+    monkeypatch.setattr(iso_build.os, "geteuid", lambda: pwd.getpwnam("nobody").pw_uid)
 
 
 def break_login(builder, monkeypatch):
@@ -614,7 +632,8 @@ BREAKAGES = {
     "headers absent": (break_headers_absent, "no kernel headers"),
     "aports branch": (break_aports_branch, "is on branch 3.20-stable, not 3.22-stable (bee.alpine.branch)"),
     "no space": (break_space, "mkimage needs 1e+06 GiB"),
-    "mkimage_cwd of another user": (break_mkimage_cwd, "(paths.mkimage_cwd) belongs to uid 54321, not to"),
+    "another user's copy": (break_foreign_copy, "genapkovl-bee_debug.sh belongs to uid 54321, and in the"
+                                                " sticky {root}/host/var/tmp this user (nobody) cannot"),
     "no login": (break_login, "password_fallback is false: nobody could log in"),
     "bad profile": (break_profile, "bee.live.expect_profile: {root}/fleet.json: gpus.prodcut: unknown key"),
 }

@@ -36,8 +36,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift 2
 done
-# The test builder's layout, as the shipped one: TMPDIR is (host)/var/tmp, the cwd the build's folder in it.
-[ "$TMPDIR" = "${PWD%/*}" ] || { echo "mkimage: TMPDIR=$TMPDIR but cwd $PWD" >&2; exit 3; }
+# The test builder's layout, as the shipped one: mkimage runs from (host)/var/tmp with TMPDIR set to it.
+[ "$TMPDIR" = "$PWD" ] || { echo "mkimage: TMPDIR=$TMPDIR but cwd $PWD" >&2; exit 3; }
 profile_standard() { apks="busybox"; }
 # shellcheck disable=SC1090
 . "$HOME/.mkimage/mkimg.$PROFILE.sh"
@@ -189,4 +189,4 @@ def test_dry_build_on_a_fresh_builder_writes_nothing_and_runs_nothing(real_build
     out = capsys.readouterr().out
     assert "[dry] would ask the repository for the ISO's kernel: apk --update-cache" in out
     assert f"[dry] would build NVIDIA {cfg.bee.nvidia.version} for {builder.kver}" in out
-    assert f"TMPDIR={builder.path('mkimage_tmpdir')} {iso_build.mkimage_script(cfg)} --profile" in out
+    assert f"TMPDIR={builder.path('mkimage_cwd')} {iso_build.mkimage_script(cfg)} --profile" in out

@@ -36,6 +36,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,6 +46,11 @@ from scripts import buildconfig, fileops, iso_kernel  # noqa: E402
 CHUNK_SIZE = fileops.CHUNK_SIZE
 # The useful part of a requests error, whose message nests several reprs.
 REASON_PATTERN = r"\[Errno -?\d+\] [^'\")]+|Connection re\w+|Read timed out|IncompleteRead\([^)]*\)"
+# What a requests error says when the host name did not resolve (no network, no DNS): retrying cannot help.
+NAME_RESOLUTION = re.compile(
+    r"Name or service not known|Temporary failure in name resolution|No address associated with hostname|"
+    r"nodename nor servname|getaddrinfo failed|NameResolutionError|Failed to resolve"
+)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 KERNEL_DIRS = {"proprietary": "kernel", "open": "kernel-open"}
@@ -65,7 +71,7 @@ class DownloadError(NvidiaBuildError):
 
 
 class ChecksumError(DownloadError):
-    """The downloaded installer is not the pinned one (it has been deleted)."""
+    """The installer (downloaded or cached) is not the pinned one; it was kept aside under another name."""
 
 
 class CommandError(NvidiaBuildError):
@@ -147,6 +153,7 @@ class _Transfer:
     hasher: Any = field(default_factory=hashlib.sha256)
     offset: int = 0
     bar: Any = None
+    received: int = 0  # bytes that arrived in this run
 
     def resume(self) -> None:
         """Hash what an earlier, interrupted run left in the `.part` file, to continue after it."""
@@ -169,6 +176,7 @@ class _Transfer:
         out.write(chunk)
         self.hasher.update(chunk)
         self.offset += len(chunk)
+        self.received += len(chunk)
         if self.bar is not None:
             self.bar.update(len(chunk))
 
@@ -227,7 +235,15 @@ def _fetch_once(session: Any, url: str, transfer: _Transfer, timeout: float, pro
             if progress and transfer.bar is None:
                 transfer.bar = _open_progress(True, Path(url).name, transfer.offset, total)
             _save_body(response, transfer, url)
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+    except requests.ConnectionError as exc:
+        if NAME_RESOLUTION.search(str(exc)):
+            host = urlsplit(url).hostname or url
+            raise DownloadError(
+                f"cannot download {url}: {host} does not resolve ({_short_reason(exc)}): no network or no "
+                "DNS on this builder; check the network (and bee.nvidia.url), then run again"
+            ) from None
+        raise _TransientError(_short_reason(exc)) from exc
+    except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise _TransientError(_short_reason(exc)) from exc
     except requests.RequestException as exc:  # a bad URL or the like: retrying cannot help
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
@@ -258,6 +274,45 @@ def _short_reason(exc: BaseException) -> str:
     return match.group(0) if match else type(exc).__name__
 
 
+def _plain_reason(reason: str) -> str:
+    """`[Errno 111] Connection refused` -> `connection refused`, for the one-line retry messages."""
+    reason = re.sub(r"^\[Errno -?\d+\] ", "", str(reason))
+    return reason[:1].lower() + reason[1:] if re.match(r"[A-Z][a-z]+\b", reason) else reason
+
+
+def _size(count: int) -> str:
+    """A byte count for people: `3.0 MiB`, `512 bytes`."""
+    value, unit = float(count), 0
+    units = ("bytes", "KiB", "MiB", "GiB")
+    while value >= 1024 and unit < len(units) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{count} bytes" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
+def set_aside(path: Path, digest: str) -> Path:
+    """Rename `path` (an installer that is not the pinned one) to `<name>.sha256-<12 hex digits>`; return it.
+
+    Kept rather than deleted: when the pin is the wrong one, that file is the right one.
+    """
+    aside = path.with_name(f"{path.with_suffix('').name if path.suffix == '.part' else path.name}"
+                           f".sha256-{digest[:12]}")
+    path.replace(aside)
+    return aside
+
+
+def _mismatch(url: str, path: Path, expected: str, got: str) -> ChecksumError:
+    aside = set_aside(path, got)
+    return ChecksumError(
+        f"{url}: sha256 mismatch: expected {expected}, got {got}; the file was kept aside as {aside}. If the "
+        "pin is the wrong one, fix bee.nvidia.sha256; otherwise run again to download it afresh"
+    )
+
+
+def _say(line: str) -> None:
+    """One progress line on stderr (stdout holds only results)."""
+    print(f"build_nvidia_module: {line}", file=sys.stderr, flush=True)
+
+
 def download(
     url: str,
     dest: Path,
@@ -273,8 +328,11 @@ def download(
 
     The file grows in `<dest>.part` (resumed with an HTTP Range request after an interruption, also across
     runs), hashed while it is written; resets, cut connections, timeouts and 5xx answers are retried
-    `retries` times with a doubling backoff. Only a file whose sha256 matches is renamed to `dest`; a
-    mismatch deletes it and raises ChecksumError naming both sums. Nothing is requested when `dest` matches.
+    `retries` times with a doubling backoff, each retry announced in one line on stderr ("retrying in 4 s
+    (2/5): connection refused"); a host name that does not resolve (no network) fails at once. The last
+    error says whether any byte arrived. Only a file whose sha256 matches is renamed to `dest`; a cached
+    `dest` or a finished download that does not match is kept aside (`set_aside`) and ChecksumError names
+    both sums. Nothing is requested when `dest` matches.
     """
     import requests
 
@@ -285,9 +343,10 @@ def download(
             "(python scripts/build_nvidia_module.py --print-sha256 shows NVIDIA's published one)"
         )
     if dest.is_file():
-        if fileops.sha256_file(dest) == expected:
+        got = fileops.sha256_file(dest)
+        if got == expected:
             return dest
-        dest.unlink()  # never leave a file that fails verification under the final name
+        raise _mismatch(f"the cached {dest}", dest, expected, got)
     dest.parent.mkdir(parents=True, exist_ok=True)
     transfer = _Transfer(partial_path(dest))
     transfer.resume()
@@ -304,22 +363,29 @@ def download(
                 failures = 1 if transfer.offset > before else failures + 1
                 if failures > retries:
                     raise DownloadError(
-                        f"cannot download {url}: {exc} ({retries} retries failed); "
+                        f"cannot download {url}: {exc} ({retries} retries failed; {_arrived(transfer)}); "
                         "check the network and bee.nvidia.url, then run again to resume"
                     ) from None
-                time.sleep(backoff * 2 ** (failures - 1))
+                delay = backoff * 2 ** (failures - 1)
+                reason = _plain_reason(str(exc))
+                _say(f"{dest.name}: retrying in {delay:g} s ({failures}/{retries}): {reason}")
+                time.sleep(delay)
     finally:
         if transfer.bar is not None:
             transfer.bar.close()
     got = transfer.hasher.hexdigest()
     if got != expected:
-        transfer.part.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"{url}: sha256 mismatch: expected {expected}, got {got}; the file was deleted "
-            "(check bee.nvidia.version and bee.nvidia.sha256)"
-        )
+        raise _mismatch(url, transfer.part, expected, got)
     transfer.part.replace(dest)
     return dest
+
+
+def _arrived(transfer: _Transfer) -> str:
+    """Whether any byte arrived in this run, and what the `.part` file keeps for the next one."""
+    arrived = "no byte arrived" if not transfer.received else f"{_size(transfer.received)} arrived"
+    if transfer.offset:
+        arrived += f", {_size(transfer.offset)} kept in {transfer.part.name}"
+    return arrived
 
 
 def installer_url(cfg: Any) -> str:

@@ -49,12 +49,21 @@ def test_cached_file_is_not_downloaded_again(server, dest):
     assert dest.stat().st_mtime_ns == mtime
 
 
-def test_cached_file_that_does_not_match_is_downloaded_again(server, dest):
+def test_a_cached_file_that_does_not_match_is_kept_aside_not_downloaded_again(server, dest):
     dest.parent.mkdir(parents=True)
-    dest.write_bytes(DATA[:-1] + b"X")
-    nv.download(server.url(PATH), dest, SHA, **FAST)
-    assert dest.read_bytes() == DATA
-    assert server.requests == [(PATH, None)]
+    wrong = DATA[:-1] + b"X"
+    dest.write_bytes(wrong)
+    got = hashlib.sha256(wrong).hexdigest()
+    with pytest.raises(nv.ChecksumError) as error:
+        nv.download(server.url(PATH), dest, SHA, **FAST)
+    message = str(error.value)
+    aside = dest.with_name(f"NVIDIA.run.sha256-{got[:12]}")
+    assert f"expected {SHA}" in message and f"got {got}" in message and str(aside) in message
+    assert "fix bee.nvidia.sha256" in message and "run again" in message and "\n" not in message
+    assert server.requests == [], "nothing is downloaded while the pin may be the wrong one"
+    assert leftovers(dest.parent) == [aside.name] and aside.read_bytes() == wrong
+    nv.download(server.url(PATH), dest, SHA, **FAST)   # the next run downloads it afresh
+    assert dest.read_bytes() == DATA and aside.read_bytes() == wrong
 
 
 def test_resumes_from_a_partial_file(server, dest):
@@ -121,7 +130,7 @@ def test_wrong_checksum_leaves_nothing_under_the_final_name(server, dest):
     message = str(error.value)
     assert f"expected {wrong}" in message and f"got {SHA}" in message
     assert "\n" not in message
-    assert leftovers(dest.parent) == [], "neither the file nor its .part may stay"
+    assert leftovers(dest.parent) == [f"NVIDIA.run.sha256-{SHA[:12]}"], "kept aside, no .part, no final name"
 
 
 def test_persistent_5xx_gives_up_with_a_clear_error(server, dest):
@@ -138,13 +147,41 @@ def test_missing_file_fails_at_once(server, dest):
     assert len(server.requests) == 1, "a 404 is not retried"
 
 
-def test_server_down_is_a_clear_error(dest):
+def test_server_down_is_a_clear_error_with_one_line_per_retry(dest, capsys):
     url = closed_port_url(PATH)
     with pytest.raises(nv.DownloadError) as error:
-        nv.download(url, dest, SHA, **{**FAST, "retries": 1})
+        nv.download(url, dest, SHA, **{**FAST, "retries": 2})
     message = str(error.value)
     assert url in message and "Connection refused" in message and "\n" not in message
+    assert "2 retries failed; no byte arrived" in message
+    assert capsys.readouterr().err.splitlines() == [
+        "build_nvidia_module: NVIDIA.run: retrying in 0.01 s (1/2): connection refused",
+        "build_nvidia_module: NVIDIA.run: retrying in 0.02 s (2/2): connection refused",
+    ]
     assert not dest.exists()
+
+
+def test_a_host_that_does_not_resolve_fails_at_once(dest, capsys, monkeypatch):
+    slept = []
+    monkeypatch.setattr(nv.time, "sleep", slept.append)
+    url = "http://download.bee-test.invalid/x.run"   # .invalid never resolves (RFC 6761)
+    with pytest.raises(nv.DownloadError) as error:
+        nv.download(url, dest, SHA, **FAST)
+    message = str(error.value)
+    assert message.startswith(f"cannot download {url}: download.bee-test.invalid does not resolve (")
+    assert "no network or no DNS" in message and "\n" not in message
+    assert slept == [] and capsys.readouterr().err == "", "no silent (or noisy) retries"
+
+
+def test_the_last_error_says_what_arrived(server, dest):
+    server.faults.extend([("cut", nv.CHUNK_SIZE + 10), "503", "503", "503", "503"])
+    with pytest.raises(nv.DownloadError) as error:
+        nv.download(server.url(PATH), dest, SHA, **FAST)
+    kept = nv.partial_path(dest).stat().st_size
+    assert kept == nv.CHUNK_SIZE, "the whole chunks that arrived are kept"
+    size = f"{kept / 1024 / 1024:.1f} MiB" if kept >= 1024 * 1024 else f"{kept / 1024:.1f} KiB"
+    expected = f"(3 retries failed; {size} arrived, {size} kept in NVIDIA.run.part)"
+    assert expected in str(error.value)
 
 
 # --------------------------------------------------------------------------- the configured installer, main()

@@ -33,7 +33,8 @@ from scripts import buildconfig, fileops  # noqa: E402
 
 # Sizes of a 590 build's cached outputs, roughly (MB): what a cache hit re-hashes.
 CACHE_FILES_MB = {
-    "modules/nvidia.ko": 60, "modules/nvidia-modeset.ko": 2, "modules/nvidia-uvm.ko": 3,
+    "proprietary/nvidia.ko": 60, "proprietary/nvidia-modeset.ko": 2, "proprietary/nvidia-uvm.ko": 3,
+    "open/nvidia.ko": 60, "open/nvidia-modeset.ko": 2, "open/nvidia-uvm.ko": 3,
     "firmware/gsp_ga10x.bin": 75, "firmware/gsp_tu10x.bin": 35,
     "bin/nvidia-smi": 1, "bin/nvidia-modprobe": 1, "lib/libnvidia-ml.so.{version}": 3,
 }
@@ -120,7 +121,11 @@ def bench_cache_hit(tmp: Path, rounds: int) -> None:
     cache_dir = nv.cache_dir_for(cfg, KVER, cache_root)
     for name, megabytes in CACHE_FILES_MB.items():
         write_random(cache_dir / name.format(version=version), megabytes)
-    nv.write_manifest(cache_dir, nv.build_inputs(cfg, KVER))
+    (cache_dir / cfg.bee.nvidia.gpu_list).write_text("0x2901 open\n")
+    flavors = nv.flavors_to_build(cfg.bee.nvidia.flavor)
+    for flavor in flavors:
+        nv.write_manifest(cache_dir / flavor, nv.flavor_inputs(cfg, KVER, flavor))
+    nv.write_manifest(cache_dir, nv.build_inputs(cfg, KVER), exclude=tuple(nv.KERNEL_DIRS))
     total = sum(CACHE_FILES_MB.values())
 
     command = [sys.executable, str(REPO_ROOT / "scripts" / "build_nvidia_module.py"), "--iso-kver", KVER,

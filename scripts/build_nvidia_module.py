@@ -52,14 +52,19 @@ NAME_RESOLUTION = re.compile(
     r"nodename nor servname|getaddrinfo failed|NameResolutionError|Failed to resolve"
 )
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
-KERNEL_DIRS = {"proprietary": "kernel", "open": "kernel-open"}
+MANIFEST_FORMAT = 2
+KERNEL_DIRS = {"proprietary": "kernel", "open": "kernel-open"}  # flavor -> the installer's source folder
+AUTO = "auto"  # bee.nvidia.flavor: build both flavors, bee-nvidia chooses at boot
+# NVIDIA's GPU list in its installer: {"chips": [{"devid", "name", "features", "legacybranch"?}]}
+SUPPORTED_GPUS = Path("supported-gpus") / "supported-gpus.json"
+COMPILE_H = Path("include") / "generated" / "compile.h"  # LINUX_COMPILER: the compiler of the kernel
 USERLAND_BINARIES = ("nvidia-smi", "nvidia-modprobe")
 FIRMWARE_PATTERN = "gsp_*.bin"
 STRIP_COMMAND = ("strip", "--strip-debug")
 STOP_GRACE = 5.0  # seconds a timed-out tool gets after SIGTERM before SIGKILL
-# Cache sub-folders, each installed at one live-system path (see install_into_overlay).
-MODULES, FIRMWARE, BIN, LIB = "modules", "firmware", "bin", "lib"
+# Cache sub-folders, each installed at one live-system path (see install_into_overlay); the modules of each
+# flavor are in a sub-folder named after it (proprietary/, open/), with a manifest of their own.
+FIRMWARE, BIN, LIB = "firmware", "bin", "lib"
 
 
 class NvidiaBuildError(Exception):
@@ -458,8 +463,16 @@ def kernel_dir_name(flavor: str) -> str:
     try:
         return KERNEL_DIRS[flavor]
     except KeyError:
-        choices = " or ".join(KERNEL_DIRS)
+        choices = ", ".join([AUTO, *KERNEL_DIRS][:-1]) + f" or {list(KERNEL_DIRS)[-1]}"
         raise NvidiaBuildError(f"unknown bee.nvidia.flavor {flavor!r}; use {choices}") from None
+
+
+def flavors_to_build(flavor: str) -> list[str]:
+    """Return the module flavors `bee.nvidia.flavor` asks for: both for `auto`, else that one."""
+    if flavor == AUTO:
+        return list(KERNEL_DIRS)
+    kernel_dir_name(flavor)
+    return [flavor]
 
 
 def jobs_count(cfg: Any) -> int:
@@ -468,9 +481,19 @@ def jobs_count(cfg: Any) -> int:
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 
-def make_command(kernel_dir: Path, headers: Path, jobs: int) -> list[str]:
-    """Return the make command building NVIDIA's modules in `kernel_dir` against `headers`."""
-    return ["make", "-C", str(kernel_dir), f"-j{jobs}", "modules", f"SYSSRC={headers}"]
+def make_command(kernel_dir: Path, headers: Path, jobs: int, modules: list[str] | None = None,
+                 *, ignore_cc_mismatch: bool = False) -> list[str]:
+    """Return the make command building NVIDIA's modules in `kernel_dir` against `headers`.
+
+    Only `modules` are built (NVIDIA's Makefile builds what NV_KERNEL_MODULES names, by default every
+    module it has); IGNORE_CC_MISMATCH=1 lets NVIDIA's build accept a compiler other than the kernel's.
+    """
+    command = ["make", "-C", str(kernel_dir), f"-j{jobs}", "modules", f"SYSSRC={headers}"]
+    if modules:
+        command.append(f"NV_KERNEL_MODULES={' '.join(modules)}")
+    if ignore_cc_mismatch:
+        command.append("IGNORE_CC_MISMATCH=1")
+    return command
 
 
 def module_names(cfg: Any) -> list[str]:
@@ -479,7 +502,64 @@ def module_names(cfg: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int, *, timeout: float) -> Path:
+def kernel_compiler(headers: Path) -> str | None:
+    """Return the compiler that built the kernel of `headers` (LINUX_COMPILER of compile.h), or None."""
+    try:
+        text = (Path(headers) / COMPILE_H).read_text(errors="replace")
+    except OSError:
+        return None
+    match = re.search(r'#define\s+LINUX_COMPILER\s+"([^"]*)"', text)
+    return match.group(1).split(",")[0].strip() if match else None
+
+
+def builder_compiler() -> str:
+    """Return the first line of `gcc --version` on this builder (the compiler kbuild runs)."""
+    try:
+        result = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise CommandError("gcc not found; install the builder's compiler (apk add build-base)") from None
+    except subprocess.TimeoutExpired:
+        raise CommandError("gcc --version did not answer in 60 s; check the builder's gcc") from None
+    return (result.stdout.splitlines() or [""])[0].strip()
+
+
+def compiler_version(text: str) -> str | None:
+    """The version a compiler line ends with: `gcc (Alpine 14.2.0) 14.2.0` -> `14.2.0`."""
+    for part in (text.rsplit(")", 1)[-1], text):
+        found = re.findall(r"\d+\.\d+(?:\.\d+)?", part)
+        if found:
+            return found[-1]
+    return None
+
+
+def check_compiler(cfg: Any, headers: Path) -> bool:
+    """Compare the builder's gcc with the kernel's; return whether to pass IGNORE_CC_MISMATCH.
+
+    NVIDIA's build refuses a gcc whose version differs from the one that built the kernel (which
+    `include/generated/compile.h` of the headers names). A mismatch fails here in one line naming both,
+    unless `bee.nvidia.ignore_cc_mismatch` is true: then it is one warning line and True. Headers without
+    compile.h cannot be checked (False).
+    """
+    kernel = kernel_compiler(headers)
+    if kernel is None:
+        return False
+    builder = builder_compiler()
+    if compiler_version(kernel) is not None and compiler_version(kernel) == compiler_version(builder):
+        return False
+    if cfg.bee.nvidia.ignore_cc_mismatch:
+        _say(f"warning: the kernel was built with {kernel}, this builder has {builder}; building anyway "
+             "with IGNORE_CC_MISMATCH=1 (bee.nvidia.ignore_cc_mismatch)")
+        return True
+    raise NvidiaBuildError(
+        f"the kernel was built with {kernel} ({Path(headers) / COMPILE_H}), but this builder's gcc is "
+        f"{builder or 'unknown'}; NVIDIA's build needs the same compiler: install that gcc, or set "
+        "bee.nvidia.ignore_cc_mismatch: true to build anyway"
+    )
+
+
+def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int, *, timeout: float,
+                  modules: list[str] | None = None, ignore_cc_mismatch: bool = False) -> Path:
     """Run make in the extracted installer's kernel folder for `flavor`; return that folder."""
     kernel_dir = extracted / kernel_dir_name(flavor)
     if not kernel_dir.is_dir():
@@ -487,8 +567,8 @@ def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int, *, tim
         raise NvidiaBuildError(
             f"the installer has no {kernel_dir.name}/ for the {flavor} modules; set bee.nvidia.flavor={other}"
         )
-    run_command(make_command(kernel_dir, headers, jobs), what=f"building the NVIDIA modules in {kernel_dir}",
-                timeout=timeout)
+    command = make_command(kernel_dir, headers, jobs, modules, ignore_cc_mismatch=ignore_cc_mismatch)
+    run_command(command, what=f"building the NVIDIA modules in {kernel_dir}", timeout=timeout)
     return kernel_dir
 
 
@@ -533,6 +613,43 @@ def collect_userland(extracted: Path, version: str, out_dir: Path) -> list[Path]
         target.parent.mkdir(parents=True, exist_ok=True)
         copies.append(Path(shutil.copy2(source, target)))
     return copies
+
+
+def gpu_support_text(extracted: Path, version: str) -> str:
+    """Return the GPU list bee-nvidia reads at boot, made from the installer's supported-gpus.json.
+
+    One line per PCI device id (lower-case `0x` hex) that needs care: `<id> open` when NVIDIA marks it
+    "kernelopen" without "gsp_proprietary_supported" (only the open modules drive it: Grace Hopper,
+    Blackwell; a device id with several entries counts when any entry says so), `<id> legacy <branch>`
+    when it has a "legacybranch" (not supported by this driver branch). NVIDIA's own
+    nvidia-driver-assistant reads the same file and flags. An installer without the file gives a list
+    with its header alone (the boot then relies on the proprietary modules failing).
+    """
+    path = extracted / SUPPORTED_GPUS
+    header = (f"# NVIDIA {version}: PCI device ids from {SUPPORTED_GPUS.as_posix()}; open: only the open "
+              "kernel modules drive it; legacy <branch>: not supported by this driver branch\n")
+    if not path.is_file():
+        return header + f"# the installer has no {SUPPORTED_GPUS.as_posix()}\n"
+    try:
+        chips = json.loads(path.read_text())["chips"]
+        open_only, legacy, supported = set(), {}, set()
+        for chip in chips:
+            devid = str(chip.get("devid", "")).lower()
+            if not re.fullmatch(r"0x[0-9a-f]{4}", devid):
+                continue
+            features = {str(feature).lower() for feature in chip.get("features") or []}
+            if chip.get("legacybranch"):
+                legacy.setdefault(devid, str(chip["legacybranch"]).split()[0])
+                continue
+            supported.add(devid)
+            if "kernelopen" in features and "gsp_proprietary_supported" not in features:
+                open_only.add(devid)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise NvidiaBuildError(f"{path} is not NVIDIA's GPU list ({type(err).__name__}: {err}); check "
+                               "bee.nvidia.version") from None
+    lines = [f"{devid} open" for devid in sorted(open_only)]
+    lines += [f"{devid} legacy {legacy[devid]}" for devid in sorted(set(legacy) - supported)]
+    return header + "".join(f"{line}\n" for line in lines)
 
 
 def elf_dependencies(path: Path) -> dict[str, Any]:
@@ -596,17 +713,32 @@ def check_live_libraries(cfg: Any, needs: dict[str, dict[str, Any]]) -> None:
 
 
 def build_inputs(cfg: Any, kver: str) -> dict[str, Any]:
-    """Return what the cached outputs depend on; a cache whose manifest records other inputs is rebuilt."""
+    """Return what the cache's userland, firmware and GPU list depend on; other inputs mean a rebuild."""
     nv = cfg.bee.nvidia
     return {
         "format": MANIFEST_FORMAT,
         "version": nv.version,
         "installer_sha256": nv.sha256.strip().lower(),
         "kver": kver,
-        "flavor": nv.flavor,
+        "gpu_list": str(nv.gpu_list),
+    }
+
+
+def flavor_inputs(cfg: Any, kver: str, flavor: str) -> dict[str, Any]:
+    """Return what the cached modules of `flavor` (their own folder and manifest) depend on."""
+    return {
+        **{k: v for k, v in build_inputs(cfg, kver).items() if k != "gpu_list"},
+        "flavor": flavor,
         "modules": module_names(cfg),
         "strip": " ".join(STRIP_COMMAND),
     }
+
+
+def cache_holds(cfg: Any, kver: str, cache_dir: Path) -> bool:
+    """Return True when `cache_dir` holds a valid build of every flavor `bee.nvidia.flavor` asks for."""
+    flavors = flavors_to_build(cfg.bee.nvidia.flavor)
+    return cache_is_valid(cache_dir, build_inputs(cfg, kver)) and all(
+        cache_is_valid(cache_dir / flavor, flavor_inputs(cfg, kver, flavor)) for flavor in flavors)
 
 
 def cache_dir_for(cfg: Any, kver: str, cache_root: Path | None = None) -> Path:
@@ -624,11 +756,15 @@ def read_manifest(cache_dir: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def write_manifest(cache_dir: Path, inputs: dict[str, Any], needs: dict[str, Any] | None = None) -> Path:
-    """Write the manifest of `cache_dir`: inputs, the sha256 of every file in it, what the userland needs."""
+def write_manifest(cache_dir: Path, inputs: dict[str, Any], needs: dict[str, Any] | None = None,
+                   *, exclude: tuple[str, ...] = ()) -> Path:
+    """Write the manifest of `cache_dir`: inputs, the sha256 of every file in it (but those under the
+    sub-folders `exclude`, which have manifests of their own), what the userland needs."""
     outputs = {
         path.relative_to(cache_dir).as_posix(): fileops.sha256_file(path)
-        for path in sorted(cache_dir.rglob("*")) if path.is_file() and path.name != MANIFEST_NAME
+        for path in sorted(cache_dir.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_NAME
+        and path.relative_to(cache_dir).parts[0] not in exclude
     }
     manifest = {"inputs": inputs, "outputs": outputs, "needs": needs or {}}
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
@@ -668,36 +804,44 @@ def work_dir_for(cfg: Any, kver: str) -> Path:
 def build(
     cfg: Any, kver: str, *, headers: Path, cache_root: Path | None = None, progress: bool | None = None
 ) -> Path:
-    """Return the cache dir `dist/nvidia-<version>-<kver>/`, built first unless its manifest still holds.
+    """Return the cache dir `dist/nvidia-<version>-<kver>/`, built first unless its manifests still hold.
 
-    A valid cache (same inputs, every file with its recorded sha256) returns at once, without the
-    installer, make or anything else. Otherwise: download and verify, extract, make against `headers`,
-    strip, take the userland, write the manifest, all in temp folders renamed into place at the end; the
-    scratch folder is deleted after a success and kept after a failure for debugging. Every failure,
-    a full disk included, is a one-line NvidiaBuildError and leaves no cache that a later run would
-    trust; so is a userland needing a library the live system lacks (check_live_libraries).
+    The cache holds the userland, the GSP firmware and the GPU list (`bee.nvidia.gpu_list`) with a
+    manifest, and one folder per module flavor (`proprietary/`, `open/`: both for `bee.nvidia.flavor:
+    auto`) with a manifest each. A valid cache (same inputs, every file with its recorded sha256) returns
+    at once, without the installer, make or anything else. Otherwise: compare the builder's gcc with the
+    kernel's (check_compiler), download and verify, extract, make each flavor against `headers` (only the
+    shipped modules), strip, take the userland and the GPU list, write the manifests, all in temp folders
+    renamed into place at the end; the scratch folder is deleted after a success and kept after a failure
+    for debugging. Every failure, a full disk included, is a one-line NvidiaBuildError and leaves no cache
+    that a later run would trust; so is a userland needing a library the live system lacks.
     """
     nv = cfg.bee.nvidia
     cache_dir = cache_dir_for(cfg, kver, cache_root)
-    inputs = build_inputs(cfg, kver)
-    if cache_is_valid(cache_dir, inputs):
+    flavors = flavors_to_build(nv.flavor)  # a bad flavor fails before the download
+    if cache_holds(cfg, kver, cache_dir):
         check_live_libraries(cfg, (read_manifest(cache_dir) or {}).get("needs", {}))
         return cache_dir
-    kernel_dir_name(nv.flavor)  # a bad flavor fails before the download
+    ignore_cc_mismatch = check_compiler(cfg, Path(headers))
     timeout = tool_timeout(cfg)
     staging = fileops.temp_name(cache_dir)
+    names = module_names(cfg)
     with os_errors_as_build_errors():
         installer = download_installer(cfg, progress=progress)
         work = work_dir_for(cfg, kver)
         fileops.remove_path(work)
         extracted = extract(installer, work / "installer", timeout=timeout)
-        kernel_dir = build_modules(extracted, nv.flavor, Path(headers), jobs_count(cfg), timeout=timeout)
         fileops.remove_path(staging)
         try:
-            collect_modules(kernel_dir, module_names(cfg), staging / MODULES, timeout=timeout)
+            for flavor in flavors:
+                kernel_dir = build_modules(extracted, flavor, Path(headers), jobs_count(cfg), timeout=timeout,
+                                           modules=names, ignore_cc_mismatch=ignore_cc_mismatch)
+                collect_modules(kernel_dir, names, staging / flavor, timeout=timeout)
+                write_manifest(staging / flavor, flavor_inputs(cfg, kver, flavor))
             collect_userland(extracted, nv.version, staging)
+            (staging / str(nv.gpu_list)).write_text(gpu_support_text(extracted, nv.version))
             needs = userland_needs(staging)
-            write_manifest(staging, inputs, needs)
+            write_manifest(staging, build_inputs(cfg, kver), needs, exclude=tuple(KERNEL_DIRS))
             replace_dir(staging, cache_dir)
         finally:
             fileops.remove_path(staging)  # nothing after a success; a half-made cache after a failure
@@ -710,10 +854,12 @@ def build(
 
 
 def overlay_targets(cfg: Any, kver: str, overlay_root: Path) -> dict[str, Path]:
-    """Return, per cache sub-folder, the overlay folder its files go to (the `bee.live.*` paths)."""
+    """Return, per cache sub-folder ("" for the cache's own files), the overlay folder its files go to."""
     live, live_path = cfg.bee.live, buildconfig.live_path
+    modules = live_path(overlay_root, live.nvidia_modules_dir) / kver
     return {
-        MODULES: live_path(overlay_root, live.nvidia_modules_dir) / kver,
+        **{flavor: modules / flavor for flavor in KERNEL_DIRS},
+        "": modules,  # the GPU list, beside the flavors' folders
         FIRMWARE: live_path(overlay_root, live.firmware_dir) / "nvidia" / cfg.bee.nvidia.version,
         BIN: live_path(overlay_root, live.bin_dir),
         LIB: live_path(overlay_root, live.lib_dir),
@@ -733,31 +879,39 @@ def _symlink(link: Path, points_to: str) -> Path:
 def install_into_overlay(cache_dir: Path, overlay_root: Path, cfg: Any, kver: str) -> list[Path]:
     """Copy the cached build into the overlay tree at its live-system paths; return what was written.
 
-    Modules go to `<live.nvidia_modules_dir>/<kver>/`, the GSP firmware to
-    `<live.firmware_dir>/nvidia/<version>/`, nvidia-smi and nvidia-modprobe to `<live.bin_dir>/`,
+    The modules of each flavor `bee.nvidia.flavor` asks for go to `<live.nvidia_modules_dir>/<kver>/<flavor>/`
+    (proprietary/, open/) and the GPU list beside them, where bee-nvidia chooses at boot; the GSP firmware
+    to `<live.firmware_dir>/nvidia/<version>/`, nvidia-smi and nvidia-modprobe to `<live.bin_dir>/`,
     libnvidia-ml.so.<version> to `<live.lib_dir>/` beside a `libnvidia-ml.so.1` symlink to it, and the
     `bee.nvidia.compat_links` (glibc sonames the live system lacks) as relative symlinks in `<live.lib_dir>/`.
     """
     cache_dir = Path(cache_dir)
-    manifest = read_manifest(cache_dir)
     version = cfg.bee.nvidia.version
-    inputs = (manifest or {}).get("inputs", {})
-    if inputs.get("kver") != kver or inputs.get("version") != version:
-        raise NvidiaBuildError(
-            f"{cache_dir} is no complete build of NVIDIA {version} for kernel {kver}; "
-            "run python scripts/build_nvidia_module.py first"
-        )
+    parts = {"": read_manifest(cache_dir)}
+    for flavor in flavors_to_build(cfg.bee.nvidia.flavor):
+        parts[flavor] = read_manifest(cache_dir / flavor)
+    for folder, manifest in parts.items():
+        inputs = (manifest or {}).get("inputs", {})
+        if inputs.get("kver") != kver or inputs.get("version") != version:
+            what = f"{folder} modules of " if folder else ""
+            raise NvidiaBuildError(
+                f"{cache_dir} holds no complete build of the {what}NVIDIA {version} for kernel {kver}; "
+                "run python scripts/build_nvidia_module.py first"
+            )
     targets = overlay_targets(cfg, kver, overlay_root)
-    modes = {MODULES: 0o644, FIRMWARE: 0o644, BIN: 0o755, LIB: 0o755}
     written = []
-    for name in sorted(manifest.get("outputs", {})):
-        folder, _, file_name = name.partition("/")
-        if folder not in targets or "/" in file_name:
-            continue
-        source = cache_dir / name
-        if not source.is_file():
-            raise NvidiaBuildError(f"{source} is missing; run python scripts/build_nvidia_module.py again")
-        written.append(fileops.copy_atomic(source, targets[folder] / file_name, modes[folder]))
+    for part, manifest in parts.items():
+        for name in sorted(manifest.get("outputs", {})):
+            folder, _, file_name = name.rpartition("/")
+            if part:
+                folder, file_name = part, name
+            if folder not in targets or "/" in file_name:
+                continue
+            source = cache_dir / part / name
+            if not source.is_file():
+                raise NvidiaBuildError(f"{source} is missing; run scripts/build_nvidia_module.py again")
+            mode = 0o755 if folder in (BIN, LIB) else 0o644
+            written.append(fileops.copy_atomic(source, targets[folder] / file_name, mode))
     links = {"libnvidia-ml.so.1": library_name(version), **dict(cfg.bee.nvidia.compat_links or {})}
     lib_dir = str(cfg.bee.live.lib_dir)
     for name, points_to in links.items():  # relative: the overlay's links must stay inside the overlay
@@ -787,8 +941,8 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", default=nv.version, help="driver version (default: %(default)s)")
     parser.add_argument("--sha256", default=nv.sha256, help="pinned sha256 of the installer")
     parser.add_argument("--url", default=nv.url, help="installer URL; {version} is replaced")
-    parser.add_argument("--flavor", choices=list(KERNEL_DIRS), default=nv.flavor,
-                        help="kernel/ or kernel-open/ modules (default: %(default)s)")
+    parser.add_argument("--flavor", choices=[AUTO, *KERNEL_DIRS], default=nv.flavor,
+                        help="proprietary (kernel/), open (kernel-open/) or auto: both (%(default)s)")
     parser.add_argument("--jobs", type=int, default=int(nv.jobs or 0), help="make -j; 0: one per CPU")
     parser.add_argument("--iso-kver", default=str(nv.kernel_release or ""),
                         help="release of the kernel the ISO boots (default: bee.nvidia.kernel_release, or "

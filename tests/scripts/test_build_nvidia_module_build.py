@@ -1,5 +1,6 @@
 """scripts/build_nvidia_module.py end to end, without NVIDIA: a makeself stand-in installer served over HTTP,
-real kbuild against Debian's linux-headers-amd64, the cache, and the overlay at the live-system paths."""
+real kbuild of both kernel/ and kernel-open/ against Debian's linux-headers-amd64, the cache (a manifest per
+flavor), the GPU list, the compiler check, and the overlay at the live-system paths."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from scripts import build_nvidia_module as nv
 from scripts import buildconfig, iso_kernel
 from tests.paths import REPO_ROOT
-from tests.scripts.nvidia_fake.installer import make_installer
+from tests.scripts.nvidia_fake.installer import SUPPORTED_GPUS, make_installer
 from tests.scripts.nvidia_fake.server import FakeServer
 
 VERSION = buildconfig.load_config().bee.nvidia.version
@@ -85,36 +86,70 @@ def built(tmp_path_factory, server, debian_headers):
     return cfg, kver, cache_dir
 
 
-def test_build_makes_loadable_stripped_modules_for_the_kernel(built):
+@pytest.mark.parametrize("flavor, folder", [("proprietary", "kernel"), ("open", "kernel-open")])
+def test_auto_builds_loadable_stripped_modules_of_both_flavors(built, flavor, folder):
     cfg, kver, cache_dir = built
+    assert cfg.bee.nvidia.flavor == "auto", "the configured default"
     assert cache_dir == buildconfig.config_path(cfg, "dist") / f"nvidia-{VERSION}-{kver}"
-    modules = sorted(p.name for p in (cache_dir / "modules").iterdir())
+    modules = sorted(p.name for p in (cache_dir / flavor).iterdir() if p.suffix == ".ko")
     assert modules == sorted(f"{name}.ko" for name in cfg.bee.nvidia.modules)
     for module in modules:
-        path = cache_dir / "modules" / module
+        path = cache_dir / flavor / module
         assert modinfo(path, "vermagic").split()[0] == kver
-        assert modinfo(path, "description").endswith("built from kernel"), "the proprietary kernel/ folder"
+        assert modinfo(path, "description") == f"bee test stand-in for {module[:-3]}, built from {folder}"
         assert debug_sections(path) == [], f"{module} keeps debug info"
-    assert modinfo(cache_dir / "modules" / "nvidia-modeset.ko", "depends") == "nvidia"
+    assert modinfo(cache_dir / flavor / "nvidia-modeset.ko", "depends") == "nvidia"
 
 
-def test_build_takes_the_userland_and_writes_the_manifest(built):
+def test_build_takes_the_userland_and_writes_a_manifest_per_part(built):
     cfg, kver, cache_dir = built
     for name in ("bin/nvidia-smi", "bin/nvidia-modprobe", f"lib/libnvidia-ml.so.{VERSION}",
-                 "firmware/gsp_ga10x.bin", "firmware/gsp_tu10x.bin"):
+                 "firmware/gsp_ga10x.bin", "firmware/gsp_tu10x.bin", cfg.bee.nvidia.gpu_list):
         assert (cache_dir / name).is_file(), name
     assert os.access(cache_dir / "bin" / "nvidia-smi", os.X_OK)
     manifest = json.loads((cache_dir / "manifest.json").read_text())
-    assert manifest["inputs"] == {
-        "format": 1, "version": VERSION, "installer_sha256": cfg.bee.nvidia.sha256, "kver": kver,
-        "flavor": "proprietary", "modules": list(cfg.bee.nvidia.modules), "strip": "strip --strip-debug",
-    }
+    common = {"format": 2, "version": VERSION, "installer_sha256": cfg.bee.nvidia.sha256, "kver": kver}
+    assert manifest["inputs"] == {**common, "gpu_list": cfg.bee.nvidia.gpu_list}
     files = sorted(p.relative_to(cache_dir).as_posix() for p in cache_dir.rglob("*") if p.is_file())
-    assert sorted(manifest["outputs"]) == [f for f in files if f != "manifest.json"]
+    assert sorted(manifest["outputs"]) == [f for f in files if f != "manifest.json"
+                                           and f.split("/")[0] not in ("proprietary", "open")]
+    for flavor in ("proprietary", "open"):
+        own = json.loads((cache_dir / flavor / "manifest.json").read_text())
+        assert own["inputs"] == {**common, "flavor": flavor, "modules": list(cfg.bee.nvidia.modules),
+                                 "strip": "strip --strip-debug"}
+        assert sorted(own["outputs"]) == sorted(f"{m}.ko" for m in cfg.bee.nvidia.modules)
+        for name, digest in own["outputs"].items():
+            assert hashlib.sha256((cache_dir / flavor / name).read_bytes()).hexdigest() == digest
     for name, digest in manifest["outputs"].items():
         assert hashlib.sha256((cache_dir / name).read_bytes()).hexdigest() == digest
     assert not nv.work_dir_for(cfg, kver).exists(), "the scratch folder is removed after a success"
     assert not list(cache_dir.parent.glob(".nvidia-*")), "no temp folders left"
+
+
+def test_the_gpu_list_comes_from_the_installers_supported_gpus_json(built):
+    cfg, kver, cache_dir = built
+    lines = (cache_dir / cfg.bee.nvidia.gpu_list).read_text().splitlines()
+    assert lines[0].startswith(f"# NVIDIA {VERSION}: PCI device ids from supported-gpus/supported-gpus.json")
+    # GH200 (two entries), B200 and RTX PRO 6000 Blackwell are kernelopen only; the V100 is 580.xx legacy;
+    # the A100 and H100 are gsp_proprietary_supported too, so the proprietary modules drive them.
+    assert lines[1:] == ["0x2342 open", "0x2901 open", "0x2bb5 open", "0x1db4 legacy 580.xx"]
+    assert {chip["devid"] for chip in SUPPORTED_GPUS["chips"]} >= {"0x20B0", "0x2330"}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{", "JSONDecodeError"), ('{"gpus": []}', "KeyError"), ('{"chips": 7}', "TypeError"),
+])
+def test_a_garbled_gpu_list_is_one_line(tmp_path, text, problem):
+    (tmp_path / "supported-gpus").mkdir()
+    (tmp_path / "supported-gpus" / "supported-gpus.json").write_text(text)
+    expected = rf"supported-gpus.json is not NVIDIA's GPU list \({problem}: .*check bee.nvidia.version$"
+    with pytest.raises(nv.NvidiaBuildError, match=expected):
+        nv.gpu_support_text(tmp_path, VERSION)
+
+
+def test_an_installer_without_a_gpu_list_gives_the_header_alone(tmp_path):
+    lines = nv.gpu_support_text(tmp_path, VERSION).splitlines()
+    assert len(lines) == 2 and lines[1] == "# the installer has no supported-gpus/supported-gpus.json"
 
 
 def test_second_run_is_a_cache_hit_running_nothing(built, server, monkeypatch, tmp_path):
@@ -149,7 +184,9 @@ def test_install_into_overlay_uses_the_live_system_paths(built, tmp_path):
     modules_dir = overlay / live.nvidia_modules_dir.lstrip("/") / kver
     firmware_dir = overlay / live.firmware_dir.lstrip("/") / "nvidia" / VERSION
     bin_dir, lib_dir = overlay / live.bin_dir.lstrip("/"), overlay / live.lib_dir.lstrip("/")
-    expected = {modules_dir / f"{m}.ko" for m in cfg.bee.nvidia.modules}
+    expected = {modules_dir / flavor / f"{m}.ko" for m in cfg.bee.nvidia.modules for flavor in ("proprietary",
+                                                                                                  "open")}
+    expected |= {modules_dir / cfg.bee.nvidia.gpu_list}
     expected |= {firmware_dir / "gsp_ga10x.bin", firmware_dir / "gsp_tu10x.bin"}
     expected |= {bin_dir / "nvidia-smi", bin_dir / "nvidia-modprobe"}
     expected |= {lib_dir / f"libnvidia-ml.so.{VERSION}", lib_dir / "libnvidia-ml.so.1"}
@@ -158,11 +195,27 @@ def test_install_into_overlay_uses_the_live_system_paths(built, tmp_path):
     link = lib_dir / "libnvidia-ml.so.1"
     assert link.is_symlink() and os.readlink(link) == f"libnvidia-ml.so.{VERSION}" and link.is_file()
     assert stat.S_IMODE((bin_dir / "nvidia-smi").stat().st_mode) == 0o755
-    assert stat.S_IMODE((modules_dir / "nvidia.ko").stat().st_mode) == 0o644
-    assert (modules_dir / "nvidia.ko").read_bytes() == (cache_dir / "modules" / "nvidia.ko").read_bytes()
+    for flavor in ("proprietary", "open"):
+        module = modules_dir / flavor / "nvidia.ko"
+        assert stat.S_IMODE(module.stat().st_mode) == 0o644
+        assert module.read_bytes() == (cache_dir / flavor / "nvidia.ko").read_bytes()
+    gpu_list = modules_dir / cfg.bee.nvidia.gpu_list
+    assert gpu_list.read_text() == (cache_dir / cfg.bee.nvidia.gpu_list).read_text()
     assert not (overlay / "lib" / "modules").exists(), "modloop hides /lib/modules"
     assert not (overlay / "lib" / "firmware").exists(), "anything in /lib/firmware breaks modloop's link"
     assert not list(overlay.rglob(".*.tmp"))
+
+
+def test_install_into_overlay_ships_only_the_configured_flavor(built, tmp_path):
+    cfg, kver, cache_dir = built
+    cfg.bee.nvidia.flavor = "open"
+    try:
+        written = nv.install_into_overlay(cache_dir, tmp_path, cfg, kver)
+    finally:
+        cfg.bee.nvidia.flavor = "auto"
+    modules_dir = tmp_path / cfg.bee.live.nvidia_modules_dir.lstrip("/") / kver
+    assert sorted(p.name for p in modules_dir.iterdir()) == sorted(["open", cfg.bee.nvidia.gpu_list])
+    assert len([p for p in written if p.suffix == ".ko"]) == len(cfg.bee.nvidia.modules)
 
 
 def test_install_into_overlay_refuses_a_build_for_another_kernel(built, tmp_path):
@@ -176,17 +229,19 @@ def test_a_corrupted_cached_file_is_rebuilt(tmp_path, server, debian_headers, ca
     kver, headers = debian_headers
     cache_dir = nv.build(cfg, kver, headers=headers, progress=False)
     downloads = len(server.requests)
-    module = cache_dir / "modules" / "nvidia-uvm.ko"
+    module = cache_dir / "open" / "nvidia-uvm.ko"
     good = module.read_bytes()
     module.write_bytes(good[:-16] + b"\0" * 16)
-    assert not nv.cache_is_valid(cache_dir, nv.build_inputs(cfg, kver))
+    assert nv.cache_is_valid(cache_dir, nv.build_inputs(cfg, kver)), "the userland part is intact"
+    assert not nv.cache_holds(cfg, kver, cache_dir)
     capfd.readouterr()
 
     assert nv.main(["--no-progress"], cfg=cfg) == 0
     out, err = capfd.readouterr()
     assert out == f"{cache_dir}\n", "the installer's and make's output go to stderr, even from the children"
     assert "LD [M]" in err, "make ran again"
-    assert nv.cache_is_valid(cache_dir, nv.build_inputs(cfg, kver))
+    assert "nvidia-drm" not in err and "nvidia-peermem" not in err, "modules not shipped are not built"
+    assert nv.cache_holds(cfg, kver, cache_dir)
     assert module.read_bytes()[-16:] != b"\0" * 16
     assert modinfo(module, "vermagic").split()[0] == kver
     assert len(server.requests) == downloads, "the verified installer in the download cache is reused"
@@ -196,10 +251,11 @@ def test_open_flavor_builds_kernel_open_with_optional_modules(tmp_path, server, 
     cfg = project(tmp_path / "p", server, debian_headers, flavor="open", optional_modules=["nvidia-drm"])
     kver, headers = debian_headers
     cache_dir = nv.build(cfg, kver, headers=headers, progress=False)
-    assert (cache_dir / "modules" / "nvidia-drm.ko").is_file()
-    assert not (cache_dir / "modules" / "nvidia-peermem.ko").exists()
-    assert modinfo(cache_dir / "modules" / "nvidia.ko", "description").endswith("built from kernel-open")
-    assert json.loads((cache_dir / "manifest.json").read_text())["inputs"]["flavor"] == "open"
+    assert (cache_dir / "open" / "nvidia-drm.ko").is_file()
+    assert not (cache_dir / "open" / "nvidia-peermem.ko").exists()
+    assert not (cache_dir / "proprietary").exists()
+    assert modinfo(cache_dir / "open" / "nvidia.ko", "description").endswith("built from kernel-open")
+    assert json.loads((cache_dir / "open" / "manifest.json").read_text())["inputs"]["flavor"] == "open"
 
 
 def test_a_failed_make_leaves_no_cache_and_keeps_the_scratch(tmp_path, server, debian_headers):
@@ -285,3 +341,12 @@ def test_extract_step_alone_leaves_the_extracted_installer(tmp_path, server, deb
     assert (extracted / "kernel" / "Makefile").is_file() and (extracted / "nvidia-smi").is_file()
     assert "stand-in nvidia-installer ran" not in err, "--extract-only must not run the installer"
     assert not list(extracted.parent.glob(".*.tmp"))
+
+
+def test_debians_headers_name_the_compiler_this_builder_has(built, debian_headers):
+    cfg, _, _ = built
+    _, headers = debian_headers
+    kernel = nv.kernel_compiler(headers)
+    assert kernel and kernel.split()[0].startswith("gcc"), kernel
+    assert nv.compiler_version(kernel) == nv.compiler_version(nv.builder_compiler())
+    assert nv.check_compiler(cfg, headers) is False, "the same gcc: nothing to ignore"

@@ -48,43 +48,117 @@ def lay_out_installer(target, version):
         (target / name).write_bytes(name.encode())
 
 
-@pytest.mark.parametrize(("flavor", "folder"), [("proprietary", "kernel"), ("open", "kernel-open")])
-def test_exact_commands_for_nvidias_installer(fp, cfg, cached_installer, tmp_path, flavor, folder):
+MODULES = ["nvidia", "nvidia-modeset", "nvidia-uvm"]
+SHIPPED = "NV_KERNEL_MODULES=nvidia nvidia-modeset nvidia-uvm"   # nvidia-drm, nvidia-peermem: not built
+
+
+@pytest.mark.parametrize(("flavor", "folders"), [
+    ("proprietary", {"proprietary": "kernel"}), ("open", {"open": "kernel-open"}),
+    ("auto", {"proprietary": "kernel", "open": "kernel-open"}),
+])
+def test_exact_commands_for_nvidias_installer(fp, cfg, cached_installer, tmp_path, flavor, folders):
     cfg.bee.nvidia.flavor = flavor
     version = cfg.bee.nvidia.version
-    headers = fake_headers(tmp_path / "usr-src", KVER)
+    headers = fake_headers(tmp_path / "usr-src", KVER)   # no compile.h: no compiler to compare
     work = nv.work_dir_for(cfg, KVER)
     extracted = work / "installer"
-    staging = nv.cache_dir_for(cfg, KVER).with_name(f".nvidia-{version}-{KVER}.tmp") / "modules"
-    modules = ["nvidia", "nvidia-modeset", "nvidia-uvm"]
+    staging = nv.cache_dir_for(cfg, KVER).with_name(f".nvidia-{version}-{KVER}.tmp")
 
     extract = ["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")]
-    make = ["make", "-C", str(extracted / folder), "-j3", "modules", f"SYSSRC={headers}"]
-    strip = ["strip", "--strip-debug", *(str(staging / f"{m}.ko") for m in modules)]
-    recorders = [
-        fp.register(extract, callback=lambda _: lay_out_installer(work / ".installer.tmp", version)),
-        fp.register(make, callback=lambda _: [
-            (extracted / folder / f"{m}.ko").write_bytes(m.encode()) for m in [*modules, "nvidia-drm"]
-        ]),
-        fp.register(strip),
-    ]
+    expected = [extract]
+    recorders = [fp.register(extract, callback=lambda _: lay_out_installer(work / ".installer.tmp", version))]
+    for name, folder in folders.items():
+        make = ["make", "-C", str(extracted / folder), "-j3", "modules", f"SYSSRC={headers}", SHIPPED]
+        strip = ["strip", "--strip-debug", *(str(staging / name / f"{m}.ko") for m in MODULES)]
+        recorders.append(fp.register(make, callback=lambda _, folder=folder: [
+            (extracted / folder / f"{m}.ko").write_bytes(f"{folder}/{m}".encode()) for m in MODULES]))
+        recorders.append(fp.register(strip))
+        expected += [make, strip]
 
     cache_dir = nv.build(cfg, KVER, headers=headers, progress=False)
 
-    assert list(fp.calls) == [extract, make, strip]
+    assert list(fp.calls) == expected
     for recorder in recorders:
         kwargs = recorder.calls[0].kwargs
         assert kwargs["stdout"] == 2, "the tools' output goes to stderr; stdout stays clean"
         assert kwargs["stdin"] == subprocess.DEVNULL and kwargs["start_new_session"] is True
         assert kwargs.get("cwd") is None and kwargs.get("env") is None
-    assert sorted(p.name for p in (cache_dir / "modules").iterdir()) == sorted(f"{m}.ko" for m in modules)
+    for name, folder in folders.items():
+        assert sorted(p.name for p in (cache_dir / name).glob("*.ko")) == sorted(f"{m}.ko" for m in MODULES)
+        assert (cache_dir / name / "nvidia.ko").read_bytes() == f"{folder}/nvidia".encode()
+        assert json.loads((cache_dir / name / "manifest.json").read_text())["inputs"]["flavor"] == name
+    assert sorted(p.name for p in cache_dir.iterdir() if p.is_dir()) == sorted([*folders, "bin", "firmware",
+                                                                                "lib"])
     manifest = json.loads((cache_dir / "manifest.json").read_text())
-    assert manifest["inputs"]["flavor"] == flavor
     assert "bin/nvidia-smi" in manifest["outputs"] and "firmware/gsp_tu10x.bin" in manifest["outputs"]
+    assert cfg.bee.nvidia.gpu_list in manifest["outputs"]
 
     fp.allow_unregistered(False)
     assert nv.build(cfg, KVER, headers=headers, progress=False) == cache_dir  # a hit: no command at all
-    assert len(fp.calls) == 3
+    assert len(fp.calls) == len(expected)
+
+
+def compile_h(headers, compiler):
+    (headers / "include" / "generated" / "compile.h").write_text(
+        f'#define UTS_MACHINE "x86_64"\n#define LINUX_COMPILER "{compiler}, GNU ld (GNU Binutils) 2.44"\n')
+
+
+ALPINE_GCC = "gcc (Alpine 14.2.0) 14.2.0"
+
+
+def test_the_same_compiler_builds_without_ignoring_anything(fp, cfg, cached_installer, tmp_path):
+    cfg.bee.nvidia.flavor = "proprietary"
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    compile_h(headers, ALPINE_GCC)
+    fp.register(["gcc", "--version"], stdout=f"{ALPINE_GCC}\nCopyright (C) 2024 Free Software Foundation\n")
+    assert nv.check_compiler(cfg, headers) is False
+
+
+def test_another_compiler_fails_before_anything_is_downloaded(fp, cfg, tmp_path):
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    compile_h(headers, ALPINE_GCC)
+    fp.register(["gcc", "--version"], stdout="gcc (Alpine 15.1.0) 15.1.0\n")
+    fp.allow_unregistered(False)
+    with pytest.raises(nv.NvidiaBuildError) as error:
+        nv.build(cfg, KVER, headers=headers, progress=False)
+    message = str(error.value)
+    assert message.startswith(f"the kernel was built with {ALPINE_GCC} ({headers}/include/generated/"
+                              "compile.h), but this builder's gcc is gcc (Alpine 15.1.0) 15.1.0;")
+    assert message.endswith("set bee.nvidia.ignore_cc_mismatch: true to build anyway") and "\n" not in message
+    assert list(fp.calls) == [["gcc", "--version"]]
+    assert not nv.installer_path(cfg).exists()
+
+
+def test_ignore_cc_mismatch_passes_it_to_make_with_a_warning(fp, cfg, cached_installer, tmp_path, capsys):
+    cfg.bee.nvidia.flavor = "proprietary"
+    cfg.bee.nvidia.ignore_cc_mismatch = True
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    compile_h(headers, ALPINE_GCC)
+    work = nv.work_dir_for(cfg, KVER)
+    fp.register(["gcc", "--version"], stdout="gcc (Alpine 15.1.0) 15.1.0\n")
+    fp.register(["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")],
+                callback=lambda _: lay_out_installer(work / ".installer.tmp", cfg.bee.nvidia.version))
+    make = ["make", "-C", str(work / "installer" / "kernel"), "-j3", "modules", f"SYSSRC={headers}", SHIPPED,
+            "IGNORE_CC_MISMATCH=1"]
+    fp.register(make, callback=lambda _: [(work / "installer" / "kernel" / f"{m}.ko").write_bytes(b"ko")
+                                          for m in MODULES])
+    fp.register(["strip", fp.any()])
+    nv.build(cfg, KVER, headers=headers, progress=False)
+    assert make in list(fp.calls)
+    assert capsys.readouterr().err == (
+        f"build_nvidia_module: warning: the kernel was built with {ALPINE_GCC}, this builder has gcc (Alpine "
+        "15.1.0) 15.1.0; building anyway with IGNORE_CC_MISMATCH=1 (bee.nvidia.ignore_cc_mismatch)\n")
+
+
+@pytest.mark.parametrize(("line", "version"), [
+    ("gcc (Alpine 14.2.0) 14.2.0", "14.2.0"),
+    ("gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0", "12.2.0"),
+    ("x86_64-linux-gnu-gcc-13 (Ubuntu 13.3.0-6ubuntu2~24.04) 13.3.0", "13.3.0"),
+    ("clang version 19.1.7", "19.1.7"),
+    ("garbage", None),
+])
+def test_compiler_versions(line, version):
+    assert nv.compiler_version(line) == version
 
 
 def test_jobs_default_to_one_per_cpu(cfg):
@@ -214,11 +288,12 @@ def test_a_missing_tool_says_to_install_it():
 @pytest.fixture
 def faked_real_installer(fp, cfg, cached_installer, tmp_path):
     """The real installer's extract and make faked with fp (as in the exact-commands test), proprietary."""
+    cfg.bee.nvidia.flavor = "proprietary"
     work = nv.work_dir_for(cfg, KVER)
     modules = ["nvidia", "nvidia-modeset", "nvidia-uvm"]
     headers = fake_headers(tmp_path / "usr-src", KVER)
     extract = ["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")]
-    make = ["make", "-C", str(work / "installer" / "kernel"), "-j3", "modules", f"SYSSRC={headers}"]
+    make = ["make", "-C", str(work / "installer" / "kernel"), "-j3", "modules", f"SYSSRC={headers}", SHIPPED]
 
     def register(times=1):
         for _ in range(times):
@@ -254,7 +329,7 @@ def test_a_full_disk_while_collecting_leaves_no_cache_and_the_next_run_builds(
 
     monkeypatch.setattr(nv.shutil, "copy2", real_copy2)
     assert nv.build(cfg, KVER, headers=headers, progress=False) == cache_dir
-    assert nv.cache_is_valid(cache_dir, nv.build_inputs(cfg, KVER))
+    assert nv.cache_holds(cfg, KVER, cache_dir)
 
 
 def test_a_full_disk_while_extracting_leaves_nothing_under_the_final_name(fp, cfg, cached_installer,
@@ -286,20 +361,35 @@ def test_a_main_run_on_an_unwritable_cache_is_one_line(cfg, cached_installer, tm
 
 
 def test_any_changed_input_or_output_invalidates_the_cache(cfg, tmp_path):
-    cache_dir = tmp_path / "cache"
-    (cache_dir / "modules").mkdir(parents=True)
-    (cache_dir / "modules" / "nvidia.ko").write_bytes(b"module")
-    inputs = nv.build_inputs(cfg, KVER)
+    cache_dir = tmp_path / "cache" / "proprietary"
+    cache_dir.mkdir(parents=True)
+    (cache_dir / "nvidia.ko").write_bytes(b"module")
+    inputs = nv.flavor_inputs(cfg, KVER, "proprietary")
     nv.write_manifest(cache_dir, inputs)
     assert nv.cache_is_valid(cache_dir, inputs)
     for key in inputs:
         assert not nv.cache_is_valid(cache_dir, {**inputs, key: "other"}), key
-    cfg.bee.nvidia.flavor = "open"
-    assert not nv.cache_is_valid(cache_dir, nv.build_inputs(cfg, KVER)), "open vs proprietary"
-    (cache_dir / "modules" / "nvidia.ko").write_bytes(b"modulX")
+    assert not nv.cache_is_valid(cache_dir, nv.flavor_inputs(cfg, KVER, "open")), "open vs proprietary"
+    (cache_dir / "nvidia.ko").write_bytes(b"modulX")
     assert not nv.cache_is_valid(cache_dir, inputs)
-    (cache_dir / "modules" / "nvidia.ko").unlink()
+    (cache_dir / "nvidia.ko").unlink()
     assert not nv.cache_is_valid(cache_dir, inputs)
     (cache_dir / "manifest.json").write_text("{not json")
     assert not nv.cache_is_valid(cache_dir, inputs)
 
+
+def test_the_caches_own_manifest_leaves_the_flavors_to_theirs(cfg, tmp_path):
+    cache_dir = tmp_path / "cache"
+    (cache_dir / "open").mkdir(parents=True)
+    (cache_dir / "open" / "nvidia.ko").write_bytes(b"module")
+    (cache_dir / "firmware").mkdir()
+    (cache_dir / "firmware" / "gsp_ga10x.bin").write_bytes(b"gsp")
+    nv.write_manifest(cache_dir, nv.build_inputs(cfg, KVER), exclude=("proprietary", "open"))
+    outputs = json.loads((cache_dir / "manifest.json").read_text())["outputs"]
+    assert list(outputs) == ["firmware/gsp_ga10x.bin"]
+    cfg.bee.nvidia.flavor = "open"
+    assert not nv.cache_holds(cfg, KVER, cache_dir), "the open folder has no manifest of its own"
+    nv.write_manifest(cache_dir / "open", nv.flavor_inputs(cfg, KVER, "open"))
+    assert nv.cache_holds(cfg, KVER, cache_dir)
+    cfg.bee.nvidia.flavor = "auto"
+    assert not nv.cache_holds(cfg, KVER, cache_dir), "auto needs the proprietary folder too"

@@ -131,7 +131,8 @@ def test_real_build_then_warm_rebuild(real_builder, processes, capsys):
 
     iso = iso_build.iso_path(cfg)
     members = apkovl_members(iso, cfg.bee.iso.hostname)
-    for path in (live.audit_path, f"{live.nvidia_modules_dir}/{builder.kver}/nvidia.ko",
+    for path in (live.audit_path, f"{live.nvidia_modules_dir}/{builder.kver}/proprietary/nvidia.ko",
+                 f"{live.nvidia_modules_dir}/{builder.kver}/open/nvidia.ko",
                  f"{live.bin_dir}/nvidia-smi", f"{live.lib_dir}/libnvidia-ml.so.{cfg.bee.nvidia.version}",
                  "/etc/init.d/bee-audit-debug", "/etc/apk/world", live.authorized_keys_file):
         assert path.lstrip("/") in members, f"{path} is not in the apkovl: {sorted(members)}"

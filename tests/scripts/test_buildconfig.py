@@ -17,7 +17,7 @@ def test_loads_the_values_of_invoke_yaml():
     assert cfg.bee.nvidia.version == "590.48.01"
     assert cfg.bee.nvidia.sha256 == "b9e2f80693781431cc87f4cd29109e133dcecb50a50d6b68d4b3bf2d696bd689"
     assert cfg.bee.kernel.flavor == "lts"
-    assert cfg.bee.nvidia.flavor == "proprietary"
+    assert cfg.bee.nvidia.flavor == "auto"
 
 
 def test_derived_facts():

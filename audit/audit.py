@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 AUDIT_VERSION = "0.1.0"
-SCHEMA_VERSION = 2  # bumped when a key is renamed or removed or changes its meaning (see README)
+SCHEMA_VERSION = 3  # bumped when a key is renamed or removed or changes its meaning (see README)
 DEFAULT_TIMEOUT = 30.0  # seconds per tool run; a hung tool is killed with its process group
 TOOL_ENV = {"LC_ALL": "C", "LANG": "C"}
 
@@ -2146,7 +2146,7 @@ def collect_psu(ctx: Context) -> dict[str, Any] | None:
     return {"source": source, "power_supplies": supplies, **fru_identity(fru_records)}
 
 
-# -- nvidia: GPUs from nvidia-smi -q -x, their NVLinks (nvlink -s) and topology (topo -m) --------------------
+# -- nvidia: the kernel module, GPUs from nvidia-smi -q -x, nvlink -s and topo -m, GPUs no driver took -------
 
 NVSMI_NOT_AVAILABLE = {
     "", "n/a", "[n/a]", "[not supported]", "not supported", "unknown error", "[unknown error]",
@@ -2390,28 +2390,139 @@ def attach_nvlink(ctx: Context, gpus: list[dict[str, Any]]) -> None:
         gpu["topology"] = topology.get(f"GPU{index}")
 
 
-@collector("nvidia")
-def collect_nvidia(ctx: Context) -> list[dict[str, Any]] | None:
-    """GPUs from nvidia-smi's XML; skipped silently when the NVIDIA driver is not loaded."""
-    if not ctx.exists("procfs", "driver/nvidia"):
-        return ctx.skip("driver not loaded")
-    argv = ["nvidia-smi", "-q", "-x"]
-    text = ctx.output(argv)
-    if text is None:
+NVIDIA_VENDOR_ID = "0x10de"
+NVIDIA_GPU_CLASSES = ("0x0300", "0x0302")  # VGA and 3D controllers: the functions NVIDIA's driver binds
+FIRST_TURING_DEVICE_ID = 0x1E00  # TU102; Maxwell, Pascal and Volta are below, and 580 was their last branch
+# /proc/driver/nvidia/version, first line (as NVIDIA's README and bug reports show it):
+#   proprietary: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  590.48.01  <build date>"
+#   open:        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  590.48.01  Release Build  (...)"
+NVRM_VERSION = re.compile(r"NVRM version:.*?\b(Open\s+)?Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)\b")
+KERNEL_LOG_PREFIX = re.compile(r"^\s*(?:<\d+>)?(?:\[[^\]]*\]\s*)?(?:NVRM:\s*)?")
+# NVRM's word on a GPU it did not take, one message over several "NVRM:" lines, e.g. "The NVIDIA GPU
+# 0000:c1:00.0 (PCI ID: 10de:2901) installed in this system requires use of the NVIDIA open kernel modules."
+NVRM_GPU_VERDICT = re.compile(r"The NVIDIA GPU (?P<address>[0-9a-fA-F:.]+)\s*\(PCI ID: [^)]*\)\s*"
+                              r"installed in this system (?P<verdict>.*?)\.(?:\s|$)")
+
+
+def parse_nvidia_version(text: str | None) -> dict[str, Any] | None:
+    """{version, flavor: "open" | "proprietary"} of the loaded NVIDIA kernel module from the text of
+    /proc/driver/nvidia/version; None when it names no module."""
+    match = NVRM_VERSION.search(text or "")
+    if not match:
         return None
-    gpus = parse_nvidia_smi_xml(text)
-    if gpus is None:
-        ctx.error(argv, "printed no nvidia-smi XML")
-    elif gpus:
-        attach_nvlink(ctx, gpus)
-    return gpus
+    return {"version": match.group(2), "flavor": "open" if match.group(1) else "proprietary"}
+
+
+def nvidia_functions(ctx: Context) -> list[dict[str, Any]]:
+    """Every NVIDIA display or 3D controller function in sysfs: {address, device_id, driver}."""
+    found = []
+    for name in sorted(ctx.listdir("sysfs", "bus/pci/devices")):
+        base = f"bus/pci/devices/{name}"
+        vendor = (ctx.read("sysfs", f"{base}/vendor") or "").strip().lower()
+        klass = (ctx.read("sysfs", f"{base}/class") or "").strip().lower()
+        if vendor != NVIDIA_VENDOR_ID or not klass.startswith(NVIDIA_GPU_CLASSES):
+            continue
+        driver = ctx.realpath("sysfs", f"{base}/driver")
+        found.append({
+            "address": normalize_pci_address(name) or name,
+            "device_id": (ctx.read("sysfs", f"{base}/device") or "").strip().lower() or None,
+            "driver": driver.rstrip("/").rsplit("/", 1)[-1] if driver else None,
+        })
+    return found
+
+
+def kernel_log_text(kernel_log: str | None) -> str:
+    """The kernel log as one line of text, without timestamps and "NVRM:" prefixes (NVRM's messages span
+    several lines)."""
+    return " ".join(KERNEL_LOG_PREFIX.sub("", line).strip() for line in (kernel_log or "").splitlines())
+
+
+def why_without_driver(
+    function: dict[str, Any], module: dict[str, Any] | None, kernel_log: str | None
+) -> str:
+    """Why an NVIDIA GPU function has no driver, as far as the kernel log, its device id and the loaded
+    module tell: NVRM's own verdict on its address, a pre-Turing device id, no module loaded, the last NVRM
+    line naming its address, or (knowing nothing more) a pointer to the kernel log."""
+    address = function["address"]
+    for match in NVRM_GPU_VERDICT.finditer(kernel_log_text(kernel_log)):
+        if normalize_pci_address(match.group("address")) == address:
+            verdict = match.group("verdict")
+            if "open kernel modules" in verdict:
+                return "it needs the NVIDIA open kernel modules (the kernel log says so)"
+            return f"the kernel log says it {verdict}"
+    try:
+        device = int(function.get("device_id") or "", 16)
+    except ValueError:
+        device = None
+    if device is not None and device < FIRST_TURING_DEVICE_ID:
+        branch = f"the {module['version'].split('.')[0]}" if module else "this"
+        return (f"a pre-Turing GPU (device id {function['device_id']}): not supported by {branch} driver "
+                "branch (580 was the last for Maxwell, Pascal and Volta)")
+    if module is None:
+        return "the NVIDIA kernel module is not loaded (see bee-nvidia's line on the console, and dmesg)"
+    short = address.split(":", 1)[1]
+    failures = [line for line in (kernel_log or "").splitlines() if "NVRM" in line and short in line]
+    if failures:
+        return f"the driver failed: {KERNEL_LOG_PREFIX.sub('', failures[-1]).strip()}"
+    return f"the {module['flavor']} NVIDIA kernel module did not take it: see the kernel log (dmesg)"
+
+
+@collector("nvidia")
+def collect_nvidia(ctx: Context) -> dict[str, Any] | None:
+    """The loaded NVIDIA kernel module ({version, flavor} from /proc/driver/nvidia/version, also when
+    nvidia-smi fails), the GPUs from nvidia-smi's XML, and each NVIDIA GPU function no driver took, with
+    the reason (`why_without_driver`, which reads `dmesg` only then). Skipped ("driver not loaded") when no
+    module is loaded and no NVIDIA GPU lacks a driver; no module beside GPUs without a driver, and
+    nvidia-smi missing while the module is loaded, are errors, not skips."""
+    loaded = ctx.exists("procfs", "driver/nvidia")
+    functions = nvidia_functions(ctx)
+    if not loaded and all(function["driver"] for function in functions):
+        return ctx.skip("driver not loaded")
+    module, gpus = None, []
+    if loaded:
+        text = ctx.read("procfs", "driver/nvidia/version")
+        module = parse_nvidia_version(text)
+        if module is None and text is not None:
+            ctx.error("/proc/driver/nvidia/version", f"names no NVIDIA kernel module: {first_line(text)!r}")
+        argv = ["nvidia-smi", "-q", "-x"]
+        result = ctx.run(argv)
+        if result is None:
+            version = f" {module['version']}" if module else ""
+            ctx.error(argv, f"nvidia-smi is not installed, but the NVIDIA kernel module{version} is loaded; "
+                            "install nvidia-smi of the same driver version")
+        elif ctx.check(result):
+            parsed = parse_nvidia_smi_xml(result.stdout)
+            if parsed is None:
+                ctx.error(argv, "printed no nvidia-smi XML")
+            elif parsed:
+                attach_nvlink(ctx, parsed)
+            gpus = parsed or []
+    unbound = [function for function in functions if function["driver"] is None]
+    if not loaded:  # GPUs the audit cannot read: an error (acceptance then says "unknown"), and findings
+        ctx.error(None, f"no NVIDIA kernel module is loaded, but {len(unbound)} NVIDIA GPU(s) have no driver "
+                        "(see bee-nvidia's line on the console)")
+    kernel_log = None
+    if unbound:
+        result = ctx.run(["dmesg"])
+        kernel_log = result.stdout if result is not None and result.returncode == 0 else None
+    without_driver = [{"address": function["address"], "device_id": function["device_id"],
+                       "reason": why_without_driver(function, module, kernel_log)} for function in unbound]
+    return {"kernel_module": module, "gpus": gpus, "without_driver": without_driver}
+
+
+def gpu_count(document: dict[str, Any]) -> int | None:
+    """The NVIDIA GPUs of the document: those nvidia-smi reported plus those no driver took; None when
+    neither is known (no NVIDIA GPU or module, or nvidia-smi failed with every GPU bound)."""
+    nvidia = document.get("nvidia") or {}
+    count = len(nvidia.get("gpus") or []) + len(nvidia.get("without_driver") or [])
+    return count or None
 
 
 @linker
 def link_gpus_to_pcie(document: dict[str, Any]) -> None:
     """Give each GPU the address of its pcie entry, and that entry the GPU's UUID (matched by bus id)."""
     by_address = {entry.get("address"): entry for entry in document.get("pcie") or []}
-    for gpu in document.get("nvidia") or []:
+    for gpu in (document.get("nvidia") or {}).get("gpus") or []:
         entry = by_address.get(gpu.get("bus_id"))
         if entry is not None:
             gpu["pcie_address"] = entry["address"]
@@ -2426,9 +2537,15 @@ def gpu_label(gpu: dict[str, Any]) -> str:
 
 @finding_rule
 def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Uncorrected ECC errors, pages pending retirement, rows pending remapping or failed to remap."""
+    """Uncorrected ECC errors, pages pending retirement, rows pending remapping or failed to remap; and a
+    warning for every NVIDIA GPU no driver took, naming its address and why."""
     found = []
-    for gpu in document.get("nvidia") or []:
+    nvidia = document.get("nvidia") or {}
+    for entry in nvidia.get("without_driver") or []:
+        device = f" ({entry['device_id']})" if entry.get("device_id") else ""
+        component = f"gpu {entry.get('address')}{device}"
+        found.append(finding("warning", component, f"no driver: {entry.get('reason')}"))
+    for gpu in nvidia.get("gpus") or []:
         label = gpu_label(gpu)
         for scope in ("volatile", "aggregate"):
             uncorrected = ((gpu.get("ecc_errors") or {}).get(scope) or {}).get("uncorrected")
@@ -2463,7 +2580,7 @@ def nvlinks_untrained(document: dict[str, Any]) -> bool:
     so their NVLinks cannot be judged: every GPU that reports NVLinks has none active, and the fabric
     state is Not Started or In Progress (H100 and later), or no GPU has a fabric state (A100) and NVSwitch
     PCI functions are present."""
-    gpus = [gpu for gpu in document.get("nvidia") or [] if isinstance(gpu, dict)]
+    gpus = [gpu for gpu in (document.get("nvidia") or {}).get("gpus") or [] if isinstance(gpu, dict)]
     counted = [(gpu.get("nvlink") or {}).get("active_links") for gpu in gpus]
     counted = [active for active in counted if active is not None]
     if not counted or any(counted):
@@ -2487,7 +2604,7 @@ def nvlink_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     (critical); one warning listing the GPUs whose NVSwitch fabric registration is not Completed/Success
     (they cannot do multi-GPU work until the fabric manager has run). An NVSwitch system whose links are
     untrained for want of a fabric manager (nvlinks_untrained) gets one warning saying so instead."""
-    gpus = [gpu for gpu in document.get("nvidia") or [] if isinstance(gpu, dict)]
+    gpus = [gpu for gpu in (document.get("nvidia") or {}).get("gpus") or [] if isinstance(gpu, dict)]
     if nvlinks_untrained(document):
         return [finding("warning", "nvidia", NVLINKS_UNTRAINED)]
     found = []
@@ -4502,7 +4619,7 @@ def _pcie_by_address(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _gpu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
     pcie = _pcie_by_address(document)
     items = []
-    for gpu in document.get("nvidia") or []:
+    for gpu in (document.get("nvidia") or {}).get("gpus") or []:
         entry = pcie.get(gpu.get("pcie_address") or gpu.get("bus_id")) or {}
         link, upstream, smi = entry.get("link") or {}, entry.get("upstream") or {}, gpu.get("pcie") or {}
         width = link.get("current_width") or smi.get("current_width")
@@ -5266,7 +5383,7 @@ def make_profile(document: dict[str, Any]) -> dict[str, Any]:
         _put(part, "link_width", _at_least([g["link_width"] for g in gpus]))
         _put(part, "link_speed_gts", _at_least([g["link_speed_gts"] for g in gpus]))
         if nvlinks_untrained(document):  # no fabric manager: the links nvidia-smi's topology shows
-            wired = [topology_nvlinks(gpu) for gpu in document.get("nvidia") or []]
+            wired = [topology_nvlinks(gpu) for gpu in (document.get("nvidia") or {}).get("gpus") or []]
             if wired and all(wired):
                 part["nvlinks_active"] = {"min": min(wired)}
                 notes.append("gpus.nvlinks_active is the NV# count of `nvidia-smi topo -m`: the NVLinks were "
@@ -5379,8 +5496,8 @@ QRENCODE = ["qrencode", "-t", "ANSIUTF8", "-l", "L", "-m", "2", "-o", "-"]
 
 
 def count_of(section: Any) -> int | None:
-    """How many entries a list collector (storage, nvidia) found; None when it found nothing to list
-    (skipped or failed)."""
+    """How many entries a list collector (storage) found; None when it found nothing to list (skipped or
+    failed)."""
     return len(section) if isinstance(section, list) else None
 
 
@@ -5419,7 +5536,7 @@ def qr_summary_text(document: dict[str, Any]) -> str:
     findings = document.get("findings") or []
     critical = sum(1 for item in findings if item.get("severity") == "critical")
     disks = count_of(document.get("storage"))
-    gpus = count_of(document.get("nvidia"))
+    gpus = gpu_count(document)
     lines = [
         f"bee {AUDIT_VERSION}",
         f"SN {machine_serial(document) or '?'}",

@@ -337,7 +337,8 @@ def simulated(work: Path) -> None:
         + ", ".join(f"{name}={report['status']}" for name, report in document["collectors"].items())
     )
     print(
-        f"  disks: {len(document.get('storage') or [])}, GPUs: {len(document.get('nvidia') or [])}, "
+        f"  disks: {len(document.get('storage') or [])}, "
+        f"GPUs: {len((document.get('nvidia') or {}).get('gpus') or [])}, "
         f"DIMM slots: {(document.get('memory') or {}).get('total_slots')}, "
         f"PCI entries: {len(document.get('pcie') or [])}, PSUs: "
         f"{len((document.get('psu') or {}).get('power_supplies') or [])}, errors: {len(document['errors'])}"

@@ -246,7 +246,7 @@ NVIDIA_XMLS = sorted((REAL_FIXTURES / "nvidia-smi").glob("*.xml"))
 def test_every_nvidia_smi_fixture_passes_its_own_profile_and_fails_mutated(fixture, gpu_path):
     xml = fixture.read_text()
     document = audit.build_document(gpu_server(gpu_path / "a", xml), [("nvidia", audit.collect_nvidia)])
-    gpus = document["nvidia"]
+    gpus = document["nvidia"]["gpus"]
     assert gpus and document["collectors"]["nvidia"]["status"] == "ok"
     rules = profile_of(document)
     made = rules.rules["sections"]["gpus"]
@@ -531,14 +531,14 @@ def test_a_skipped_nvidia_collector_is_unknown_not_zero_gpus(gpu_path):
     xml = V100S_XML.read_text()
     runner = gpu_server(gpu_path / "a", xml)
     rules = profile_of(audit.build_document(runner))
-    (gpu_path / "a" / "proc/driver/nvidia").rmdir()  # the driver did not load
+    (gpu_path / "a" / "proc/driver/nvidia").rmdir()  # the driver did not load: 8 GPUs without a driver
     document = audit.build_document(runner)
-    assert document["collectors"]["nvidia"] == {
-        "status": "skipped", "duration": document["collectors"]["nvidia"]["duration"], "errors": [],
-        "reason": "driver not loaded"}
+    assert document["collectors"]["nvidia"]["status"] == "partial"
+    assert len(document["nvidia"]["without_driver"]) == 8 and document["nvidia"]["gpus"] == []
     acceptance = audit.check_profile(document, rules)
     assert [c["message"] for c in acceptance["checks"] if c["check"].startswith("gpus")] == [
-        "gpus: unknown, the nvidia collector was skipped (driver not loaded)"]
+        "gpus: unknown, the nvidia collector failed (no NVIDIA kernel module is loaded, but 8 NVIDIA GPU(s) "
+        "have no driver (see bee-nvidia's line on the console))"]
     assert acceptance["passed"] is False  # we could not verify: that is not a pass
     jsonschema.Draft202012Validator(DOCUMENT_SCHEMA).validate(
         json.loads(audit.render(audit.apply_acceptance(document, acceptance))))
@@ -549,7 +549,8 @@ def test_nvidia_smi_missing_says_so(gpu_path):
     (gpu_path / "a" / "bin" / "nvidia-smi").unlink()
     document = audit.build_document(runner, [("nvidia", audit.collect_nvidia)])
     assert failures(document, profile({"gpus": {"count": 8}})) == [
-        "gpus: unknown, the nvidia collector was skipped (nvidia-smi not installed)"]
+        "gpus: unknown, the nvidia collector failed (nvidia-smi -q -x: nvidia-smi is not installed, but the "
+        "NVIDIA kernel module is loaded; install nvidia-smi of the same driver version)"]
 
 
 def test_no_dmi_is_one_unknown_check_per_section_not_sixteen_missing_slots(lab):

@@ -137,7 +137,8 @@ def test_capture_then_replay_of_all_collectors_gives_the_same_document(tmp_path,
     # every collector found something here, so the replay is tested on every collector
     names = [name for name, _ in audit.COLLECTORS]
     assert {name: live[name] is not None for name in names} == dict.fromkeys(names, True)
-    assert live["nvidia"][0]["pcie_address"] == "0000:21:01.0"
+    assert live["nvidia"]["gpus"][0]["pcie_address"] == "0000:21:01.0"
+    assert live["nvidia"]["kernel_module"] == {"version": "418.67", "flavor": "proprietary"}
     assert live["memory"]["edac"]["dimms"][0]["uncorrected"] == 1
     assert live["network"][0]["pci_address"] == "0000:00:1f.6"
     assert any(disk["pci_address"] == "0000:00:1f.6" for disk in live["storage"])

@@ -41,8 +41,12 @@ def every_parser(text: str) -> None:
     audit.parse_nvme_list(text)
     document["pcie"] = audit.parse_lspci_vmm(text)
     audit.parse_aer(text)
-    document["nvidia"] = audit.parse_nvidia_smi_xml(text)
-    for gpu, status in zip(document["nvidia"] or [], audit.parse_nvlink_status(text), strict=False):
+    unbound = {"address": "0000:c1:00.0", "device_id": "0x2901"}
+    document["nvidia"] = {
+        "kernel_module": audit.parse_nvidia_version(text), "gpus": audit.parse_nvidia_smi_xml(text) or [],
+        "without_driver": [{**unbound, "reason": audit.why_without_driver(unbound, None, text)}],
+    }
+    for gpu, status in zip(document["nvidia"]["gpus"], audit.parse_nvlink_status(text), strict=False):
         gpu["nvlink"] = audit.nvlink_summary(status)
     audit.parse_topology(text)
     document["bmc"] = {**(audit.parse_mc_info(text) or {}), "lan": [audit.parse_lan_print(text, 1) or {}]}

@@ -1,5 +1,6 @@
 """The nvidia collector: nvidia-smi -q -x XML of several driver branches, the capture bundles (not XML),
-the collector with a faked nvidia-smi, the GPU <-> PCIe linker and the GPU findings."""
+/proc/driver/nvidia/version of both module flavors, the collector with a faked nvidia-smi and dmesg, the
+NVIDIA GPUs no driver took (and why), the GPU <-> PCIe linker and the GPU findings."""
 
 from __future__ import annotations
 
@@ -324,37 +325,73 @@ def register_pcie_only_nvlink(fp, gpus: int) -> None:
     fp.register(["nvidia-smi", "topo", "-m"], stdout=header + rows)
 
 
-def load_driver(tools):
-    """The NVIDIA driver loaded (/proc/driver/nvidia) and an nvidia-smi on PATH."""
+# /proc/driver/nvidia/version as NVIDIA's README (kernel_open.html) and bug reports quote it: the
+# proprietary module (a 515.76 troubleshooting note), the open one (nix-community/nixGL#186, #139).
+PROPRIETARY_VERSION = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  515.76  Mon Sep 12 19:21:56 UTC "
+                       "2022\nGCC version:  gcc version 7.5.0 (Ubuntu 7.5.0-3ubuntu1~18.04)\n")
+OPEN_VERSION = ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  565.57.01  Release Build  "
+                "(dvs-builder@U16-A24-9-2)  Thu Oct 10 12:15:00 UTC 2024\n"
+                "GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)\n")
+JETSON_VERSION = ("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  35.3.1  Release Build  "
+                  "(buildbrain@mobile-u64-6289-d7000)  Sun Mar 19 08:09:33 PDT 2023\n"
+                  "GCC version:  gcc version 9.3.0 (Buildroot 2020.08) \n")
+
+
+@pytest.mark.parametrize("text, module", [
+    (PROPRIETARY_VERSION, {"version": "515.76", "flavor": "proprietary"}),
+    (OPEN_VERSION, {"version": "565.57.01", "flavor": "open"}),
+    (JETSON_VERSION, {"version": "35.3.1", "flavor": "open"}),
+    (OPEN_VERSION.replace("\n", "\r\n"), {"version": "565.57.01", "flavor": "open"}),
+    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  ", None),
+    ("", None), (None, None), ("\x00\xff garbage", None),
+])
+def test_kernel_module_version_and_flavor(text, module):
+    assert audit.parse_nvidia_version(text) == module
+
+
+def load_driver(tools, version_text=PROPRIETARY_VERSION):
+    """The NVIDIA driver loaded (/proc/driver/nvidia/version) and an nvidia-smi on PATH."""
     (tools.procfs / "driver/nvidia").mkdir(parents=True)
+    (tools.procfs / "driver/nvidia/version").write_text(version_text)
     tools("nvidia-smi")
+
+
+def nvidia_of(tools, timeout=20.0):
+    document = audit.build_document(tools.runner(timeout), [("nvidia", audit.collect_nvidia)])
+    return document, document["nvidia"]
 
 
 def test_no_driver_means_skipped_and_nothing_run(fp, tools):
-    tools("nvidia-smi")
-    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
-    assert document["nvidia"] is None
+    tools("nvidia-smi", "dmesg")
+    document, nvidia = nvidia_of(tools)
+    assert nvidia is None
     assert document["collectors"]["nvidia"]["status"] == "skipped"
     assert document["errors"] == []
-    assert fp.call_count(NVSMI) == 0
+    assert list(fp.calls) == []
 
 
-def test_driver_without_nvidia_smi_is_skipped_silently(tools, monkeypatch, tmp_path):
-    load_driver(tools)
+def test_nvidia_smi_missing_while_the_module_is_loaded_is_an_error(tools, monkeypatch, tmp_path):
+    load_driver(tools, OPEN_VERSION)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
-    assert document["nvidia"] is None
-    assert document["errors"] == []
+    document, nvidia = nvidia_of(tools)
+    assert nvidia == {"kernel_module": {"version": "565.57.01", "flavor": "open"}, "gpus": [],
+                      "without_driver": []}
+    assert [(e["command"], e["message"]) for e in document["errors"]] == [(
+        "nvidia-smi -q -x", "nvidia-smi is not installed, but the NVIDIA kernel module 565.57.01 is loaded; "
+        "install nvidia-smi of the same driver version")]
+    assert document["collectors"]["nvidia"]["status"] == "partial"
 
 
 def test_collector_reads_the_xml(fp, tools):
     load_driver(tools)
     fp.register(NVSMI, stdout=xml("datakit-8x-tesla-v100s-pcie-32gb-passthrough.xml"))
     register_pcie_only_nvlink(fp, 8)
-    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
-    assert [gpu["bus_id"] for gpu in document["nvidia"]] == [
+    document, nvidia = nvidia_of(tools)
+    assert nvidia["kernel_module"] == {"version": "515.76", "flavor": "proprietary"}
+    assert [gpu["bus_id"] for gpu in nvidia["gpus"]] == [
         f"0000:00:{slot}.0" for slot in ("0d", "0e", "0f", "10", "11", "12", "13", "14")
     ]
+    assert nvidia["without_driver"] == []
     assert document["collectors"]["nvidia"]["status"] == "ok"
     assert document["findings"] == []
 
@@ -371,21 +408,135 @@ def test_collector_reads_the_xml(fp, tools):
         ),
     ],
 )
-def test_collector_failures_are_errors(fp, tools, stdout, returncode, message):
-    load_driver(tools)
+def test_collector_failures_are_errors_and_keep_the_kernel_module(fp, tools, stdout, returncode, message):
+    load_driver(tools, OPEN_VERSION)
     fp.register(NVSMI, stdout=stdout, returncode=returncode)
-    document = audit.build_document(tools.runner(), [("nvidia", audit.collect_nvidia)])
+    document, nvidia = nvidia_of(tools)
     assert [(e["command"], e["message"]) for e in document["errors"]] == [("nvidia-smi -q -x", message)]
-    assert document["collectors"]["nvidia"]["status"] == "error"
+    assert nvidia["kernel_module"] == {"version": "565.57.01", "flavor": "open"} and nvidia["gpus"] == []
+    assert document["collectors"]["nvidia"]["status"] == "partial"
+
+
+def test_a_version_file_naming_no_module_is_an_error(fp, tools):
+    load_driver(tools, "something else entirely\n")
+    fp.register(NVSMI, stdout=xml("datakit-tesla-v100-pcie-32gb.xml"))
+    register_pcie_only_nvlink(fp, 1)
+    document, nvidia = nvidia_of(tools)
+    assert nvidia["kernel_module"] is None and len(nvidia["gpus"]) == 1
+    assert [(e["command"], e["message"]) for e in document["errors"]] == [
+        ("/proc/driver/nvidia/version", "names no NVIDIA kernel module: 'something else entirely'")]
 
 
 def test_hung_nvidia_smi_is_killed(tools):
     load_driver(tools)
     sleep = shutil.which("sleep", path="/usr/bin:/bin")
     tools("nvidia-smi", script=f"#!/bin/sh\n{sleep} 60\n")
-    document = audit.build_document(tools.runner(timeout=1.0), [("nvidia", audit.collect_nvidia)])
+    document, _ = nvidia_of(tools, timeout=1.0)
     assert document["errors"][0]["command"] == "nvidia-smi -q -x"
     assert "timed out" in document["errors"][0]["message"]
+
+
+# -- NVIDIA GPUs no driver took ---------------------------------------------------------------------------
+
+# dmesg as NVIDIA's nvidia.ko writes it: a GPU that needs the open modules (the line the issue quotes, in the
+# layout of the NVRM reports in NVIDIA/open-gpu-kernel-modules#587), the legacy notice (NixOS/nixos-hardware
+# #1880, which names no address) and an adapter that failed to initialise (open-gpu-kernel-modules#230).
+DMESG = """\
+[    3.412345] nvidia: loading out-of-tree module taints kernel.
+[    3.501234] NVRM: The NVIDIA GPU 0000:c1:00.0 (PCI ID: 10de:2901)
+               NVRM: installed in this system requires use of the NVIDIA open kernel modules.
+[    3.502000] NVRM: The NVIDIA Tesla V100-PCIE-16GB GPU installed in this system is
+               NVRM:  supported through the NVIDIA 580.xx Legacy drivers. Please
+               NVRM:  visit http://www.nvidia.com/object/unix.html for more
+               NVRM:  information.  The 590.48.01 NVIDIA driver will ignore
+               NVRM:  this GPU.  Continuing probe...
+[    3.824916] NVRM: GPU 0000:43:00.0: RmInitAdapter failed! (0x63:0x0:1905)
+[    3.827920] NVRM: GPU 0000:43:00.0: rm_init_adapter failed, device minor number 0
+"""
+
+
+def nvidia_pci(tools, functions):
+    """PCI functions {address: (device id, class, bound to nvidia)} under the fake sysfs."""
+    drivers = tools.sysfs / "bus/pci/drivers/nvidia"
+    drivers.mkdir(parents=True, exist_ok=True)
+    for address, (device, klass, bound) in functions.items():
+        base = tools.sysfs / "bus/pci/devices" / address
+        base.mkdir(parents=True)
+        (base / "vendor").write_text("0x10de\n")
+        (base / "device").write_text(f"{device}\n")
+        (base / "class").write_text(f"{klass}\n")
+        if bound:
+            (base / "driver").symlink_to(drivers)
+
+
+MACHINE = {
+    "0000:41:00.0": ("0x2330", "0x030200", True),    # H100: the proprietary module took it
+    "0000:41:00.1": ("0x22e8", "0x040300", False),   # its audio function: not a GPU
+    "0000:42:00.0": ("0x1db4", "0x030200", False),   # V100: pre-Turing
+    "0000:43:00.0": ("0x20b0", "0x030200", False),   # A100 whose adapter failed to initialise
+    "0000:44:00.0": ("0x2331", "0x030000", False),   # an H100 PCIe (VGA class) the log says nothing about
+    "0000:c1:00.0": ("0x2901", "0x030200", False),   # B200: needs the open modules
+}
+
+
+def test_gpus_without_a_driver_are_named_with_the_reason(fp, tools):
+    load_driver(tools, PROPRIETARY_VERSION.replace("515.76", "590.48.01"))
+    tools("dmesg")
+    nvidia_pci(tools, MACHINE)
+    fp.register(NVSMI, stdout=xml("datakit-tesla-v100-pcie-32gb.xml"))
+    register_pcie_only_nvlink(fp, 1)
+    fp.register(["dmesg"], stdout=DMESG)
+    document, nvidia = nvidia_of(tools)
+    assert nvidia["without_driver"] == [
+        {"address": "0000:42:00.0", "device_id": "0x1db4",
+         "reason": "a pre-Turing GPU (device id 0x1db4): not supported by the 590 driver branch (580 was the "
+                   "last for Maxwell, Pascal and Volta)"},
+        {"address": "0000:43:00.0", "device_id": "0x20b0",
+         "reason": "the driver failed: GPU 0000:43:00.0: rm_init_adapter failed, device minor number 0"},
+        {"address": "0000:44:00.0", "device_id": "0x2331",
+         "reason": "the proprietary NVIDIA kernel module did not take it: see the kernel log (dmesg)"},
+        {"address": "0000:c1:00.0", "device_id": "0x2901",
+         "reason": "it needs the NVIDIA open kernel modules (the kernel log says so)"},
+    ]
+    assert document["collectors"]["nvidia"]["status"] == "ok"
+    assert document["findings"][-1] == {
+        "severity": "warning", "component": "gpu 0000:c1:00.0 (0x2901)",
+        "message": "no driver: it needs the NVIDIA open kernel modules (the kernel log says so)"}
+    assert [(f["severity"], f["component"]) for f in document["findings"]] == [
+        ("warning", f"gpu {address} ({MACHINE[address][0]})")
+        for address in ("0000:42:00.0", "0000:43:00.0", "0000:44:00.0", "0000:c1:00.0")]
+
+
+def test_gpus_without_any_nvidia_module_loaded(fp, tools):
+    tools("nvidia-smi", "dmesg")
+    nvidia_pci(tools, {"0000:41:00.0": ("0x2330", "0x030200", False),
+                       "0000:42:00.0": ("0x1db4", "0x030200", False)})
+    fp.register(["dmesg"], stdout="[    1.0] NVRM: No NVIDIA GPU found.\n")
+    document, nvidia = nvidia_of(tools)
+    assert fp.call_count(NVSMI) == 0, "nvidia-smi cannot work without the module"
+    assert nvidia["kernel_module"] is None and nvidia["gpus"] == []
+    assert [entry["reason"] for entry in nvidia["without_driver"]] == [
+        "the NVIDIA kernel module is not loaded (see bee-nvidia's line on the console, and dmesg)",
+        "a pre-Turing GPU (device id 0x1db4): not supported by this driver branch (580 was the last for "
+        "Maxwell, Pascal and Volta)",
+    ]
+    assert [(e["command"], e["message"]) for e in document["errors"]] == [
+        (None, "no NVIDIA kernel module is loaded, but 2 NVIDIA GPU(s) have no driver (see bee-nvidia's line "
+               "on the console)")]
+    assert len(document["findings"]) == 2 and document["collectors"]["nvidia"]["status"] == "partial"
+
+
+def test_an_unreadable_kernel_log_still_gives_a_reason(fp, tools):
+    load_driver(tools)
+    tools("dmesg")
+    nvidia_pci(tools, {"0000:c1:00.0": ("0x2901", "0x030200", False)})
+    fp.register(NVSMI, stdout=xml("datakit-tesla-v100-pcie-32gb.xml"))
+    register_pcie_only_nvlink(fp, 1)
+    fp.register(["dmesg"], stdout="", stderr="dmesg: read kernel buffer failed: Operation not permitted\n",
+                returncode=1)
+    _, nvidia = nvidia_of(tools)
+    assert nvidia["without_driver"][0]["reason"] == (
+        "the proprietary NVIDIA kernel module did not take it: see the kernel log (dmesg)")
 
 
 # -- linking and findings --------------------------------------------------------------------------------
@@ -402,7 +553,7 @@ def test_linker_attaches_gpus_to_their_pcie_entries(fp, tools):
     ]
     collectors = [("pcie", lambda ctx: [dict(entry) for entry in pcie]), ("nvidia", audit.collect_nvidia)]
     document = audit.build_document(tools.runner(), collectors)
-    gpus = document["nvidia"]
+    gpus = document["nvidia"]["gpus"]
     assert gpus[0]["pcie_address"] == "0000:00:0d.0"  # lspci's 4-digit domain, lower case
     assert gpus[1]["pcie_address"] == "0000:00:0e.0"
     assert gpus[2]["pcie_address"] is None  # no pcie entry for 00:0f.0
@@ -413,7 +564,8 @@ def test_linker_attaches_gpus_to_their_pcie_entries(fp, tools):
 
 
 def findings_of(text):
-    return audit.nvidia_findings({"nvidia": audit.parse_nvidia_smi_xml(text)})
+    nvidia = {"kernel_module": None, "gpus": audit.parse_nvidia_smi_xml(text), "without_driver": []}
+    return audit.nvidia_findings({"nvidia": nvidia})
 
 
 def test_gpu_findings():

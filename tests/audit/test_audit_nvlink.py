@@ -172,7 +172,7 @@ def test_fabric_of_the_8x_h100_q_text():
     parsed = audit.parse_nvidia_smi_xml(q_x_xml(gpus))
     assert [gpu["fabric"] for gpu in parsed] == [{"state": "Completed", "status": "Success"}] * 8
     assert [gpu["bus_id"] for gpu in parsed][:2] == ["0000:19:00.0", "0000:3b:00.0"]
-    assert audit.nvlink_findings({"nvidia": parsed}) == []
+    assert audit.nvlink_findings({"nvidia": {"gpus": parsed}}) == []
 
 
 def test_fabric_of_the_h100_bundle_and_the_xml_fixtures():
@@ -226,14 +226,15 @@ def test_collector_matches_links_by_uuid(fp, driver):
     document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
     assert [call for call in fp.calls] == COMMANDS
     assert document["errors"] == []
-    by_uuid = {gpu["uuid"]: gpu for gpu in document["nvidia"]}
+    by_uuid = {gpu["uuid"]: gpu for gpu in document["nvidia"]["gpus"]}
     assert by_uuid[uuids[0]]["nvlink"]["active_links"] == 12
     assert by_uuid[uuids[3]]["nvlink"]["active_links"] == 10
     assert by_uuid[uuids[3]]["nvlink"]["links"][10] == {"link": 10, "active": False, "speed_gbps": None}
     assert_schema("nvidia", document["nvidia"])
-    first = document["nvidia"][0]  # the XML lists GPU 7 first: its topology row is GPU7's, not the first
+    gpus = document["nvidia"]["gpus"]
+    first = gpus[0]  # the XML lists GPU 7 first: its topology row is GPU7's, not the first
     assert first["uuid"] == uuids[7] and first["topology"]["gpu"] == "GPU7"
-    assert [gpu["topology"]["gpu"] for gpu in document["nvidia"]] == [f"GPU{n}" for n in range(7, -1, -1)]
+    assert [gpu["topology"]["gpu"] for gpu in gpus] == [f"GPU{n}" for n in range(7, -1, -1)]
     assert first["fabric"] == {"state": "Completed", "status": "Success"}
     assert document["findings"] == [
         {
@@ -276,7 +277,7 @@ def test_no_links_and_fabric_not_started(fp, driver, state):
     Progress. One warning, no per-GPU criticals or fabric warnings."""
     h100_machine(fp, state=state)
     document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
-    assert {gpu["nvlink"]["active_links"] for gpu in document["nvidia"]} == {0}
+    assert {gpu["nvlink"]["active_links"] for gpu in document["nvidia"]["gpus"]} == {0}
     assert document["findings"] == [{"severity": "warning", "component": "nvidia", "message": UNTRAINED}]
     assert_schema("nvidia", document["nvidia"])
 
@@ -286,7 +287,7 @@ def test_untrained_a100_is_told_by_its_nvswitch_functions(fp, driver):
     from GPUs whose links are really down."""
     a100_machine(fp, state="N/A", status="N/A", inactive={n: set(range(12)) for n in range(8)})
     document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
-    assert {gpu["fabric"] for gpu in document["nvidia"]} == {None}
+    assert {gpu["fabric"] for gpu in document["nvidia"]["gpus"]} == {None}
     switches = [
         {"address": f"0000:{bus}:00.0", "vendor_id": "10de", "class_id": "0680"} for bus in ("c4", "c5")
     ]
@@ -326,7 +327,7 @@ def test_one_gpu_without_links_beside_its_peers(fp, driver):
     document = audit.build_document(driver, [("nvidia", audit.collect_nvidia)])
     (found,) = document["findings"]
     assert found["severity"] == "critical" and found["message"] == "no active NVLink (of 12)"
-    assert {gpu["uuid"]: gpu["nvlink"]["active_links"] for gpu in document["nvidia"]}[uuids[5]] == 0
+    assert {gpu["uuid"]: gpu["nvlink"]["active_links"] for gpu in document["nvidia"]["gpus"]}[uuids[5]] == 0
 
 
 def test_pcie_gpus_and_mig_have_no_nvlink_findings():
@@ -335,7 +336,7 @@ def test_pcie_gpus_and_mig_have_no_nvlink_findings():
         {"bus_id": "0000:02:00.0", "nvlink": {"supported": None, "active_links": None, "links": []}},
         {"bus_id": "0000:03:00.0", "nvlink": None, "fabric": None},
     ]
-    assert audit.nvlink_findings({"nvidia": gpus}) == []
+    assert audit.nvlink_findings({"nvidia": {"gpus": gpus}}) == []
     assert audit.nvlink_findings({"nvidia": None}) == []
 
 
@@ -347,7 +348,7 @@ def test_nvlink_and_topology_failures_are_errors_and_the_gpus_stay(fp, driver):
     assert [(e["command"], e["message"]) for e in document["errors"]] == [
         ("nvidia-smi nvlink -s", "exit status 255: Failed to initialize NVML: Unknown Error")
     ]
-    (gpu,) = document["nvidia"]
+    (gpu,) = document["nvidia"]["gpus"]
     assert (gpu["nvlink"], gpu["topology"], gpu["fabric"]) == (None, None, None)
     assert document["collectors"]["nvidia"]["status"] == "partial"
 
@@ -368,7 +369,8 @@ def test_profile_checks_active_nvlinks_per_gpu(fp, driver):
     assert failed_checks(degraded, {"gpus": {"count": 8, "nvlinks_active": {"min": 12}}}) == [
         "gpu 0000:4e:00.0 (NVIDIA A100-SXM4-80GB): active NVLinks 10, expected at least 12"
     ]
-    pcie_only = {"nvidia": [{"bus_id": "0000:01:00.0", "nvlink": {"supported": False, "active_links": None}}]}
+    pcie_only = {"nvidia": {"gpus": [{"bus_id": "0000:01:00.0",
+                                      "nvlink": {"supported": False, "active_links": None}}]}}
     assert "nvlinks_active" not in audit.make_profile(pcie_only)["gpus"]
 
 
@@ -407,7 +409,7 @@ def test_untrained_nvlinks_are_unknown_in_acceptance_and_made_from_the_topology(
     assert failed_checks(trained, {"gpus": {"nvlinks_active": {"min": 18, "required": True}}}) == []
     assert failed_checks(trained, {"gpus": {"nvlinks_active": {"min": 19}}}) == [
         f"gpu {gpu['bus_id']} (NVIDIA H100 80GB HBM3): active NVLinks 18, expected at least 19"
-        for gpu in trained["nvidia"]
+        for gpu in trained["nvidia"]["gpus"]
     ]
 
 
@@ -421,7 +423,7 @@ def test_untrained_without_topology_counts_is_left_out_with_a_note():
         }
         for n in range(2)
     ]
-    made = audit.make_profile({"nvidia": gpus})
+    made = audit.make_profile({"nvidia": {"gpus": gpus}})
     assert "nvlinks_active" not in made["gpus"]
     assert made["description"].startswith("gpus.nvlinks_active left out")
 

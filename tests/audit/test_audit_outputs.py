@@ -26,7 +26,7 @@ def lab_document() -> dict:
         "cpu": audit.parse_cpus(records),
         "memory": audit.parse_memory(records),
         "storage": [{}, {}, {}],
-        "nvidia": [{}] * 8,
+        "nvidia": {"kernel_module": None, "gpus": [{}] * 8, "without_driver": []},
         "findings": [audit.finding("critical", "memory", "x"), audit.finding("warning", "cpu", "y")],
     }
 

@@ -2394,8 +2394,8 @@ NVIDIA_VENDOR_ID = "0x10de"
 NVIDIA_GPU_CLASSES = ("0x0300", "0x0302")  # VGA and 3D controllers: the functions NVIDIA's driver binds
 FIRST_TURING_DEVICE_ID = 0x1E00  # TU102; Maxwell, Pascal and Volta are below, and 580 was their last branch
 # /proc/driver/nvidia/version, first line (as NVIDIA's README and bug reports show it):
-#   proprietary: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  590.48.01  <build date>"
-#   open:        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  590.48.01  Release Build  (...)"
+#   proprietary: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  515.76  <build date>"
+#   open:        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  565.57.01  Release Build  (...)"
 NVRM_VERSION = re.compile(r"NVRM version:.*?\b(Open\s+)?Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)\b")
 KERNEL_LOG_PREFIX = re.compile(r"^\s*(?:<\d+>)?(?:\[[^\]]*\]\s*)?(?:NVRM:\s*)?")
 # NVRM's word on a GPU it did not take, one message over several "NVRM:" lines, e.g. "The NVIDIA GPU

@@ -796,6 +796,30 @@ def replace_dir(new: Path, final: Path) -> None:
     fileops.remove_path(old)
 
 
+EXTRACTED_STAMP = "installer.sha256"  # beside the extraction: the sha256 of the installer it came from
+
+
+def extract_for_build(cfg: Any, kver: str, installer: Path) -> Path:
+    """Return the extracted installer build() compiles in (`<work dir>/installer`), extracting it first
+    unless an extraction of this very installer (its pinned sha256 in the stamp beside it) is there.
+
+    `--step extract` and build() both go through here, so a build after `--step extract` reuses it.
+    """
+    work = work_dir_for(cfg, kver)
+    target, stamp = work / "installer", work / EXTRACTED_STAMP
+    pinned = cfg.bee.nvidia.sha256.strip().lower()
+    try:
+        reusable = target.is_dir() and stamp.read_text().strip() == pinned
+    except OSError:
+        reusable = False
+    if reusable:
+        return target
+    fileops.remove_path(work)
+    extract(installer, target, timeout=tool_timeout(cfg))
+    fileops.write_atomic(stamp, f"{pinned}\n".encode())
+    return target
+
+
 def work_dir_for(cfg: Any, kver: str) -> Path:
     """Return the scratch folder a build extracts and compiles in (`paths.build/nvidia-<version>-<kver>`)."""
     return buildconfig.config_path(cfg, "build") / f"nvidia-{cfg.bee.nvidia.version}-{kver}"
@@ -829,8 +853,7 @@ def build(
     with os_errors_as_build_errors():
         installer = download_installer(cfg, progress=progress)
         work = work_dir_for(cfg, kver)
-        fileops.remove_path(work)
-        extracted = extract(installer, work / "installer", timeout=timeout)
+        extracted = extract_for_build(cfg, kver, installer)
         fileops.remove_path(staging)
         try:
             for flavor in flavors:
@@ -934,10 +957,10 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
         description="Download, verify, extract, build and cache NVIDIA's driver for the ISO kernel "
         "(the nvidia step of invoke build-debug). Defaults come from invoke.yaml (bee.nvidia).",
     )
-    parser.add_argument("--step", choices=STEPS, default="build",
+    parser.add_argument("--step", choices=STEPS, default=None,
                         help="stop after this step: headers (print kver and headers dir), download (print "
-                        "the installer), extract (print the extracted folder), build (default: print the "
-                        "cache dir)")
+                        "the installer), extract (print the folder the build compiles in), build (the "
+                        "default: print the cache dir)")
     parser.add_argument("--version", default=nv.version, help="driver version (default: %(default)s)")
     parser.add_argument("--sha256", default=nv.sha256, help="pinned sha256 of the installer")
     parser.add_argument("--url", default=nv.url, help="installer URL; {version} is replaced")
@@ -947,8 +970,6 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iso-kver", default=str(nv.kernel_release or ""),
                         help="release of the kernel the ISO boots (default: bee.nvidia.kernel_release, or "
                         "ask apk for the repository's linux-<flavor>)")
-    parser.add_argument("--kver", default=None,
-                        help="build against <headers-root>/linux-headers-KVER (default: the ISO kernel's)")
     parser.add_argument("--headers", type=Path, default=None, help="build against this headers dir")
     parser.add_argument("--headers-root", type=Path, default=Path(nv.headers_root),
                         help="where linux-headers-<kver>/ folders are (default: %(default)s)")
@@ -961,7 +982,13 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--print-sha256", action="store_true",
                         help="print the sha256 NVIDIA publishes for --version and exit (to pin a new "
                         "version; the build trusts only bee.nvidia.sha256)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.print_sha256 and args.step is not None:
+        parser.error(f"--print-sha256 only prints NVIDIA's published sum; it takes no --step {args.step}")
+    if args.overlay is not None and args.step not in (None, "build"):
+        parser.error(f"--overlay installs a finished build; it takes no --step {args.step}")
+    args.step = args.step or "build"
+    return args
 
 
 def apply_args(cfg: Any, args: argparse.Namespace) -> None:
@@ -972,14 +999,12 @@ def apply_args(cfg: Any, args: argparse.Namespace) -> None:
 
 
 def resolve_kernel(cfg: Any, args: argparse.Namespace) -> tuple[str, Path]:
-    """Return `(kver, headers)` to build against, checked against the kernel the ISO boots."""
-    if args.headers is None and not args.kver:
+    """Return `(kver, headers)` to build against (`--headers`, else the ISO kernel's under
+    `--headers-root`), checked against the kernel the ISO boots."""
+    if args.headers is None:
         return iso_kernel.kernel_for_iso(cfg)
     iso_kver = iso_kernel.iso_kernel_release(cfg)
-    if args.headers is not None:
-        kver, headers = iso_kernel.headers_release(args.headers), args.headers
-    else:
-        kver, headers = iso_kernel.find_headers(cfg, args.kver)
+    kver, headers = iso_kernel.headers_release(args.headers), args.headers
     iso_kernel.check_headers_match(kver, iso_kver)
     return kver, headers
 
@@ -990,13 +1015,13 @@ def run(cfg: Any, args: argparse.Namespace) -> list[str]:
         return [published_sha256(installer_url(cfg), timeout=float(cfg.bee.nvidia.download_timeout))]
     if args.step == "download":
         return [str(download_installer(cfg, progress=args.progress))]
-    if args.step == "extract":
-        installer = download_installer(cfg, progress=args.progress)
-        target = buildconfig.config_path(cfg, "build") / f"nvidia-{cfg.bee.nvidia.version}-extracted"
-        return [str(extract(installer, target, timeout=tool_timeout(cfg)))]
     kver, headers = resolve_kernel(cfg, args)
     if args.step == "headers":
         return [f"{kver}\t{headers}"]
+    if args.step == "extract":
+        with os_errors_as_build_errors():
+            installer = download_installer(cfg, progress=args.progress)
+            return [str(extract_for_build(cfg, kver, installer))]
     cache_dir = build(cfg, kver, headers=headers, cache_root=args.cache_root, progress=args.progress)
     lines = [str(cache_dir)]
     if args.overlay is not None:

@@ -183,7 +183,12 @@ def check_headers_match(headers_kver: str, iso_kver: str) -> None:
 
 
 def headers_for_iso(cfg: Any, iso_kver: str, headers_root: Path | None = None) -> tuple[str, Path]:
-    """Return `(kver, headers)` for the ISO kernel `iso_kver`, or raise naming the headers installed."""
+    """Return `(kver, headers)` for the ISO kernel `iso_kver`, or raise naming the headers installed.
+
+    Headers of that release that are there but not prepared (no utsrelease.h) say so (headers_release).
+    """
+    if (_headers_root(cfg, headers_root) / f"linux-headers-{iso_kver}").is_dir():
+        return find_headers(cfg, iso_kver, headers_root)
     try:
         return find_headers(cfg, iso_kver, headers_root)
     except HeadersError:

@@ -393,3 +393,50 @@ def test_the_caches_own_manifest_leaves_the_flavors_to_theirs(cfg, tmp_path):
     assert nv.cache_holds(cfg, KVER, cache_dir)
     cfg.bee.nvidia.flavor = "auto"
     assert not nv.cache_holds(cfg, KVER, cache_dir), "auto needs the proprietary folder too"
+
+
+# ------------------------------------------------------------------------------------------ the command line
+
+
+def test_extract_step_and_build_share_one_extraction(fp, cfg, cached_installer, tmp_path, capsys):
+    cfg.bee.nvidia.flavor = "proprietary"
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    work = nv.work_dir_for(cfg, KVER)
+    extract = ["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")]
+    version = cfg.bee.nvidia.version
+    fp.register(extract, callback=lambda _: lay_out_installer(work / ".installer.tmp", version))
+    fp.register(["make", fp.any()], callback=lambda _: [
+        (work / "installer" / "kernel" / f"{m}.ko").write_bytes(b"ko") for m in MODULES])
+    fp.register(["strip", fp.any()])
+    args = ["--iso-kver", KVER, "--headers-root", str(headers.parent), "--no-progress"]
+    assert nv.main(["--step", "extract", *args], cfg=cfg) == 0
+    assert capsys.readouterr().out == f"{work / 'installer'}\n"
+    assert (work / nv.EXTRACTED_STAMP).read_text() == f"{cfg.bee.nvidia.sha256}\n"
+    assert nv.main(args, cfg=cfg) == 0
+    assert fp.call_count(extract) == 1, "the build compiled in the extraction --step extract made"
+    assert capsys.readouterr().out == f"{nv.cache_dir_for(cfg, KVER)}\n"
+
+
+def test_an_extraction_of_another_installer_is_not_reused(fp, cfg, cached_installer, tmp_path):
+    work = nv.work_dir_for(cfg, KVER)
+    (work / "installer" / "kernel").mkdir(parents=True)
+    (work / nv.EXTRACTED_STAMP).write_text("0" * 64 + "\n")
+    extract = ["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")]
+    version = cfg.bee.nvidia.version
+    fp.register(extract, callback=lambda _: lay_out_installer(work / ".installer.tmp", version))
+    assert nv.extract_for_build(cfg, KVER, cached_installer) == work / "installer"
+    assert fp.call_count(extract) == 1 and (work / "installer" / "firmware").is_dir()
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--print-sha256", "--step", "download"], "--print-sha256 only prints NVIDIA's published sum; it takes "
+                                               "no --step download"),
+    (["--overlay", "/tmp/o", "--step", "extract"], "--overlay installs a finished build; it takes no --step "
+                                                   "extract"),
+    (["--kver", "6.12.58-0-lts"], "unrecognized arguments: --kver 6.12.58-0-lts"),
+])
+def test_arguments_that_would_be_ignored_are_refused(cfg, capsys, argv, complaint):
+    with pytest.raises(SystemExit) as stopped:
+        nv.main(argv, cfg=cfg)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(complaint)

@@ -100,6 +100,17 @@ def test_unprepared_headers_are_an_error(cfg, tmp_path):
         iso_kernel.find_headers(cfg, headers_root=tmp_path)
 
 
+def test_unprepared_headers_of_the_iso_kernel_say_so_not_no_headers(cfg, tmp_path):
+    cfg.bee.nvidia.kernel_release = KVER
+    cfg.bee.nvidia.headers_root = str(tmp_path)
+    (tmp_path / f"linux-headers-{KVER}" / "include").mkdir(parents=True)
+    with pytest.raises(iso_kernel.HeadersError) as error:
+        iso_kernel.kernel_for_iso(cfg)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path}/linux-headers-{KVER} holds no prepared kernel headers (")
+    assert "no kernel headers for" not in message
+
+
 def test_check_headers_match_names_both_versions():
     iso_kernel.check_headers_match(KVER, KVER)
     with pytest.raises(iso_kernel.KernelMismatchError) as error:

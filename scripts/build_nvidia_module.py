@@ -2,13 +2,17 @@
 """The nvidia step of `invoke build-debug`: NVIDIA's modules and userland for the ISO kernel, built, cached.
 
 a. download NVIDIA's `.run` installer (streamed, sha256 computed in the same pass, resumed from a `.part`
-   file, retried on resets and 5xx) and trust it only if it matches the pinned `bee.nvidia.sha256`;
+   file, retried on resets and 5xx with one line per retry, failing at once when the host does not
+   resolve) and trust it only if it matches the pinned `bee.nvidia.sha256` (else it is kept aside);
 b. extract it (`sh <installer> --extract-only --target <dir>`) into a temp dir renamed when complete;
-c. build `kernel/` (or `kernel-open/`) against the ISO kernel's headers (found and checked by
-   scripts/iso_kernel.py), and strip the debug info from the `.ko` files;
-d. take the userland the live system needs: nvidia-smi, nvidia-modprobe, libnvidia-ml, the GSP firmware;
-e. keep all of it in `dist/nvidia-<version>-<kver>/` with a manifest of the inputs and of each output's
-   sha256: when both still match, the whole step is skipped.
+c. compare the builder's gcc with the kernel's, then build `kernel/` (proprietary), `kernel-open/` (open)
+   or both (`bee.nvidia.flavor: auto`), only the shipped modules, against the ISO kernel's headers (found
+   and checked by scripts/iso_kernel.py), and strip the debug info from the `.ko` files;
+d. take the userland the live system needs: nvidia-smi, nvidia-modprobe, libnvidia-ml, the GSP firmware,
+   and the GPU list bee-nvidia chooses the flavor by at boot (from the installer's supported-gpus.json);
+e. keep all of it in `dist/nvidia-<version>-<kver>/` (the modules in a folder per flavor) with a manifest
+   of the inputs and of each output's sha256, one per flavor too: when all still match, the whole step is
+   skipped.
 
 `install_into_overlay` then copies the cached files to their live-system paths (`bee.live.*`) in the overlay.
 Every failure is one line saying what to do (a full disk included: OSErrors become NvidiaBuildError), and

@@ -3997,7 +3997,8 @@ def link_kernel_events(document: dict[str, Any]) -> None:
     or a lost GPU at that GPU (else its pcie entry), an AER error at its pcie entry, a disk or NVMe error at
     that disk."""
     kernel_log = document.get("kernel_log") or {}
-    gpus = {gpu.get("bus_id"): f"/nvidia/{i}" for i, gpu in enumerate(document.get("nvidia") or [])}
+    nvidia = (document.get("nvidia") or {}).get("gpus") or []
+    gpus = {gpu.get("bus_id"): f"/nvidia/gpus/{i}" for i, gpu in enumerate(nvidia)}
     pcie = {entry.get("address"): f"/pcie/{i}" for i, entry in enumerate(document.get("pcie") or [])}
     disks = {disk.get("name"): f"/storage/{i}" for i, disk in enumerate(document.get("storage") or [])}
     for event in kernel_log.get("events") or []:

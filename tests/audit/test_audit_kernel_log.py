@@ -389,7 +389,7 @@ def test_worse_forms():
 
 def test_findings_point_at_the_gpu_and_the_disk_of_the_document():
     document = {
-        "nvidia": [{"bus_id": "0000:97:00.0"}, {"bus_id": "0000:dc:00.0"}],
+        "nvidia": {"gpus": [{"bus_id": "0000:97:00.0"}, {"bus_id": "0000:dc:00.0"}]},
         "pcie": [{"address": "0000:ed:00.0", "vendor": "NVIDIA Corporation", "device": "GH100"}],
         "storage": [
             {"name": "sda", "path": "/dev/sda"},
@@ -403,10 +403,10 @@ def test_findings_point_at_the_gpu_and_the_disk_of_the_document():
     audit.link_kernel_events(document)
     found = audit.kernel_log_findings(document)
     assert [(f["severity"], f["component"], f["ref"], f["count"]) for f in found] == [
-        ("warning", "gpu 0000:dc:00.0", "/nvidia/1", 2),
+        ("warning", "gpu 0000:dc:00.0", "/nvidia/gpus/1", 2),
         ("warning", "gpu 0000:ed:00.0", "/pcie/0", 2),
         ("warning", "gpu 0000:ba:00.0", "/kernel_log/events/2", 2),
-        ("warning", "gpu 0000:97:00.0", "/nvidia/0", 1),
+        ("warning", "gpu 0000:97:00.0", "/nvidia/gpus/0", 1),
         ("critical", "disk /dev/sdb (ST4000, ZC1)", "/storage/1", 2),
         ("warning", "disk /dev/sdb (ST4000, ZC1)", "/storage/1", 3),
     ]

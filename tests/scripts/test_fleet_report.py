@@ -361,3 +361,18 @@ def test_a_large_folder_is_read_by_several_processes_with_the_same_result(fleet,
     parallel = fleet_report.read_folder(fleet["folder"])
     assert parallel == sequential
     assert [version.name for version in parallel[0]] == sorted(version.name for version in parallel[0])
+
+
+@pytest.mark.parametrize("nvidia, shown", [
+    ({"kernel_module": None, "gpus": [{"product": "NVIDIA B200"}] * 8, "without_driver": []},
+     ("8x NVIDIA B200", 8)),                                          # schema 3: nvidia.gpus
+    ([{"product": "Tesla V100S-PCIE-32GB"}] * 2, ("2x Tesla V100S-PCIE-32GB", 2)),  # schema 2: a list
+    ({"kernel_module": None, "gpus": [], "without_driver": [{"address": "0000:c1:00.0"}]},
+     ("1 without a driver", 0)),
+    ({"kernel_module": None, "gpus": [{"product": "NVIDIA H100"}], "without_driver": [{}, {}]},
+     ("1x NVIDIA H100 + 2 without a driver", 1)),
+    ({"kernel_module": None, "gpus": [], "without_driver": []}, ("none", 0)),
+    (None, ("-", 0)),
+])
+def test_gpus_of_both_document_shapes(nvidia, shown):
+    assert fleet_report.gpus(fleet_report.Document("a.json", {"nvidia": nvidia})) == shown

@@ -876,23 +876,36 @@ def dmidecode_records(ctx: Context, types: str) -> list[DmiRecord] | None:
 
 IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
 IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
+# The limit of the commands that walk a whole repository (`sdr elist`, `sel list`): a real BMC takes 5-30 s,
+# a slow one minutes, far over a quick command's --timeout. Such a command gets max(--timeout, this).
+IPMI_SLOW_TIMEOUT = 120.0
 # Per runner (one audit), the ipmitool command that hung: the BMC does not answer, and every later command
 # would wait the whole timeout too (fru, sdr, sel info and sel list: four timeouts one after another).
 UNRESPONSIVE_BMC: weakref.WeakKeyDictionary[Runner, str] = weakref.WeakKeyDictionary()
+# Per runner, whether the BMC answered a command of this audit: then a slow walk that runs out of time is
+# a slow repository, not a hung BMC, and the other commands are still asked.
+BMC_ANSWERED: weakref.WeakKeyDictionary[Runner, bool] = weakref.WeakKeyDictionary()
 
 
-def ipmitool_run(ctx: Context, argv: list[str], redact=None, ask_anyway: bool = False) -> ToolResult | None:
+def ipmitool_run(ctx: Context, argv: list[str], redact=None, ask_anyway: bool = False,
+                 slow: bool = False) -> ToolResult | None:
     """Run one ipmitool command holding the process-wide ipmitool lock (`redact` as for Context.run). None
     when ipmitool is absent, or when an earlier command of this audit hung: then the BMC is not asked again
-    (unless `ask_anyway`: a caller with its own policy), and the error says why."""
+    (unless `ask_anyway`: a caller with its own policy), and the error says why. A `slow` command (a walk
+    of the SDR or the SEL) gets max(--timeout, IPMI_SLOW_TIMEOUT); the BMC counts as hung when a quick
+    command times out, or a slow one before the BMC answered anything."""
     with IPMITOOL_LOCK:
         hung = UNRESPONSIVE_BMC.get(ctx.runner)
         if hung is not None and not ask_anyway:
             ctx.error(argv, f"not run: the BMC did not answer `{hung}` within the timeout")
             return None
-        result = ctx.run(argv, redact=redact)
+        timeout = max(ctx.runner.timeout, IPMI_SLOW_TIMEOUT) if slow else None
+        result = ctx.run(argv, timeout=timeout, redact=redact)
         if result is not None and result.timed_out:
-            UNRESPONSIVE_BMC[ctx.runner] = " ".join(argv)
+            if not slow or not BMC_ANSWERED.get(ctx.runner):
+                UNRESPONSIVE_BMC[ctx.runner] = " ".join(argv)
+        elif result is not None and result.returncode == 0:
+            BMC_ANSWERED[ctx.runner] = True
     return result
 
 
@@ -920,10 +933,11 @@ def ipmi_present(ctx: Context) -> bool:
     return any(ctx.exists("devfs", device) for device in IPMI_DEVICES)
 
 
-def ipmitool_text(ctx: Context, argv: list[str]) -> str | None:
+def ipmitool_text(ctx: Context, argv: list[str], slow: bool = False) -> str | None:
     """An ipmitool command's stdout (empty output included: an empty event log prints nothing), run by
-    ipmitool_run; None when ipmitool is absent, or failed or hung (an error)."""
-    result = ipmitool_run(ctx, argv)
+    ipmitool_run (`slow`: a repository walk, with its longer limit); None when ipmitool is absent, or
+    failed or hung (an error)."""
+    result = ipmitool_run(ctx, argv, slow=slow)
     if result is None:
         return None
     if result.timed_out or result.returncode != 0:
@@ -3257,7 +3271,7 @@ def collect_sensors(ctx: Context) -> list[dict[str, Any]] | None:
     if not ipmi_present(ctx):
         return None
     argv = ["ipmitool", "sdr", "elist"]
-    text = ipmitool_text(ctx, argv)
+    text = ipmitool_text(ctx, argv, slow=True)
     if text is None:
         return None
     sensors = parse_sensors(text)
@@ -3559,7 +3573,7 @@ def collect_event_log(ctx: Context) -> dict[str, Any] | None:
     if not ipmi_present(ctx):
         return None
     info_text = ipmitool_text(ctx, ["ipmitool", "sel", "info"])
-    list_text = ipmitool_text(ctx, ["ipmitool", "sel", "list"])
+    list_text = ipmitool_text(ctx, ["ipmitool", "sel", "list"], slow=True)
     if info_text is None and list_text is None:
         return None
     records = parse_sel_list(list_text)

@@ -438,9 +438,10 @@ def test_a_dimm_named_by_ipmitool_and_a_kernel_panic_record():
     ]
 
 
-def test_a_hung_bmc_is_asked_once(bmc):
+def test_a_hung_bmc_is_asked_once(bmc, monkeypatch):
     """After one ipmitool command hangs, the other collectors do not ask the BMC again (each would wait the
     whole timeout): one timeout, then one error per command that was not run."""
+    monkeypatch.setattr(audit, "IPMI_SLOW_TIMEOUT", 0.5)
     log = bmc / "runs"
     write_tool(bmc / "bin", "ipmitool", f'echo "$*" >> {log}\nexec /bin/sleep 30')
     runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "dev", timeout=0.5)
@@ -486,3 +487,47 @@ def test_ipmitool_oem_decoding_in_parentheses_is_the_events_detail():
         " 7 | 12/01/26 | 17:30:00 UTC | Memory #0x03 | Correctable ECC (@DIMMA1(CPU1)) | Asserted\n"
     )[0]
     assert (dimm["event"], dimm["detail"]) == ("Correctable ECC", "@DIMMA1(CPU1)")
+
+
+def test_a_slow_sdr_walk_neither_loses_the_sel_nor_marks_the_bmc_hung(bmc):
+    """`sdr elist` and `sel list` walk a whole repository: they get max(--timeout, IPMI_SLOW_TIMEOUT), so a
+    2 s walk under --timeout 0.5 still reads the sensors and the SEL."""
+    write_tool(
+        bmc / "bin",
+        "ipmitool",
+        'case "$*" in\n'
+        '  "sdr elist") /bin/sleep 2; echo "Fan1 | 30h | ok | 29.1 | 2160 RPM";;\n'
+        '  "sel info") echo "Entries : 1";;\n'
+        '  "sel list") /bin/sleep 2; echo "1 | 03/01/2024 | 10:00:00 | Fan #0x30 | Lower Critical going low '
+        '| Asserted";;\n  *) exit 1;;\nesac',
+    )
+    runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "dev", timeout=0.5)
+    document = audit.build_document(
+        runner, [("sensors", audit.collect_sensors), ("event_log", audit.collect_event_log)]
+    )
+    assert document["errors"] == []
+    assert [s["name"] for s in document["sensors"]] == ["Fan1"]
+    assert document["event_log"]["total_records"] == 1
+
+
+def test_a_slow_walk_out_of_time_after_the_bmc_answered_is_no_hung_bmc(bmc, monkeypatch):
+    """An `sdr elist` past even the long limit is an error of its own; the BMC answered `sel info`, so it is
+    not hung: `sel list` is still asked and read."""
+    monkeypatch.setattr(audit, "IPMI_SLOW_TIMEOUT", 0.5)
+    log = bmc / "runs"
+    write_tool(
+        bmc / "bin",
+        "ipmitool",
+        f'echo "$*" >> {log}\ncase "$*" in\n'
+        '  "sdr elist") exec /bin/sleep 30;;\n'
+        '  "sel info") echo "Entries : 1";;\n'
+        '  "sel list") echo "1 | 03/01/2024 | 10:00:00 | Fan #0x30 | Lower Critical going low | Asserted";;\n'
+        "  *) exit 1;;\nesac",
+    )
+    runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "dev", timeout=0.5)
+    ctx = audit.Context("event_log", runner)
+    assert audit.ipmitool_text(ctx, ["ipmitool", "sel", "info"]) == "Entries : 1\n"
+    assert audit.ipmitool_text(ctx, ["ipmitool", "sdr", "elist"], slow=True) is None
+    assert audit.ipmitool_text(ctx, ["ipmitool", "sel", "list"], slow=True).startswith("1 |")
+    assert log.read_text().splitlines() == ["sel info", "sdr elist", "sel list"]
+    assert [e["message"].startswith("timed out") for e in ctx.errors] == [True]

@@ -3812,9 +3812,11 @@ def aer_severity(kind: str, fatal: str | None) -> tuple[str, str]:
     return "warning", "uncorrectable non-fatal"
 
 
-def kernel_log_events(text: str | None) -> list[dict[str, Any]]:
+def kernel_log_events(text: str | None, ata_disks: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every hardware error of a kernel log, one event per line that tells one (in order): each
-    {kind, severity, device, message, time, raw, pattern, ...}. See parse_kernel_log for the kinds."""
+    {kind, severity, device, message, time, raw, pattern, ...}. See parse_kernel_log for the kinds.
+    `ata_disks` names the disk of a libata device ("ata3.00" -> "sdb") for its errors."""
+    ata_disks = ata_disks or {}
     events: list[dict[str, Any]] = []
     last_gpu: str | None = None
     ghes: dict[str, dict[str, Any]] = {}
@@ -3893,6 +3895,8 @@ def kernel_log_events(text: str | None) -> list[dict[str, Any]]:
             xid = int(match[2])
             severity, meaning = XID_MEANINGS.get(xid, ("warning", "see NVIDIA's Xid catalog"))
             cause = re.search(r"caused by previous Xid (\d+)", match[3])
+            if cause and XID_MEANINGS.get(int(cause[1]), ("",))[0] == "critical":
+                severity = "critical"  # Xid 45 after an NVLink Xid 149: the cause's severity
             add("nvidia_xid", severity, address, f"NVIDIA Xid {xid}: {meaning}"
                 + (f" (after Xid {cause[1]})" if cause else ""), str(xid), xid=xid)
         elif "fallen off the bus" in message:
@@ -3915,7 +3919,9 @@ def kernel_log_events(text: str | None) -> list[dict[str, Any]]:
         elif match := DISK_SENSE_MEDIUM.search(message):
             add("disk_medium", "critical", disk_name(match[1]), "medium errors (unreadable sectors)", "sense")
         elif match := ATA_UNC.search(message):
-            add("disk_medium", "critical", match[1], "medium errors (unreadable sectors)", "ata")
+            port = match[1] if "." in match[1] else match[1] + ".00"
+            add("disk_medium", "critical", ata_disks.get(port, match[1]),
+                "medium errors (unreadable sectors)", "ata", port=port)
         elif match := DISK_IO.search(message):
             add("disk_io", "warning", disk_name(match[1]), "I/O errors", "block")
         elif match := BUFFER_IO.search(message):
@@ -3925,10 +3931,19 @@ def kernel_log_events(text: str | None) -> list[dict[str, Any]]:
     return events
 
 
+def same_dimm(first: str | None, second: str | None) -> bool:
+    """Whether two names of a DIMM (EDAC's label, a GHES "DIMM location") are one: equal, or one ending
+    the other once spaces and punctuation are dropped ("CPU0_DIMM_A1" and "DIMM_A1")."""
+    first, second = (re.sub(r"[^a-z0-9]", "", (name or "").lower()) for name in (first, second))
+    return bool(first and second) and (first == second or first.endswith(second) or second.endswith(first))
+
+
 def fold_machine_checks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One memory error is told by the MCE lines (or a firmware GHES memory record) and by EDAC's line about
     the DIMM: the MCE lines within the 8 entries, and a GHES memory error record within the 16 entries,
-    before an EDAC line are that error (EDAC names the DIMM); "Machine check events logged" is only the
+    before an EDAC line are that error (EDAC names the DIMM) when they have its severity (uncorrected and
+    critical, corrected and warning) and name no other DIMM; any other record stays (a fatal machine check
+    before a corrected error on another DIMM is never lost). "Machine check events logged" is only the
     header of the lines after it."""
     drop = set()
     for position, event in enumerate(events):
@@ -3936,7 +3951,11 @@ def fold_machine_checks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         for earlier in events[max(0, position - 16):position]:
             distance = event["index"] - earlier["index"]
+            if earlier["severity"] != event["severity"]:
+                continue
             ghes_memory = earlier["kind"] == "hardware_error" and "memory" in earlier["message"]
+            if ghes_memory and earlier["device"] and not same_dimm(earlier["device"], event["device"]):
+                continue
             if (earlier["kind"] == "machine_check" and distance <= 8) or (ghes_memory and distance <= 16):
                 drop.add(id(earlier))
     for position, event in enumerate(events):
@@ -3948,7 +3967,8 @@ def fold_machine_checks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event for event in events if id(event) not in drop]
 
 
-def parse_kernel_log(text: str | None, source: str = "dmesg") -> dict[str, Any]:
+def parse_kernel_log(text: str | None, source: str = "dmesg",
+                     ata_disks: dict[str, str] | None = None) -> dict[str, Any]:
     """Hardware errors of a kernel log in any form (dmesg, dmesg -T/-H, journal, syslog, RFC 5424), one
     event per kind, device and error with its count and first and last time (as the log prints it):
 
@@ -3958,8 +3978,9 @@ def parse_kernel_log(text: str | None, source: str = "dmesg") -> dict[str, Any]:
     Xid, with its meaning), gpu_lost ("fallen off the bus", unless the same GPU's Xid 79 tells it), nvme
     (controller down, timeouts, resets), disk_medium and disk_io (per disk). rasdaemon's `ras-mc-ctl
     --errors` rows read as memory events too. The same failure told by several lines of one kind (the
-    block layer's and the SCSI layer's) counts as the larger of their counts, not their sum."""
-    events = fold_machine_checks(kernel_log_events(text))
+    block layer's and the SCSI layer's) counts as the larger of their counts, not their sum. `ata_disks`
+    maps libata devices to their disks (ata_disk_names), so an `ataN.00: error: { UNC }` joins its disk."""
+    events = fold_machine_checks(kernel_log_events(text, ata_disks))
     groups: dict[tuple, dict[str, Any]] = {}
     for event in events:
         key = (event["kind"], event["device"], event["message"], event.get("memory_controller"))
@@ -3992,17 +4013,32 @@ def parse_kernel_log(text: str | None, source: str = "dmesg") -> dict[str, Any]:
     return {"source": source, "lines": lines, "events": list(groups.values())}
 
 
+ATA_DEVICE_PATH = re.compile(r"/(ata\d+)/host\d+/target\d+:\d+:(\d+)/")
+
+
+def ata_disk_names(ctx: Context) -> dict[str, str]:
+    """libata's name of each disk ("ata3.00" -> "sdb"), from where /sys/block/<disk> points (a device
+    under .../ata3/host2/target2:0:0/)."""
+    names = {}
+    for name in ctx.listdir("sysfs", "block"):
+        match = ATA_DEVICE_PATH.search("/" + (ctx.realpath("sysfs", f"block/{name}") or ""))
+        if match:
+            names[f"{match[1]}.{int(match[2]):02d}"] = name
+    return names
+
+
 @collector("kernel_log")
 def collect_kernel_log(ctx: Context) -> dict[str, Any] | None:
     """Hardware errors in the kernel's ring buffer (`dmesg`, plain: busybox's dmesg has few options). An
-    empty ring buffer (cleared with `dmesg -C`) is a log without errors, not a failure."""
+    empty ring buffer (cleared with `dmesg -C`) is a log without errors, not a failure. libata's errors are
+    put on their disk through sysfs."""
     result = ctx.run(["dmesg"])
     if result is None:
         return None
     if result.timed_out or result.returncode != 0:
         ctx.check(result)
         return None
-    return parse_kernel_log(result.stdout)
+    return parse_kernel_log(result.stdout, ata_disks=ata_disk_names(ctx))
 
 
 @linker
@@ -4075,21 +4111,50 @@ def told_by_aer_counters(document: dict[str, Any], event: dict[str, Any]) -> boo
     return bool((entries[int(index)].get("aer") or {}).get(counter))
 
 
+SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+
+
+def kernel_story(event: dict[str, Any]) -> tuple:
+    """Which kernel events tell one fault: the medium and I/O errors of one disk, the timeouts, resets, down
+    controller and I/O errors of one NVMe controller; any other event is its own."""
+    kind, device = event["kind"], event.get("device") or ""
+    nvme = re.fullmatch(r"(nvme\d+)(?:n\d+)?", device)
+    if kind in ("disk_io", "disk_medium", "nvme") and nvme:
+        return ("nvme", nvme[1])
+    if kind in ("disk_io", "disk_medium") and device:
+        return ("disk", device)
+    return ("event", id(event))
+
+
 @finding_rule
 def kernel_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """One finding per kernel log event (kind, device and error) with its count and first and last time;
-    memory errors are told per DIMM with the other sources in memory_error_findings."""
-    found = []
+    """One finding per fault of the kernel log, naming its device: per event (kind, device and error), but
+    one per disk (its medium and I/O errors: one bad sector) and per NVMe controller (timeout, reset,
+    down, removed: one dying drive), at the worst severity of its parts, each part with its count; memory
+    errors are told per DIMM with the other sources in memory_error_findings."""
+    stories: dict[tuple, list[tuple[int, dict[str, Any]]]] = {}
     for index, event in enumerate((document.get("kernel_log") or {}).get("events") or []):
         if event["kind"] == "memory" or told_by_aer_counters(document, event):
             continue
-        errors = f" ({', '.join(event['errors'])})" if event.get("errors") else ""
-        message = (f"kernel log: {event['message']}{errors}, {event['count']} "
-                   f"time{'s' if event['count'] != 1 else ''}"
-                   + when_text(event.get("first"), event.get("last"), event["count"]))
-        found.append({**finding(event["severity"], kernel_event_component(document, event), message),
-                      "ref": event.get("ref") or f"/kernel_log/events/{index}", "count": event["count"],
-                      "first": event.get("first"), "last": event.get("last"), "sources": ["kernel_log"]})
+        stories.setdefault(kernel_story(event), []).append((index, event))
+    found = []
+    for parts in stories.values():
+        index, lead = next(((i, e) for i, e in parts if e.get("ref")), parts[0])
+        severity = max((e["severity"] for _, e in parts), key=lambda s: SEVERITY_RANK.get(s, 0))
+        told = []
+        for _, event in parts:
+            errors = f" ({', '.join(event['errors'])})" if event.get("errors") else ""
+            plural = "s" if event["count"] != 1 else ""
+            told.append(f"{event['message']}{errors}, {event['count']} time{plural}")
+        count = max(event["count"] for _, event in parts)
+        first = next((e.get("first") for _, e in parts if e.get("first")), None)
+        last = next((e.get("last") for _, e in reversed(parts) if e.get("last")), None)
+        component = kernel_event_component(document, lead)
+        told_times = sum(event["count"] for _, event in parts)
+        message = f"kernel log: {component}: " + "; ".join(told) + when_text(first, last, told_times)
+        found.append({**finding(severity, component, message),
+                      "ref": lead.get("ref") or f"/kernel_log/events/{index}", "count": count,
+                      "first": first, "last": last, "sources": ["kernel_log"]})
     return found
 
 

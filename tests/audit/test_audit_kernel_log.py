@@ -134,7 +134,7 @@ KERNEL_FILES = {
     "gh-open-gpu-kmod-1150-nvrm-xid45-after-xid149-145.log": [
         (
             "nvidia_xid",
-            "warning",
+            "critical",
             "0000:dc:00.0",
             "NVIDIA Xid 45: preemptive cleanup, due to a previous error (after Xid 149)",
             2,
@@ -143,7 +143,7 @@ KERNEL_FILES = {
         ),
         (
             "nvidia_xid",
-            "warning",
+            "critical",
             "0000:ed:00.0",
             "NVIDIA Xid 45: preemptive cleanup, due to a previous error (after Xid 145)",
             2,
@@ -152,7 +152,7 @@ KERNEL_FILES = {
         ),
         (
             "nvidia_xid",
-            "warning",
+            "critical",
             "0000:ba:00.0",
             "NVIDIA Xid 45: preemptive cleanup, due to a previous error (after Xid 145)",
             2,
@@ -161,7 +161,7 @@ KERNEL_FILES = {
         ),
         (
             "nvidia_xid",
-            "warning",
+            "critical",
             "0000:97:00.0",
             "NVIDIA Xid 45: preemptive cleanup, due to a previous error (after Xid 145)",
             1,
@@ -403,15 +403,17 @@ def test_findings_point_at_the_gpu_and_the_disk_of_the_document():
     audit.link_kernel_events(document)
     found = audit.kernel_log_findings(document)
     assert [(f["severity"], f["component"], f["ref"], f["count"]) for f in found] == [
-        ("warning", "gpu 0000:dc:00.0", "/nvidia/gpus/1", 2),
-        ("warning", "gpu 0000:ed:00.0", "/pcie/0", 2),
-        ("warning", "gpu 0000:ba:00.0", "/kernel_log/events/2", 2),
-        ("warning", "gpu 0000:97:00.0", "/nvidia/gpus/0", 1),
-        ("critical", "disk /dev/sdb (ST4000, ZC1)", "/storage/1", 2),
-        ("warning", "disk /dev/sdb (ST4000, ZC1)", "/storage/1", 3),
+        ("critical", "gpu 0000:dc:00.0", "/nvidia/gpus/1", 2),  # Xid 45 after NVLink Xid 149: the cause's
+        ("critical", "gpu 0000:ed:00.0", "/pcie/0", 2),
+        ("critical", "gpu 0000:ba:00.0", "/kernel_log/events/2", 2),
+        ("critical", "gpu 0000:97:00.0", "/nvidia/gpus/0", 1),
+        ("critical", "disk /dev/sdb (ST4000, ZC1)", "/storage/1", 3),  # medium and I/O errors: one story
     ]
+    assert found[0]["message"].startswith("kernel log: gpu 0000:dc:00.0: NVIDIA Xid 45")
     assert (
-        found[4]["message"] == "kernel log: medium errors (unreadable sectors), 2 times, at Apr 16 07:07:38"
+        found[4]["message"] == "kernel log: disk /dev/sdb (ST4000, ZC1): medium errors (unreadable sectors), "
+        "2 times; I/O errors, 3 times,"
+        " at Apr 16 07:07:38"
     )
     assert found[0]["sources"] == ["kernel_log"]
 
@@ -607,3 +609,99 @@ def test_collector_empty_ring_buffer_is_a_log_without_errors(tmp_path, monkeypat
     runner = audit.Runner(sysfs=tmp_path / "s", procfs=tmp_path / "p", devfs=tmp_path / "d")
     data, report = audit.run_collector("kernel_log", audit.collect_kernel_log, runner)
     assert (data, report["status"]) == ({"source": "dmesg", "lines": 0, "events": []}, "ok")
+
+
+def test_a_fatal_record_before_a_corrected_error_on_another_dimm_is_never_folded():
+    """MCE and GHES records fold into an EDAC line only when it has their severity and DIMM: a fatal
+    machine check or a fatal GHES memory record followed by a corrected error on DIMM_B2 stays critical."""
+    ce = "[  206.0] EDAC MC0: 1 CE memory read error on DIMM_B2 (channel:1 slot:0 page:0x1 offset:0x0)"
+    mce = audit.parse_kernel_log(
+        "[  205.0] mce: [Hardware Error]: CPU 3: Machine Check Exception: 5 Bank 1: b200000000000175\n"
+        "[  205.0] Kernel panic - not syncing: Fatal machine check\n" + ce + "\n"
+    )["events"]
+    assert [(e["kind"], e["severity"], e["device"]) for e in mce] == [
+        ("machine_check", "critical", "CPU 3"),
+        ("machine_check", "critical", None),
+        ("memory", "warning", "DIMM_B2"),
+    ]
+    ghes = (
+        "[  201.0] {1}[Hardware Error]: Hardware error from APEI Generic Hardware Error Source: 1\n"
+        "[  201.0] {1}[Hardware Error]: event severity: fatal\n"
+        "[  201.0] {1}[Hardware Error]:   section_type: memory error\n"
+        "[  201.0] {1}[Hardware Error]:   DIMM location: CPU0_DIMM_A1\n"
+    )
+    found = audit.parse_kernel_log(ghes + ce + "\n")["events"]
+    assert [(e["kind"], e["severity"], e["device"]) for e in found] == [
+        ("hardware_error", "critical", "CPU0_DIMM_A1"),
+        ("memory", "warning", "DIMM_B2"),
+    ]
+    same = ghes + "[  202.0] EDAC MC0: 1 UE memory read error on CPU0_DIMM_A1 (channel:0 slot:0 page:0x1)\n"
+    assert [(e["kind"], e["severity"]) for e in audit.parse_kernel_log(same)["events"]] == [
+        ("memory", "critical")
+    ]
+
+
+ATA_UNC_LOG = """\
+[ 1000.100000] ata3.00: exception Emask 0x0 SAct 0x1000 SErr 0x0 action 0x0
+[ 1000.100020] ata3.00: failed command: READ FPDMA QUEUED
+[ 1000.100040] ata3.00: status: { DRDY ERR }
+[ 1000.100050] ata3.00: error: { UNC }
+[ 1000.110000] ata3.00: configured for UDMA/133
+[ 1000.110010] sd 2:0:0:0: [sdb] tag#12 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_SENSE cmd_age=3s
+[ 1000.110020] sd 2:0:0:0: [sdb] tag#12 Sense Key : Medium Error [current]
+[ 1000.110030] sd 2:0:0:0: [sdb] tag#12 Add. Sense: Unrecovered read error - auto reallocate failed
+[ 1000.110050] I/O error, dev sdb, sector 2048 op 0x0:(READ) flags 0x80700 phys_seg 1 prio class 2
+[ 1000.110060] ata3: EH complete
+"""
+
+
+def test_one_bad_sector_is_one_disk_finding_with_libata_mapped_through_sysfs(tmp_path, monkeypatch):
+    """libata's `ata3.00: error: { UNC }`, the SCSI sense and the block layer's I/O error of one read are
+    one finding about sdb (ata3.00 is sdb by where /sys/block/sdb points)."""
+    device = tmp_path / "sys/devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sdb"
+    device.mkdir(parents=True)
+    (tmp_path / "sys/block").mkdir()
+    (tmp_path / "sys/block/sdb").symlink_to(device)
+    (tmp_path / "dmesg.txt").write_text(ATA_UNC_LOG)
+    tool_printing(tmp_path / "bin", "dmesg", tmp_path / "dmesg.txt")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
+    log, report = audit.run_collector("kernel_log", audit.collect_kernel_log, runner)
+    assert report["status"] == "ok"
+    assert [(e["kind"], e["device"], e["count"]) for e in log["events"]] == [
+        ("disk_medium", "sdb", 1),
+        ("disk_io", "sdb", 1),
+    ]
+    document = {"storage": [{"name": "sdb", "path": "/dev/sdb", "model": "ST4000", "serial": "ZC1"}],
+                "kernel_log": log}
+    audit.link_kernel_events(document)
+    found = audit.kernel_log_findings(document)
+    assert [(f["severity"], f["ref"], f["count"], f["message"]) for f in found] == [
+        (
+            "critical",
+            "/storage/0",
+            1,
+            "kernel log: disk /dev/sdb (ST4000, ZC1): medium errors (unreadable sectors), 1 time; "
+            "I/O errors, 1 time, first 1000.100050 s after boot, last 1000.110050 s after boot",
+        )
+    ]
+    unmapped = audit.parse_kernel_log(ATA_UNC_LOG)["events"]
+    assert [e["device"] for e in unmapped] == ["ata3.00", "sdb", "sdb"]
+
+
+def test_one_dying_nvme_is_one_finding_at_its_worst_severity():
+    log = audit.parse_kernel_log(
+        "[ 10.0] nvme nvme0: I/O 5 QID 3 timeout, aborting\n"
+        "[ 10.1] nvme nvme0: I/O 5 QID 3 timeout, reset controller\n"
+        "[ 10.2] nvme nvme0: resetting controller\n"
+        "[ 11.0] nvme nvme0: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff\n"
+        "[ 11.1] nvme nvme0: Removing after probe failure status: -19\n"
+        "[ 11.2] nvme0n1: detected capacity change from 100 to 0\n"
+    )
+    found = audit.kernel_log_findings({"kernel_log": log})
+    assert [(f["severity"], f["component"], f["count"]) for f in found] == [("critical", "disk nvme0", 2)]
+    assert found[0]["message"] == (
+        "kernel log: disk nvme0: NVMe I/O timeouts, 2 times; NVMe controller resets, 1 time; NVMe controller "
+        "is down, 1 time; NVMe removing after probe failure, 1 time, first 10.000000 s after boot, "
+        "last 11.100000 s after boot"
+    )

@@ -3641,6 +3641,23 @@ def sel_group_finding(group: dict[str, Any]) -> dict[str, Any]:
             "first": group["first"], "last": group["last"], "sources": ["event_log"]}
 
 
+SEL_FULL_MIN_ENTRIES = 64  # no real SEL holds fewer records when it is full (16 bytes each)
+OPENBMC_MANUFACTURER_ID = 49871  # IANA's number of the OpenBMC project
+
+
+def sel_looks_full(info: dict[str, Any], bmc: dict[str, Any] | None) -> bool:
+    """Whether `sel info` says the log is full (no free space, or 100 % used) and that can be believed: an
+    OpenBMC BMC always says "Free Space : 0 bytes" and "100%" whatever it holds (openbmc/openbmc#3518), and
+    a log of fewer than SEL_FULL_MIN_ENTRIES records is no full one either (Witherspoon: 2 entries)."""
+    if not (info.get("free_bytes") == 0 or (info.get("percent_used") or 0) >= 100):
+        return False
+    bmc = bmc or {}
+    if bmc.get("manufacturer_id") == OPENBMC_MANUFACTURER_ID or "openbmc" in squash(bmc.get("manufacturer")):
+        return False
+    entries = info.get("entries")
+    return entries is None or entries >= SEL_FULL_MIN_ENTRIES
+
+
 @finding_rule
 def event_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """One finding per faulty sensor and event of the SEL (with its count and first and last time), and a
@@ -3652,7 +3669,7 @@ def event_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     if info.get("overflow"):
         found.append(finding("warning", "bmc", "BMC event log overflowed: new events are being lost (read "
                                                "it, then clear it: ipmitool sel clear)"))
-    elif info.get("free_bytes") == 0 or (info.get("percent_used") or 0) >= 100:
+    elif sel_looks_full(info, document.get("bmc")):
         found.append(finding("warning", "bmc", "BMC event log is full: new events are being lost (read it, "
                                                "then clear it: ipmitool sel clear)"))
     for group in event_log.get("summary") or []:

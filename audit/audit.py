@@ -3642,7 +3642,9 @@ def sel_group_finding(group: dict[str, Any]) -> dict[str, Any]:
 
 
 SEL_FULL_MIN_ENTRIES = 64  # no real SEL holds fewer records when it is full (16 bytes each)
-OPENBMC_MANUFACTURER_ID = 49871  # IANA's number of the OpenBMC project
+# Manufacturer ids of OpenBMC firmware: IANA's number of the OpenBMC project, and 42817 (0xA741), which
+# phosphor-ipmid reports on IBM's OpenPOWER machines (the Witherspoon `mc info` of the fixtures)
+OPENBMC_MANUFACTURER_IDS = (49871, 42817)
 
 
 def sel_looks_full(info: dict[str, Any], bmc: dict[str, Any] | None) -> bool:
@@ -3652,7 +3654,7 @@ def sel_looks_full(info: dict[str, Any], bmc: dict[str, Any] | None) -> bool:
     if not (info.get("free_bytes") == 0 or (info.get("percent_used") or 0) >= 100):
         return False
     bmc = bmc or {}
-    if bmc.get("manufacturer_id") == OPENBMC_MANUFACTURER_ID or "openbmc" in squash(bmc.get("manufacturer")):
+    if bmc.get("manufacturer_id") in OPENBMC_MANUFACTURER_IDS or "openbmc" in squash(bmc.get("manufacturer")):
         return False
     entries = info.get("entries")
     return entries is None or entries >= SEL_FULL_MIN_ENTRIES

@@ -234,6 +234,9 @@ def test_sel_info_files():
         "BMC event log is full: new events are being lost (read it, then clear it: ipmitool sel clear)",
     )
     assert audit.event_log_findings({"event_log": {"info": really_full}}) == [full_warning]
+    mc_info = IPMI / "phosphor-net-ipmid-issue3-openbmc-witherspoon-mc-info.txt"
+    witherspoon = audit.parse_mc_info(mc_info.read_text())
+    assert audit.event_log_findings({"event_log": {"info": really_full}, "bmc": witherspoon}) == []
     openbmc = {"manufacturer_id": 49871, "manufacturer": None}
     assert audit.event_log_findings({"event_log": {"info": really_full}, "bmc": openbmc}) == []
 

@@ -3338,11 +3338,40 @@ def threshold_text(sensor: dict[str, Any]) -> str:
     return ""
 
 
+def supply_number(text: str | None) -> int | None:
+    """The number in a power supply's name ("Power Supply 1", "PS2 Status", "PSU 3", "PWS-1") or None."""
+    match = re.search(r"(?i)(?:power\s*supply|\bpsu?|\bpws|\bpower)\s*[-_#]?\s*(\d+)", text or "")
+    return int(match[1]) if match else None
+
+
+def psu_ref(document: dict[str, Any], sensor: dict[str, Any]) -> str | None:
+    """The `/psu/power_supplies/N` of the one power supply whose name or location has a power supply
+    sensor's number ("Power Supply 1" and "PS1"), else None."""
+    number_ = supply_number(sensor.get("name"))
+    supplies = (document.get("psu") or {}).get("power_supplies") or []
+    if number_ is None:
+        return None
+    same = [i for i, psu in enumerate(supplies)
+            if number_ in (supply_number(psu.get("name")), supply_number(psu.get("location")))]
+    return f"/psu/power_supplies/{same[0]}" if len(same) == 1 else None
+
+
+def is_ecc_state(state: str) -> str | None:
+    """"UE" or "CE" when a discrete state is a memory ECC one, else None."""
+    if re.search(r"(?i)uncorrectable ecc", state):
+        return "UE"
+    if re.search(r"(?i)correctable ecc", state):
+        return "CE"
+    return None
+
+
 @finding_rule
 def sensor_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Sensors past a critical or non-recoverable threshold (critical) or a non-critical one (warning), and
-    faulty discrete states (a power supply's failure or lost AC, lost redundancy, ECC...). Nothing for
-    sensors without a reading (ns), absent devices or "Presence detected" alone."""
+    """One finding per faulty sensor, naming it: past a critical or non-recoverable threshold (critical) or
+    a non-critical one (warning), and faulty discrete states (a power supply's failure or lost AC, lost
+    redundancy...), the worst of them its severity. A memory sensor's ECC states are told with the DIMM's
+    story (memory_error_findings). Nothing for sensors without a reading (ns), absent devices or "Presence
+    detected" alone. A power supply's sensor points at that supply in /psu when one matches."""
     found = []
     for index, sensor in enumerate(document.get("sensors") or []):
         status = sensor.get("status")
@@ -3350,25 +3379,31 @@ def sensor_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         reading = "" if sensor.get("reading") is None else f"{sensor['reading']:g} {sensor.get('unit') or ''}"
         reading = reading.strip()
-        ref = f"/sensors/{index}"
+        told, severities = [], []
+        state = sensor.get("state") or ""
         if status in ("cr", "nr", "nc"):
             level = {"cr": "critical", "nr": "non-recoverable", "nc": "non-critical"}[status]
-            severity = "warning" if status == "nc" else "critical"
-            found.append({**finding(severity, sensor_label(sensor),
-                                    f"BMC sensor {level}: {reading or sensor.get('state') or 'no value'}"
-                                    f"{threshold_text(sensor)}"), "ref": ref, "sources": ["sensors"]})
-        state = sensor.get("state") or ""
-        if state.lower().startswith("0x"):
-            continue
-        rated = [(health, part.strip()) for part in state.split(",")
-                 if (health := state_health(part.strip(), sensor.get("type")))]
+            severities.append("warning" if status == "nc" else "critical")
+            value = reading or ("" if state and not state.lower().startswith("0x") else state) or ""
+            told.append(f"{level}" + (f" at {value}" if value else "") + threshold_text(sensor))
+        rated = []
+        if not state.lower().startswith("0x"):
+            rated = [(health, part.strip()) for part in state.split(",")
+                     if not is_ecc_state(part) and (health := state_health(part.strip(), sensor.get("type")))]
         if rated:
-            severity = "critical" if any(h[0] == "critical" for h, _ in rated) else "warning"
+            severities += [h[0] for h, _ in rated]
             states = ", ".join(f'"{part}"' for _, part in rated)
             meanings = "; ".join(dict.fromkeys(meaning for (_, meaning), _ in rated))
-            found.append({**finding(severity, sensor_label(sensor), f"BMC sensor state {states}: {meanings}"
-                                    + (f" (reading {reading})" if reading else "")),
-                          "ref": ref, "sources": ["sensors"]})
+            told.append(f"state {states}: {meanings}" + (f" (reading {reading})" if reading and not
+                                                          told else ""))
+        if not told:
+            continue
+        severity = "critical" if "critical" in severities else "warning"
+        ref = (psu_ref(document, sensor) if sensor.get("type") == "power supply" else None) or \
+            f"/sensors/{index}"
+        found.append({**finding(severity, sensor_label(sensor),
+                                f"BMC sensor {sensor.get('name') or '?'}: " + "; ".join(told)),
+                      "ref": ref, "sources": ["sensors"]})
     return found
 
 
@@ -3538,11 +3573,13 @@ def sel_event_health(record: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def summarize_sel(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per sensor and event: how often it was asserted, first and last time, whether it is still
-    asserted (no later deassertion), and its severity and meaning when it is a fault."""
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    """One entry per sensor and event (and per DIMM an ECC event names in its detail): how often it was
+    asserted, first and last time, whether it is still asserted (no later deassertion), and its severity
+    and meaning when it is a fault."""
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for record in records:
-        key = (record.get("sensor") or "", record.get("event") or "")
+        ecc_detail = record.get("detail") if "ecc" in (record.get("event") or "").lower() else None
+        key = (record.get("sensor") or "", record.get("event") or "", ecc_detail or "")
         group = groups.get(key)
         if group is None:
             health = sel_event_health(record)
@@ -3552,6 +3589,8 @@ def summarize_sel(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "severity": health[0] if health else None, "meaning": health[1] if health else None,
                 "count": 0, "first": None, "last": None, "first_id": None, "last_id": None, "active": False,
             }
+            if ecc_detail:  # the DIMM an ECC event names ("CPU 1 DIMM 2"): one entry per DIMM
+                group["detail"] = ecc_detail
         if record.get("direction") == "deasserted":
             group["active"] = False
             continue
@@ -3674,9 +3713,9 @@ def event_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     elif sel_looks_full(info, document.get("bmc")):
         found.append(finding("warning", "bmc", "BMC event log is full: new events are being lost (read it, "
                                                "then clear it: ipmitool sel clear)"))
-    for group in event_log.get("summary") or []:
+    for position, group in enumerate(event_log.get("summary") or []):
         if group.get("severity") and not is_memory_ecc(group):
-            found.append(sel_group_finding(group))
+            found.append({**sel_group_finding(group), "ref": f"/event_log/summary/{position}"})
     return found
 
 
@@ -4185,6 +4224,25 @@ def edac_key(controller: int | None, label: str | None) -> tuple[int | None, str
     return controller, squash(label)
 
 
+def sel_dimm_story(stories: dict[tuple, dict[str, Any]], group: dict[str, Any],
+                   error_class: str) -> dict[str, Any] | None:
+    """The one story of `error_class` whose DIMM a SEL ECC event names in its detail ("CPU 1 DIMM 2",
+    a Supermicro's "@DIMMA1(CPU1)"), else None."""
+    detail = group.get("detail") or ""
+    if not detail:
+        return None
+    same = [item for (_, c), item in stories.items()
+            if c == error_class and dimm_named(item["name"], detail)]
+    return same[0] if len(same) == 1 else None
+
+
+def dimm_named(name: str | None, detail: str) -> bool:
+    """Whether a SEL event's detail names the DIMM `name` (letters and digits compared: "DIMM_A1" in
+    "@DIMMA1(CPU1)")."""
+    name_key = re.sub(r"[^a-z0-9]", "", (name or "").lower())
+    return len(name_key) >= 3 and name_key in re.sub(r"[^a-z0-9]", "", detail.lower())
+
+
 @finding_rule
 def memory_error_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Memory errors told once per DIMM and kind (uncorrected: critical, corrected: warning), whichever
@@ -4228,15 +4286,44 @@ def memory_error_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
         first = (item.get("kernel_span") or (event.get("first"),))[0]  # several lines of one DIMM: the span
         item["kernel_span"] = (first, event.get("last"))
     found = []
-    for group in (document.get("event_log") or {}).get("summary") or []:
+    sel_told: dict[tuple[int | None, str], dict[str, Any]] = {}  # (sensor number, class) -> story or finding
+    for position, group in enumerate((document.get("event_log") or {}).get("summary") or []):
         error_class = is_memory_ecc(group)
         if not error_class:
             continue
         same = [item for (_, c), item in stories.items() if c == error_class]
-        if len(same) == 1:
-            same[0]["sel"] = group
+        named = sel_dimm_story(stories, group, error_class)
+        if named is not None or len(same) == 1:
+            target = named if named is not None else same[0]
+            target["sel"] = group
         else:
-            found.append(sel_group_finding(group))
+            target = {**sel_group_finding(group), "ref": f"/event_log/summary/{position}"}
+            found.append(target)
+        if group.get("sensor_number") is not None:
+            sel_told.setdefault((group["sensor_number"], error_class), target)
+    for position, sensor in enumerate(document.get("sensors") or []):
+        if sensor.get("status") == "ns" or (sensor.get("state") or "").lower().startswith("0x"):
+            continue
+        for error_class in ("UE", "CE"):
+            states = [part.strip() for part in (sensor.get("state") or "").split(",")
+                      if is_ecc_state(part) == error_class]
+            if not states:
+                continue
+            told = f"BMC sensor {sensor.get('name') or '?'} " + ", ".join(f'"{state}"' for state in states)
+            same = [item for (_, c), item in stories.items() if c == error_class]
+            target = sel_told.get((sensor.get("number"), error_class))
+            if target is None and len(same) == 1:
+                target = same[0]
+            if target is None:
+                severity = "critical" if error_class == "UE" else "warning"
+                kind = "uncorrected" if error_class == "UE" else "corrected"
+                found.append({**finding(severity, "memory", f"{kind} memory errors: {told}"),
+                              "ref": f"/sensors/{position}", "sources": ["sensors"]})
+            elif "message" in target:  # a SEL finding of its own: the sensor joins it
+                target["message"] += f"; {told}"
+                target["sources"] = [*target["sources"], "sensors"]
+            else:
+                target["sensor"] = told
     by_locator: dict[str, list[int]] = {}
     for i, slot in enumerate(memory.get("slots") or []):
         locator = slot.get("locator") or ""
@@ -4262,6 +4349,9 @@ def memory_error_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
                          f"time{'s' if group['count'] != 1 else ''}"
                          + when_text(group.get("first"), group.get("last"), group["count"]))
             sources.append("event_log")
+        if item.get("sensor"):
+            parts.append(item["sensor"])
+            sources.append("sensors")
         if item["edac"] is None:
             parts[0] = f"{kind} memory errors: " + parts[0]
         severity = "critical" if uncorrected else "warning"

@@ -705,3 +705,73 @@ def test_one_dying_nvme_is_one_finding_at_its_worst_severity():
         "is down, 1 time; NVMe removing after probe failure, 1 time, first 10.000000 s after boot, "
         "last 11.100000 s after boot"
     )
+
+
+def dl360(name):
+    return (REAL_FIXTURES / "ipmitool" / f"collegeboreal-hp-proliant-dl360-g7-{name}.txt").read_text()
+
+
+def test_the_sdr_memory_sensor_and_the_sel_ecc_events_of_one_machine_are_one_story():
+    """The DL360 G7's SDR `Memory` sensor 2Bh says "Correctable ECC, Correctable ECC logging limit reached"
+    and its SEL has `Memory #0x2b` ECC events: one finding with both sources, pointing at the SEL entry;
+    with a kernel EDAC line about one DIMM, all three are that DIMM's story."""
+    sensors = audit.parse_sensors(dl360("sdr-elist-full"))
+    summary = audit.summarize_sel(audit.parse_sel_list(dl360("sel-list")))
+    document = {"sensors": sensors, "event_log": {"summary": summary}}
+    found = audit.memory_error_findings(document) + audit.sensor_findings(document)
+    ecc = [f for f in found if "ECC" in f["message"]]
+    assert ecc == [
+        {
+            "severity": "warning",
+            "component": "memory",
+            "message": 'BMC event log: Memory #0x2b "Correctable ECC logging limit reached" (correctable '
+            "memory errors (so many that the BMC stopped logging them)), 2 times, 2021-06-29T08:18:06 to "
+            '2021-11-03T15:01:48; BMC sensor Memory "Correctable ECC", '
+            '"Correctable ECC logging limit reached"',
+            "count": 2,
+            "first": "2021-06-29T08:18:06",
+            "last": "2021-11-03T15:01:48",
+            "sources": ["event_log", "sensors"],
+            "ref": "/event_log/summary/0",
+        }
+    ]
+    kernel = (KERNEL / "gh-edac-utils-10-dmesg-T-edac-sbridge-ce.log").read_text()
+    document["kernel_log"] = audit.parse_kernel_log(kernel)
+    found = audit.memory_error_findings(document)
+    assert [(f["message"], f["sources"]) for f in found] == [
+        (
+            "DIMM CPU_SrcID#0_Ha#0_Chan#2_DIMM#0: corrected memory errors: 1 in the kernel log, at Mon Jan "
+            '27 19:27:15 2020; BMC event log "Correctable ECC logging limit reached" 2 times, first '
+            '2021-06-29T08:18:06, last 2021-11-03T15:01:48; BMC sensor Memory "Correctable ECC", '
+            '"Correctable ECC logging limit reached"',
+            ["kernel_log", "event_log", "sensors"],
+        )
+    ]
+
+
+def test_a_sel_ecc_event_naming_its_dimm_joins_that_dimms_story():
+    """Two DIMMs with corrected errors in the kernel log; the SEL's ECC event names DIMM_B2 (ipmitool's
+    Supermicro decoding "@DIMM_B2(CPU1)"): it joins DIMM_B2, not a story of its own."""
+    document = {
+        "kernel_log": audit.parse_kernel_log(
+            "[ 10.0] EDAC MC0: 1 CE memory read error on DIMM_A1 (channel:0 slot:0 page:0x1)\n"
+            "[ 11.0] EDAC MC0: 2 CE memory read error on DIMM_B2 (channel:1 slot:0 page:0x1)\n"
+        ),
+        "event_log": {
+            "summary": audit.summarize_sel(
+                audit.parse_sel_list(
+                    "1 | 12/01/26 | 17:29:22 UTC | Memory #0x03 | Correctable ECC (@DIMM_B2(CPU1)) | "
+                    "Asserted\n"
+                    "2 | 12/01/26 | 17:29:23 UTC | Memory #0x03 | Correctable ECC (@DIMM_A1(CPU1)) | "
+                    "Asserted\n"
+                )
+            )
+        },
+    }
+    assert [g["detail"] for g in document["event_log"]["summary"]] == ["@DIMM_B2(CPU1)", "@DIMM_A1(CPU1)"]
+    found = audit.memory_error_findings(document)
+    assert [(f["message"].split(":")[0], f["sources"]) for f in found] == [
+        ("DIMM DIMM_A1", ["kernel_log", "event_log"]),
+        ("DIMM DIMM_B2", ["kernel_log", "event_log"]),
+    ]
+    assert "2026-12-01T17:29:22" in found[1]["message"]

@@ -103,21 +103,14 @@ def test_hp_dl360_g7_findings_failed_supply_lost_redundancy_and_ecc():
         (
             "critical",
             "sensor Power Supply 1 (power supply)",
-            'BMC sensor state "Failure detected": power supply failure (reading 0 Watts)',
+            'BMC sensor Power Supply 1: state "Failure detected": power supply failure (reading 0 Watts)',
             "/sensors/5",
         ),
         (
             "warning",
             "sensor Power Supplies (power supply)",
-            'BMC sensor state "Non-Redundant: Sufficient from Redundant": redundancy lost',
+            'BMC sensor Power Supplies: state "Non-Redundant: Sufficient from Redundant": redundancy lost',
             "/sensors/7",
-        ),
-        (
-            "warning",
-            "sensor Memory (memory)",
-            'BMC sensor state "Correctable ECC", "Correctable ECC logging limit reached": correctable '
-            "errors; correctable memory errors (so many that the BMC stopped logging them)",
-            "/sensors/42",
         ),
     ]
 
@@ -245,29 +238,34 @@ def test_faulty_server_findings():
     assert sensors[6]["entity"] == "208.1"
     found = audit.sensor_findings({"sensors": sensors})
     assert [(f["severity"], f["component"], f["message"]) for f in found] == [
-        ("critical", "sensor Inlet Temp (temperature)", "BMC sensor critical: 48 degrees C"),
-        ("critical", "sensor Fan3A RPM (fan)", "BMC sensor non-recoverable: 0 RPM"),
-        ("warning", "sensor Exhaust Temp (temperature)", "BMC sensor non-critical: 71 degrees C"),
+        ("critical", "sensor Inlet Temp (temperature)", "BMC sensor Inlet Temp: critical at 48 degrees C"),
+        ("critical", "sensor Fan3A RPM (fan)", "BMC sensor Fan3A RPM: non-recoverable at 0 RPM"),
+        (
+            "warning",
+            "sensor Exhaust Temp (temperature)",
+            "BMC sensor Exhaust Temp: non-critical at 71 degrees C",
+        ),
         (
             "critical",
             "sensor Status (power supply)",
-            'BMC sensor state "Power Supply AC lost": power supply without AC input',
+            'BMC sensor Status: state "Power Supply AC lost": power supply without AC input',
         ),
         (
             "warning",
             "sensor PS Redundancy (power supply)",
-            'BMC sensor state "Non-Redundant: Insufficient Resources": redundancy lost',
+            'BMC sensor PS Redundancy: state "Non-Redundant: Insufficient Resources": redundancy lost',
         ),
         (
             "warning",
             "sensor PS3 Status (power supply)",
-            'BMC sensor state "Predictive failure", "Config Error": predictive failure; configuration error',
+            'BMC sensor PS3 Status: state "Predictive failure", "Config Error": predictive failure; '
+            "configuration error",
         ),
-        ("critical", "sensor Drive 0 (drive)", 'BMC sensor state "Drive Fault": drive failure'),
+        ("critical", "sensor Drive 0 (drive)", 'BMC sensor Drive 0: state "Drive Fault": drive failure'),
         (
             "warning",
             "sensor CMOS Battery (battery)",
-            'BMC sensor state "Failed": battery failed or low (CMOS/RTC battery)',
+            'BMC sensor CMOS Battery: state "Failed": battery failed or low (CMOS/RTC battery)',
         ),
     ]
 
@@ -276,7 +274,7 @@ def test_threshold_named_when_the_sensor_table_gives_it():
     line = "CPU1 Temp | 86.000 | degrees C | ucr | 0.000 | 0.000 | 0.000 | 79.000 | 82.000 | 84.000"
     found = audit.sensor_findings({"sensors": audit.parse_sensors(line)})
     assert [f["message"] for f in found] == [
-        "BMC sensor critical: 86 degrees C (over the upper non recoverable threshold 84)"
+        "BMC sensor CPU1 Temp: critical at 86 degrees C (over the upper non recoverable threshold 84)"
     ]
 
 
@@ -328,7 +326,8 @@ def test_collector_garbage_is_an_error(bmc):
     )
 
 
-def test_collector_hung_ipmitool_is_killed(bmc):
+def test_collector_hung_ipmitool_is_killed(bmc, monkeypatch):
+    monkeypatch.setattr(audit, "IPMI_SLOW_TIMEOUT", 0.5)  # `sdr elist` gets max(--timeout, this)
     write_tool(bmc / "bin", "ipmitool", "exec /bin/sleep 30")
     runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "dev", timeout=0.5)
     data, report = audit.run_collector("sensors", audit.collect_sensors, runner)
@@ -342,3 +341,28 @@ def test_type_of_a_sensor_without_reading_comes_from_its_name():
     assert {sensor["type"] for sensor in sensors} == {"temperature"}
     assert [(s["entity"], s["status"]) for s in sensors[:3]] == [("3.1", "ns"), ("3.2", "ns"), ("10.1", "ns")]
     assert (sensors[4]["name"], sensors[4]["reading"], sensors[4]["status"]) == ("Ambient Temp", 29, "ok")
+
+
+def test_a_sensor_at_cr_with_a_fault_state_is_one_finding_pointing_at_its_supply():
+    """A power supply sensor at `cr` whose state says "Failure detected" is one critical finding naming
+    it, pointing at the supply of /psu with its number (PS2 is "Power Supply 2"); without a matching
+    supply it points at the sensor."""
+    sensors = audit.parse_sensors(
+        "PS2 Status       | 86h | cr  | 10.2 | Presence detected, Failure detected\n"
+        "PS3 Status       | 87h | cr  | 10.3 | Presence detected, Power Supply AC lost\n"
+    )
+    psu = {"power_supplies": [{"name": "Power Supply 1", "location": None},
+                              {"name": "PWS-2K21A", "location": "PSU2"}]}
+    found = audit.sensor_findings({"sensors": sensors, "psu": psu})
+    assert [(f["severity"], f["message"], f["ref"]) for f in found] == [
+        (
+            "critical",
+            'BMC sensor PS2 Status: critical; state "Failure detected": power supply failure',
+            "/psu/power_supplies/1",
+        ),
+        (
+            "critical",
+            'BMC sensor PS3 Status: critical; state "Power Supply AC lost": power supply without AC input',
+            "/sensors/1",
+        ),
+    ]

@@ -554,10 +554,12 @@ def clean(value: Any) -> Any:
 
 
 def first_line(text: str) -> str:
-    """The first non-empty line of `text`, stripped (for one-line error messages)."""
+    """The first non-empty line of `text`, stripped, for one-line error messages: at most 200 characters
+    (cut ones end in "..."), anything unprintable (binary garbage) shown as "?"."""
     for line in text.splitlines():
         if line.strip():
-            return line.strip()[:200]
+            line = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in line.strip())
+            return line if len(line) <= 200 else line[:197] + "..."
     return ""
 
 
@@ -3269,14 +3271,15 @@ def collect_sensors(ctx: Context) -> list[dict[str, Any]] | None:
     """The BMC's sensors from one `ipmitool sdr elist` (the one walk of the SDR repository; only when
     /dev/ipmi0 exists)."""
     if not ipmi_present(ctx):
-        return None
+        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
     argv = ["ipmitool", "sdr", "elist"]
     text = ipmitool_text(ctx, argv, slow=True)
     if text is None:
         return None
     sensors = parse_sensors(text)
     if text.strip() and not sensors:
-        ctx.error(argv, f"no sensor lines in the output: {first_line(text)}")
+        ctx.error(argv, f"no sensor lines in the output: {first_line(text)} (run `ipmitool sdr elist` by "
+                        "hand to see what the BMC answers)")
     return sensors
 
 
@@ -3610,19 +3613,26 @@ def collect_event_log(ctx: Context) -> dict[str, Any] | None:
     document keeps the newest SEL_KEEP records, the total, and a summary of all of them. bee never clears
     the log."""
     if not ipmi_present(ctx):
-        return None
+        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
     info_text = ipmitool_text(ctx, ["ipmitool", "sel", "info"])
     list_text = ipmitool_text(ctx, ["ipmitool", "sel", "list"], slow=True)
     if info_text is None and list_text is None:
         return None
+    info = parse_sel_info(info_text)
+    if info_text and info_text.strip() and (info is None or not any(
+            info[key] is not None for key in ("entries", "free_bytes", "percent_used", "overflow"))):
+        ctx.error(["ipmitool", "sel", "info"], f"no SEL information in the output: {first_line(info_text)} "
+                  "(run `ipmitool sel info` by hand to see what the BMC answers)")
+        info = None
     records = parse_sel_list(list_text)
     if list_text and list_text.strip() and not records and not re.search(r"(?i)no entries", list_text):
-        ctx.error(["ipmitool", "sel", "list"], f"no event records in the output: {first_line(list_text)}")
+        ctx.error(["ipmitool", "sel", "list"], f"no event records in the output: {first_line(list_text)} "
+                  "(run `ipmitool sel list` by hand to see what the BMC answers)")
     counts: dict[str, int] = {}
     for record in records:
         counts[record["id"]] = counts.get(record["id"], 0) + 1
     return {
-        "info": parse_sel_info(info_text),
+        "info": info,
         "total_records": len(records),
         "records": records[-SEL_KEEP:],
         "duplicate_ids": sorted(key for key, count in counts.items() if count > 1),

@@ -395,7 +395,30 @@ def test_collector_failure_is_an_error_and_without_bmc_skipped(bmc, tmp_path, mo
     assert (data, report["status"]) == (None, "error")
     assert [e["command"] for e in report["errors"]] == ["ipmitool sel info", "ipmitool sel list"]
     runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "nodev")
-    assert audit.run_collector("event_log", audit.collect_event_log, runner)[1]["status"] == "skipped"
+    report = audit.run_collector("event_log", audit.collect_event_log, runner)[1]
+    assert (report["status"], report["reason"]) == (
+        "skipped",
+        "no /dev/ipmi0: no BMC, or its driver is not loaded",
+    )
+
+
+def test_garbage_sel_info_is_an_error_not_a_silent_null(bmc):
+    write_tool(
+        bmc / "bin",
+        "ipmitool",
+        'case "$*" in\n  "sel info") printf "\\001\\002: \\377garbage\\n";;\n  *) exit 0;;\nesac',
+    )
+    runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "dev")
+    data, report = audit.run_collector("event_log", audit.collect_event_log, runner)
+    assert data["info"] is None and report["status"] == "partial"
+    assert report["errors"] == [
+        {
+            "collector": "event_log",
+            "command": "ipmitool sel info",
+            "message": "no SEL information in the output: ??: ?garbage (run `ipmitool sel info` by hand to "
+            "see what the BMC answers)",
+        }
+    ]
 
 
 def test_ipmitool_commands_of_psu_sensors_and_event_log_never_overlap(bmc):

@@ -299,7 +299,11 @@ def test_collector_without_bmc_is_skipped(tmp_path, monkeypatch):
     tool_printing(tmp_path / "bin", "ipmitool", IPMI / "datakit-dell-r620-sdr-elist.txt")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     runner = audit.Runner(sysfs=tmp_path / "sys", procfs=tmp_path / "proc", devfs=tmp_path / "dev")
-    assert audit.run_collector("sensors", audit.collect_sensors, runner)[1]["status"] == "skipped"
+    report = audit.run_collector("sensors", audit.collect_sensors, runner)[1]
+    assert (report["status"], report["reason"]) == (
+        "skipped",
+        "no /dev/ipmi0: no BMC, or its driver is not loaded",
+    )
 
 
 def test_collector_failure_is_an_error(bmc):
@@ -322,8 +326,22 @@ def test_collector_garbage_is_an_error(bmc):
     data, report = audit.run_collector("sensors", audit.collect_sensors, runner)
     assert (data, report["status"]) == ([], "error")
     assert report["errors"][0]["message"] == (
-        "no sensor lines in the output: Error: garbage from a confused BMC"
+        "no sensor lines in the output: Error: garbage from a confused BMC (run `ipmitool sdr elist` by hand "
+        "to see what the BMC answers)"
     )
+
+
+def test_collector_binary_garbage_is_an_error_without_the_raw_bytes(bmc):
+    """Binary garbage is shown printable ("?") and cut, never echoed raw into the error."""
+    garbage = bmc / "garbage.bin"
+    garbage.write_bytes(b"\x00\x01\xff\xfe|\x1b[2J" + b"A" * 400 + b"\n")
+    tool_printing(bmc / "bin", "ipmitool", garbage)
+    runner = audit.Runner(sysfs=bmc / "sys", procfs=bmc / "proc", devfs=bmc / "dev")
+    data, report = audit.run_collector("sensors", audit.collect_sensors, runner)
+    message = report["errors"][0]["message"]
+    assert message.isprintable() and "\x1b" not in message
+    assert message.startswith("no sensor lines in the output: ???") and "A" * 180 + "..." in message
+    assert len(message) < 320
 
 
 def test_collector_hung_ipmitool_is_killed(bmc, monkeypatch):

@@ -3308,6 +3308,22 @@ HEALTH_STATES = (
     (re.compile(r"(?i)\blog full\b|log almost full"), "warning", "event log full"),
 )
 BATTERY_STATES = re.compile(r"(?i)^(?:failed|low|battery failed|battery low)$")
+# Intel's generic discrete sensors say only "State Asserted": their name says what asserted.
+ASSERTED_BY_NAME = (
+    (re.compile(r"(?i)caterr|\bierr|mcerr"), "critical", "processor failure (catastrophic error)"),
+    (re.compile(r"(?i)therm(?:al)?\s*trip"), "critical", "thermal trip"),
+)
+
+
+def asserted_state_health(name: str | None, state: str) -> tuple[str, str] | None:
+    """(severity, meaning) of a generic discrete sensor's "State Asserted" by the sensor's name (an Intel
+    board's "CATERR", "IERR", "SSB Therm Trip"); None for any other state or name."""
+    if state.strip().lower() != "state asserted":
+        return None
+    for pattern, severity, meaning in ASSERTED_BY_NAME:
+        if pattern.search(name or ""):
+            return severity, meaning
+    return None
 
 
 def state_health(state: str, kind: str | None = None) -> tuple[str, str] | None:
@@ -3391,8 +3407,9 @@ def sensor_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
             told.append(f"{level}" + (f" at {value}" if value else "") + threshold_text(sensor))
         rated = []
         if not state.lower().startswith("0x"):
-            rated = [(health, part.strip()) for part in state.split(",")
-                     if not is_ecc_state(part) and (health := state_health(part.strip(), sensor.get("type")))]
+            rated = [(health, part.strip()) for part in state.split(",") if not is_ecc_state(part) and (
+                health := state_health(part.strip(), sensor.get("type"))
+                or asserted_state_health(sensor.get("name"), part))]
         if rated:
             severities += [h[0] for h, _ in rated]
             states = ", ".join(f'"{part}"' for _, part in rated)
@@ -3572,7 +3589,8 @@ def sel_event_health(record: dict[str, Any]) -> tuple[str, str] | None:
         return "critical", "the operating system panicked"
     if record.get("oem"):
         return None
-    return state_health(event, record.get("sensor_type"))
+    return state_health(event, record.get("sensor_type")) or asserted_state_health(
+        record.get("sensor_name"), event)
 
 
 def summarize_sel(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -3643,7 +3661,8 @@ def collect_event_log(ctx: Context) -> dict[str, Any] | None:
 @linker
 def name_sel_sensors(document: dict[str, Any]) -> None:
     """Give SEL records and summary entries printed as "Fan #0x46" the name of that sensor in the SDR
-    (sensor_name), when exactly one sensor has that number."""
+    (sensor_name), when exactly one sensor has that number; a "State Asserted" of a sensor so named
+    "CATERR", "IERR" or "... Therm Trip" is then rated (asserted_state_health)."""
     by_number: dict[int, list[str]] = {}
     for sensor in document.get("sensors") or []:
         if sensor.get("number") is not None and sensor.get("name"):
@@ -3653,6 +3672,11 @@ def name_sel_sensors(document: dict[str, Any]) -> None:
         names = by_number.get(item.get("sensor_number"), [])
         if len(set(names)) == 1 and not item.get("sensor_name"):
             item["sensor_name"] = names[0]
+    for group in event_log.get("summary") or []:  # "State Asserted" of a sensor now named "CATERR"
+        health = None if group.get("severity") else asserted_state_health(group.get("sensor_name"),
+                                                                          group.get("event") or "")
+        if health:
+            group["severity"], group["meaning"] = health
 
 
 def sel_label(group: dict[str, Any]) -> str:

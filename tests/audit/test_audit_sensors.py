@@ -384,3 +384,33 @@ def test_a_sensor_at_cr_with_a_fault_state_is_one_finding_pointing_at_its_supply
             "/sensors/1",
         ),
     ]
+
+
+def test_intel_state_asserted_on_caterr_and_therm_trip_is_critical():
+    """Intel's generic discrete sensors say only "State Asserted": CATERR and SSB Therm Trip (the names of
+    the S2600's SDR) asserted are critical, in the SDR and in the SEL (named through the SDR)."""
+    names = [s["name"] for s in audit.parse_sensors(read("actsys-intel-s2600-sdr.txt"))]
+    assert {"CATERR", "SSB Therm Trip"} <= set(names)
+    sensors = audit.parse_sensors(
+        "CATERR           | 42h | ok  |  7.1 | State Asserted\n"
+        "SSB Therm Trip   | 43h | ok  |  7.1 | State Asserted\n"
+        "P1 Status        | 44h | ok  |  3.1 | State Asserted\n"
+        "CATERR           | 45h | ok  |  7.1 | State Deasserted\n"
+    )
+    found = audit.sensor_findings({"sensors": sensors})
+    assert [(f["severity"], f["message"]) for f in found] == [
+        ("critical", 'BMC sensor CATERR: state "State Asserted": processor failure (catastrophic error)'),
+        ("critical", 'BMC sensor SSB Therm Trip: state "State Asserted": thermal trip'),
+    ]
+    summary = audit.summarize_sel(
+        audit.parse_sel_list("1 | 03/01/2024 | 10:00:00 | Processor #0x42 | State Asserted | Asserted\n")
+    )
+    document = {"sensors": sensors, "event_log": {"summary": summary}}
+    audit.name_sel_sensors(document)
+    assert [(f["severity"], f["message"]) for f in audit.event_log_findings(document)] == [
+        (
+            "critical",
+            'BMC event log: Processor #0x42 (CATERR) "State Asserted" (processor failure (catastrophic '
+            'error)), once, 2024-03-01T10:00:00',
+        )
+    ]

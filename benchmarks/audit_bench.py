@@ -8,7 +8,8 @@ mc info and one lan print (ipmitool finds the LAN channel itself, so no channel 
 once; ethtool per NIC, dmesg, dmidecode with 32 DIMM slots, ~150 PCI functions in a fake sysfs). Prints the
 audit's wall time, the sum of all tool delays (what running them one after another would cost), the
 longest chain of tools that must run one after another, their ratio (target <= 1.3) and the audit's peak
-RSS (target < 80 MB).
+RSS (target < 80 MB). Then the kernel log parser on an 87,000-line log (every real kernel fixture, repeated
+among ordinary boot lines): its time and lines per second.
 
 Usage: python3 benchmarks/audit_bench.py [--keep DIR]
 """
@@ -383,6 +384,30 @@ def this_machine(work: Path) -> None:
     print(f"  lshw -json wall time:   {time.monotonic() - started:6.2f} s   (exit status {done.returncode})")
 
 
+KERNEL_LOG_LINES = 87_000
+
+
+def kernel_log_parse() -> None:
+    """Time parse_kernel_log on a KERNEL_LOG_LINES-line log: the real kernel fixtures' lines, one in ten,
+    among ordinary boot lines (a long-running server's ring buffer or a journal a user brings)."""
+    sys.path.insert(0, str(REPO))
+    from audit import audit
+
+    errors = [line for path in sorted((FIXTURES / "real/kernel").glob("*.log"))
+              for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    lines = []
+    for i in range(KERNEL_LOG_LINES):
+        ordinary = f"[{i / 10:12.6f}] usb 1-{i % 7}: new high-speed USB device {i % 120} using xhci_hcd"
+        lines.append(errors[i // 10 % len(errors)] if i % 10 == 0 else ordinary)
+    text = "\n".join(lines) + "\n"
+    started = time.perf_counter()
+    log = audit.parse_kernel_log(text)
+    elapsed = time.perf_counter() - started
+    print("Kernel log parser:")
+    print(f"  {log['lines']} lines in {elapsed:6.2f} s  ({log['lines'] / elapsed:,.0f} lines/s), "
+          f"{len(log['events'])} events")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build the fake server in DIR and keep it")
@@ -396,6 +421,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bee-audit-bench-") as tmp:
             simulated(Path(tmp))
             this_machine(Path(tmp))
+    kernel_log_parse()
     return 0
 
 

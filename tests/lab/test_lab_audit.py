@@ -314,12 +314,17 @@ def test_audit_findings_are_exactly_the_injected_faults(document):
     slot = next(i for i, s in enumerate(document["memory"]["slots"]) if s["locator"] == expected.KMSG_DIMM)
     found = sorted((f["severity"], f["component"], f.get("ref"), tuple(f.get("sources") or []))
                    for f in document["findings"])
+    summary = [group["event"] for group in document["event_log"]["summary"]]
+
+    def sel(event):  # a SEL finding points at its summary entry
+        return f"/event_log/summary/{summary.index(event)}"
+
     assert found == sorted([
         ("critical", "memory", f"/memory/slots/{slot}", ("kernel_log", "event_log")),
-        ("critical", "psu", None, ("event_log",)),         # Power Supply AC lost
-        ("warning", "psu", None, ("event_log",)),          # Failure detected, deasserted since
-        ("critical", "cpu", None, ("event_log",)),         # IERR, twice
-        ("critical", "temperature", None, ("event_log",)),  # Upper Critical going high
+        ("critical", "psu", sel("Power Supply AC lost"), ("event_log",)),
+        ("warning", "psu", sel("Failure detected"), ("event_log",)),  # deasserted since
+        ("critical", "cpu", sel("IERR"), ("event_log",)),  # twice
+        ("critical", "temperature", sel("Upper Critical going high"), ("event_log",)),
         ("critical", audit.disk_label(disk), f"/storage/{document['storage'].index(disk)}", ("kernel_log",)),
     ])
     messages = "\n".join(f["message"] for f in document["findings"])

@@ -57,9 +57,15 @@ DEFAULT_TIMEOUT = 30.0  # seconds per tool run; a hung tool is killed with its p
 TOOL_ENV = {"LC_ALL": "C", "LANG": "C"}
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def log(message: str) -> None:
-    """Write one line to stderr (never stdout: stdout may carry the JSON document)."""
-    print(f"audit: {message}", file=sys.stderr, flush=True)
+    """Write one line to stderr (never stdout: stdout may carry the JSON document), whole: one write under a
+    lock, so lines said by collectors' threads at once never glue together."""
+    with _LOG_LOCK:
+        sys.stderr.write(f"audit: {message}\n")
+        sys.stderr.flush()
 
 
 # -- running tools: timeouts, process groups, capture and replay ---------------------------------------------
@@ -93,6 +99,11 @@ def capture_key(argv: list[str]) -> str:
     return f"{name}-{digest}"
 
 
+RUNNERS: weakref.WeakSet[Runner] = weakref.WeakSet()  # every Runner alive, for stop_tools()
+STOP_WAIT = 0.2  # seconds a stopped tool's pipes are still read (a descendant outside its group holds them)
+POLL = 0.2  # seconds between looks at whether the audit was stopped while a tool runs
+
+
 class Runner:
     """Runs tools (or replays a capture of them) and reads the sysfs, procfs and devfs trees.
 
@@ -121,13 +132,16 @@ class Runner:
         self.interrupted = False  # set by stop_all(): no tool starts any more
         self._said_lock = threading.Lock()
         self._said: set[str] = set()  # what the audit says once, whichever collector meets it first
+        RUNNERS.add(self)  # a signal stops the tools of every runner alive (stop_tools)
 
     # Commands
 
     def run(
-        self, argv: list[str], timeout: float | None = None, redact: Callable[[bytes], bytes] | None = None
+        self, argv: list[str], timeout: float | None = None, redact: Callable[[bytes], bytes] | None = None,
+        stdin: bytes | None = None,
     ) -> ToolResult | None:
-        """Run `argv` under a timeout; None when the tool is not installed (not an error).
+        """Run `argv` under a timeout, `stdin` as its input (else none); None when the tool is not installed
+        (not an error) or the audit is being stopped.
 
         A run that exceeds the timeout is killed with its whole process group and comes back with
         `timed_out` set. Output is decoded leniently; nothing here raises for what a tool prints.
@@ -142,7 +156,7 @@ class Runner:
         try:
             proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -153,7 +167,7 @@ class Runner:
         else:
             self._started(proc)
             try:
-                timed_out, (out, err) = self._communicate(proc, timeout)
+                timed_out, (out, err) = self._communicate(proc, timeout, stdin)
             finally:
                 with self._running_lock:
                     self._running.discard(proc)
@@ -202,20 +216,30 @@ class Runner:
         for proc in running:
             kill_group(proc)
 
-    @staticmethod
-    def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[bool, tuple[bytes, bytes]]:
-        """(timed out, (stdout, stderr)) of a started tool; at the timeout its process group is killed."""
-        timed_out = False
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+    def _communicate(
+        self, proc: subprocess.Popen, timeout: float, stdin: bytes | None = None
+    ) -> tuple[bool, tuple[bytes, bytes]]:
+        """(timed out, (stdout, stderr)) of a started tool; at the timeout its process group is killed.
+        Once the audit is stopped (stop_all) it waits only STOP_WAIT more for pipes a descendant outside
+        the group may hold, never the rest of the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait = max(0.0, min(POLL, deadline - time.monotonic()))
+                out, err = proc.communicate(stdin, timeout=wait)  # the input goes with the first call only
+                return False, (out or b"", err or b"")
+            except subprocess.TimeoutExpired:
+                stdin = None
+                if not self.interrupted and time.monotonic() < deadline:
+                    continue
             kill_group(proc)
             try:
-                out, err = proc.communicate(timeout=5)
+                out, err = proc.communicate(timeout=STOP_WAIT if self.interrupted else 5)
             except subprocess.TimeoutExpired:  # a child kept the pipes open
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    proc.wait(timeout=STOP_WAIT)  # reap the tool itself (its group was killed)
                 out, err = b"", b""
-        return timed_out, (out or b"", err or b"")
+            return not self.interrupted, (out or b"", err or b"")
 
     def _save_command(self, argv, returncode, timed_out, duration, out: bytes, err: bytes) -> None:
         directory = self.capture / "commands"
@@ -4439,9 +4463,14 @@ def build_document(
     collectors = COLLECTORS if collectors is None else collectors
     started = time.monotonic()
     host = host_facts(runner)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(collectors))) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(collectors)))
+    try:
         futures = [(name, pool.submit(run_collector, name, fn, runner)) for name, fn in collectors]
         results = [(name, future.result()) for name, future in futures]
+    except BaseException:  # interrupted: no waiting for threads still in a tool (stopped, they end soon)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "audit_version": AUDIT_VERSION,
@@ -5243,16 +5272,14 @@ def profile_from_usb() -> tuple[bytes, str] | None:
     if listing is None or not listing.ok:
         return None
     for target in usb_targets(load_json(listing.stdout)):
-        directory, mounted_here = target["mountpoint"], None
-        if directory is None:
-            mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
-            result = run_plain(["mount", "-o", "ro", target["path"], mounted_here])
-            if result is None or not result.ok:
-                with contextlib.suppress(OSError):
-                    os.rmdir(mounted_here)
-                continue
-            directory = mounted_here
+        directory, mounted_here, mounted = target["mountpoint"], None, False
         try:
+            if directory is None:
+                mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
+                result = run_plain(["mount", "-o", "ro", target["path"], mounted_here])
+                if result is None or not result.ok:
+                    continue
+                directory, mounted = mounted_here, True
             path = Path(directory) / PROFILE_NAME
             if path.is_file():
                 return path.read_bytes()[:PROFILE_MAX_BYTES + 1], f"{target['path']}:/{PROFILE_NAME}"
@@ -5260,9 +5287,7 @@ def profile_from_usb() -> tuple[bytes, str] | None:
             log(f"acceptance: cannot read {PROFILE_NAME} on {target['path']}: {exc.strerror or exc}")
         finally:
             if mounted_here is not None:
-                run_plain(["umount", mounted_here])
-                with contextlib.suppress(OSError):
-                    os.rmdir(mounted_here)
+                unmount_here(mounted_here, "acceptance", mounted)
     return None
 
 
@@ -5688,17 +5713,39 @@ def write_atomically(path: Path, text: str | bytes) -> None:
         pass
 
 
+def output_refusal(option: str, path: Path | None) -> str | None:
+    """Why `option PATH` (--output, --make-profile) is refused before anything runs (exit 2), looking at
+    the path without opening it: a block device (`--output /dev/sdb` would overwrite a disk) or a socket;
+    None for anything the audit may write (a file, nothing yet, a character device, a FIFO)."""
+    if path is None:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # nothing there yet, or a path the write itself will say is wrong
+    if stat.S_ISBLK(mode):
+        return (f"{option} {path} is a block device (a disk): the audit never writes over a disk; name a "
+                "file, e.g. on a mounted stick")
+    if stat.S_ISSOCK(mode):
+        return f"{option} {path} is a socket, not a file; name a file"
+    return None
+
+
 def write_output(path: Path, text: str) -> None:
     """Write the document to --output PATH without damaging what is there: a regular file (or nothing yet)
     through write_atomically, a symlink's target rather than the link; a character device or FIFO
-    (/dev/null, a named pipe, /dev/stdout) written in place, never replaced by a file. Raises OSError."""
+    (/dev/null, a named pipe, /dev/stdout) written in place, never replaced by a file; a block device or a
+    socket refused before it is opened (OSError EINVAL, see output_refusal). Raises OSError."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         mode = None
     if mode is not None and stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if mode is not None and not stat.S_ISREG(mode):
+    if mode is not None and (stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)):
+        what = "a block device (a disk), never written over" if stat.S_ISBLK(mode) else "a socket"
+        raise OSError(errno.EINVAL, what, str(path))
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
         return
@@ -5794,15 +5841,10 @@ def qr_summary_text(document: dict[str, Any]) -> str:
 def qr_code(text: str, timeout: float = 10.0) -> str | None:
     """`text` as a QR code for a terminal (qrencode -t ANSIUTF8); None when qrencode is not installed,
     failed, or drew a code larger than an 80x25 console."""
-    if shutil.which(QRENCODE[0]) is None:
+    done = Runner(timeout=timeout).run(QRENCODE, stdin=text.encode())  # its own process group: Ctrl-C ends it
+    if done is None or not done.ok or not done.stdout.strip():
         return None
-    try:
-        done = subprocess.run(QRENCODE, input=text.encode(), capture_output=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    drawing = decode(done.stdout or b"")
-    if done.returncode != 0 or not drawing.strip():
-        return None
+    drawing = done.stdout
     rows = drawing.rstrip("\n").split("\n")
     widest = max(len(re.sub(r"\x1b\[[0-9;]*m", "", row)) for row in rows)
     if len(rows) > QR_MAX_LINES - 1 or widest > QR_MAX_COLUMNS:
@@ -5890,20 +5932,18 @@ def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
         return None
     name = usb_file_name(document)
     for target in targets:
-        mounted_here = None
+        mounted_here, mounted = None, False
         directory = target["mountpoint"]
-        if directory is None:
-            mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
-            result = run_plain(["mount", target["path"], mounted_here])
-            if result is None or not result.ok:
-                detail = "mount is not installed" if result is None else (
-                    first_line(result.stderr) or f"exit status {result.returncode}")
-                log(f"--usb: cannot mount {target['path']}: {detail}")
-                with contextlib.suppress(OSError):
-                    os.rmdir(mounted_here)
-                continue
-            directory = mounted_here
         try:
+            if directory is None:
+                mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
+                result = run_plain(["mount", target["path"], mounted_here])
+                if result is None or not result.ok:
+                    detail = "mount is not installed" if result is None else (
+                        first_line(result.stderr) or f"exit status {result.returncode}")
+                    log(f"--usb: cannot mount {target['path']}: {detail}")
+                    continue
+                directory, mounted = mounted_here, True
             write_atomically(Path(directory) / name, text)
             os.sync()
             log(f"--usb: wrote {name} to {target['path']}")
@@ -5912,13 +5952,22 @@ def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
             log(f"--usb: cannot write to {target['path']}: {exc.strerror or exc}")
         finally:
             if mounted_here is not None:
-                result = run_plain(["umount", mounted_here])
-                if result is None or not result.ok:
-                    log(f"--usb: could not unmount {mounted_here}; unmount it before unplugging the disk")
-                else:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(mounted_here)
+                unmount_here(mounted_here, "--usb", mounted)
     return False
+
+
+def unmount_here(folder: str, who: str, mounted: bool) -> None:
+    """Unmount what the audit mounted on the temporary `folder` (when `mount` said so, or when the folder is
+    a mount point: an interrupted mount may or may not have happened) and remove the folder, to the end
+    even under Ctrl-C or SIGTERM; a failed unmount is one line telling to unmount it before unplugging."""
+    with shielded_from_signals():
+        if mounted or os.path.ismount(folder):
+            result = run_plain(["umount", folder])
+            if result is None or not result.ok:
+                log(f"{who}: could not unmount {folder}; unmount it before unplugging the disk")
+                return
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 # -- outputs: the report to a collector (--report, --spool, --send-spool) ------------------------------------
@@ -6213,8 +6262,17 @@ def output_path(text: str) -> Path | None:
     return Path(text)
 
 
+def path_argument(text: str) -> Path:
+    """A path value of an option; an empty one (which Path would read as the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: name a file or folder")
+    return Path(text)
+
+
 def existing_folder(text: str) -> Path:
-    """A --sysfs/--procfs/--devfs value: a folder that exists."""
+    """A --sysfs/--procfs/--devfs value: a folder that exists (an empty value is not the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name the root of a sysfs, procfs or devfs tree")
     path = Path(text)
     if not path.is_dir():
         what = "does not exist" if not path.exists() else "is not a folder"
@@ -6244,18 +6302,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="devfs root (/dev)")
     parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time limit for each tool run (default {DEFAULT_TIMEOUT:.0f}, at most one day)")
-    parser.add_argument("--capture", type=Path, metavar="DIR",
+    parser.add_argument("--capture", type=path_argument, metavar="DIR",
                         help="also save every tool output and file read under DIR (a new or empty folder)")
-    parser.add_argument("--replay", type=Path, metavar="DIR",
+    parser.add_argument("--replay", type=path_argument, metavar="DIR",
                         help="build the document from a capture in DIR, running nothing")
-    parser.add_argument("--document", type=Path, metavar="FILE",
+    parser.add_argument("--document", type=path_argument, metavar="FILE",
                         help="take a saved document instead of auditing (no tool runs)")
-    parser.add_argument("--make-profile", type=Path, metavar="FILE",
+    parser.add_argument("--make-profile", type=path_argument, metavar="FILE",
                         help="also write the profile of this machine (to edit into a fleet spec) to FILE")
     parser.add_argument("--expect", metavar="PROFILE",
                         help="check the machine against a profile (a file or an http(s) URL): the "
                              "document gets an acceptance section, every failed check is a finding")
-    parser.add_argument("--expect-live", type=Path, metavar="FILE",
+    parser.add_argument("--expect-live", type=path_argument, metavar="FILE",
                         help="find the profile as the live system does: bee.profile=URL on the kernel "
                              "command line, else bee-profile.json on a USB stick, else FILE (if it exists)")
     parser.add_argument("--strict", action="store_true", help="exit 3 when the acceptance failed")
@@ -6263,15 +6321,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also PUT the document to URL (a folder URL ending in /, or one object's URL)")
     parser.add_argument("--report-timeout", type=positive_seconds, default=REPORT_TIMEOUT, metavar="SECONDS",
                         help=f"keep retrying --report this long (default {REPORT_TIMEOUT:.0f})")
-    parser.add_argument("--report-ca", type=Path, metavar="FILE",
+    parser.add_argument("--report-ca", type=path_argument, metavar="FILE",
                         help="also trust this CA (PEM) for an https collector")
-    parser.add_argument("--report-token-file", type=Path, metavar="FILE",
+    parser.add_argument("--report-token-file", type=path_argument, metavar="FILE",
                         help="send the bearer token in FILE with --report")
     parser.add_argument("--report-capture", action="store_true",
                         help="also send the raw capture as a .tar.gz beside the document")
-    parser.add_argument("--spool", type=Path, metavar="DIR",
+    parser.add_argument("--spool", type=path_argument, metavar="DIR",
                         help="first write what is to be sent into DIR; what --report cannot deliver stays")
-    parser.add_argument("--send-spool", type=Path, metavar="DIR",
+    parser.add_argument("--send-spool", type=path_argument, metavar="DIR",
                         help="run no audit: send what DIR holds to --report URL")
     return parser.parse_args(argv)
 
@@ -6359,18 +6417,61 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+@dataclass
+class StopState:
+    """What Ctrl-C and SIGTERM have done in this run (one per process: only the main thread gets signals)."""
+
+    signum: int | None = None  # the first signal received
+    raised: bool = False  # Interrupted was raised for it
+    shielded: int = 0  # depth of shielded_from_signals blocks under way
+
+
+STOP = StopState()
+
+
+def stop_tools() -> None:
+    """Stop the tools under way of every Runner alive (the audit's, lsblk/mount/qrencode ones), each with
+    its process group, and let those runners start no other."""
+    for runner in list(RUNNERS):
+        runner.stop_all()
+
+
 @contextlib.contextmanager
-def stopped_by_signals(runner: Runner):
-    """Within the block, Ctrl-C (SIGINT) and SIGTERM stop every running tool's process group at once and
-    raise Interrupted; the previous handlers come back after it. Only the main thread can set handlers:
-    elsewhere (tests calling main from a thread) nothing changes."""
+def shielded_from_signals():
+    """The block (unmounting a stick the audit mounted) runs to its end under Ctrl-C and SIGTERM; a signal
+    that came meanwhile stops the tools and raises Interrupted once the block is over."""
+    STOP.shielded += 1
+    try:
+        yield
+    finally:
+        STOP.shielded -= 1
+    if not STOP.shielded and STOP.signum is not None and not STOP.raised:
+        STOP.raised = True
+        stop_tools()
+        raise Interrupted(STOP.signum)
+
+
+@contextlib.contextmanager
+def stopped_by_signals():
+    """Within the block (the whole run), Ctrl-C (SIGINT) and SIGTERM stop every running tool's process group
+    at once and raise Interrupted in the main thread, once (a later signal only stops tools again); inside
+    shielded_from_signals the raise waits for its end. The handlers are installed explicitly, also where
+    SIGINT was inherited as ignored (a background job), and the previous ones come back after the block.
+    Only the main thread can set handlers: elsewhere (tests calling main from a thread) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    STOP.signum, STOP.raised, STOP.shielded = None, False, 0
 
     def stop(signum, frame):
-        runner.stop_all()
-        raise Interrupted(signum)
+        if STOP.signum is None:
+            STOP.signum = signum
+        if STOP.shielded:
+            return
+        stop_tools()
+        if not STOP.raised:
+            STOP.raised = True
+            raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -6386,8 +6487,25 @@ def main(argv: list[str] | None = None) -> int:
     written (the document is still written where it can be) or --report could not deliver; 2 for bad
     arguments (a missing, unreadable or invalid profile or document included, a --capture folder that is
     not empty); 3 with --strict when the acceptance failed and nothing else did; 130 on Ctrl-C and 143 on
-    SIGTERM, with one line, after stopping every running tool."""
+    SIGTERM at any point of the run, with one line, after stopping every running tool's process group (a
+    stick the audit mounted is unmounted first)."""
     args = parse_args(argv)
+    done: list[str] = []  # what was written before an interrupt, for its one line
+    try:
+        with stopped_by_signals():
+            return run_audit(args, done)
+    except Interrupted as stop:
+        name = signal.Signals(stop.signum).name
+        how = " (Ctrl-C)" if stop.signum == signal.SIGINT else ""
+        wrote = f"the document was written to {done[0]}, nothing after it was done" if done else \
+            "no document was written"
+        log(f"interrupted by {name}{how}: the running tools were stopped; {wrote}")
+        return 128 + stop.signum
+
+
+def run_audit(args: argparse.Namespace, done: list[str]) -> int:
+    """The run main() describes, after the command line was parsed; appends where the document went to
+    `done` once it is written."""
     if args.document is not None and (args.replay is not None or args.capture is not None):
         log("--document takes a saved document: it cannot be combined with --replay or --capture")
         return 2
@@ -6409,10 +6527,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{option} {exc}")
             return 2
         profile, saved = (loaded, saved) if option == "--expect" else (profile, loaded)
-    refusal = capture_refusal(args.capture)
-    if refusal is not None:
-        log(refusal)
-        return 2
+    for refusal in (capture_refusal(args.capture), output_refusal("--output", args.output),
+                    output_refusal("--make-profile", args.make_profile)):
+        if refusal is not None:
+            log(refusal)
+            return 2
     status = 0
     capture = args.capture
     if capture is not None:
@@ -6427,14 +6546,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout,
                         capture if capture is not None else capture_folder(args), args.replay)
-        try:
-            with stopped_by_signals(runner):
-                document = build_document(runner)
-        except Interrupted as stop:
-            name = signal.Signals(stop.signum).name
-            how = " (Ctrl-C)" if stop.signum == signal.SIGINT else ""
-            log(f"interrupted by {name}{how}: the running tools were stopped; no document was written")
-            return 128 + stop.signum
+        document = build_document(runner)
     if args.make_profile is not None and not write_profile(args.make_profile, document):
         status = 1
     if profile is None and args.expect_live is not None:
@@ -6446,6 +6558,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None:
         try:
             write_output(args.output, text)
+            done.append(str(args.output))
         except OSError as exc:
             log(f"cannot write {args.output}: {exc.strerror or exc}; choose another --output path")
             status = 1
@@ -6453,6 +6566,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
+            done.append("stdout")
         except OSError as exc:  # a closed pipe
             log(f"cannot write the document to stdout: {exc.strerror or exc}")
             with contextlib.suppress(OSError):  # no second complaint when Python flushes at exit

@@ -168,6 +168,11 @@ class Runner:
             self._started(proc)
             try:
                 timed_out, (out, err) = self._communicate(proc, timeout, stdin)
+            except BaseException:  # Interrupted in the main thread: its group is killed; reap the tool
+                kill_group(proc)
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=STOP_WAIT)
+                raise
             finally:
                 with self._running_lock:
                     self._running.discard(proc)

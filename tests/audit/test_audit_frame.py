@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -539,6 +540,15 @@ def test_a_missing_root_folder_is_a_bad_argument(option, tmp_path, capsys):
                            "procfs or devfs tree")
 
 
+@pytest.mark.parametrize("option", ["--sysfs", "--procfs", "--devfs"])
+def test_an_empty_root_is_a_bad_argument_not_the_current_folder(option, capsys):
+    with pytest.raises(SystemExit) as exited:
+        audit.parse_args([option, ""])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"audit: error: argument {option}: an empty path; name the root of a sysfs, procfs or devfs tree")
+
+
 def hanging_dmidecode(tmp_path: Path) -> Path:
     """A dmidecode that records its pid, then hangs far past any test (in its own process group)."""
     pids = tmp_path / "pids"
@@ -575,6 +585,108 @@ def test_ctrl_c_or_sigterm_stops_the_running_tools_at_once(signum, status, name,
     for pid in hung:  # every hung tool is gone (reaped by the audit, not left running)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def start_audit(tmp_path: Path, *args: str, ignore_sigint: bool = False) -> subprocess.Popen:
+    """The real audit.py as a process on empty roots with tmp_path/bin first on PATH (SIGINT ignored as in
+    a background job when asked)."""
+    for root in "spd":
+        (tmp_path / root).mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "audit" / "audit.py"), *args,
+         "--sysfs", str(tmp_path / "s"), "--procfs", str(tmp_path / "p"), "--devfs", str(tmp_path / "d")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
+    )
+
+
+def wait_for(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition()
+
+
+def test_ctrl_c_stops_the_audit_even_where_sigint_was_inherited_as_ignored(tmp_path):
+    """A background job (`audit &`) starts with SIGINT ignored: the audit installs its handler anyway."""
+    pids = hanging_dmidecode(tmp_path)
+    proc = start_audit(tmp_path, "--no-qr", "--output", str(tmp_path / "out.json"), ignore_sigint=True)
+    wait_for(lambda: len(list(pids.iterdir())) == 4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert err == ("audit: interrupted by SIGINT (Ctrl-C): the running tools were stopped; no document was "
+                   "written\n")
+
+
+def test_sigterm_does_not_wait_for_pipes_held_by_an_escaped_descendant(tmp_path):
+    """A tool whose child left its process group (setsid) keeps the pipes open: after SIGTERM the audit
+    still exits at once (not after the 30 s timeout), its worker threads not waited for."""
+    escaped = tmp_path / "escaped"
+    escaped.mkdir()
+    write_tool(tmp_path / "bin", "dmidecode",
+               f"setsid sh -c 'echo $$ > {escaped}/$$; exec sleep 1000' &\nexec sleep 1000")
+    proc = start_audit(tmp_path, "--no-qr", "--output", str(tmp_path / "out.json"))
+    try:
+        wait_for(lambda: len(list(escaped.iterdir())) == 4)
+        time.sleep(0.3)  # the tools are in their communicate() now
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 1.5
+        assert proc.returncode == 143
+        assert err == ("audit: interrupted by SIGTERM: the running tools were stopped; no document was "
+                       "written\n")
+        assert not (tmp_path / "out.json").exists()
+    finally:
+        for pid in escaped.iterdir():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid.name), signal.SIGKILL)
+
+
+def test_ctrl_c_while_the_qr_code_is_drawn_kills_qrencode_and_says_the_document_was_written(tmp_path):
+    qr_pid = tmp_path / "qrencode.pid"
+    write_tool(tmp_path / "bin", "qrencode", f"echo $$ > {qr_pid}; exec sleep 1000")
+    out_json = tmp_path / "out.json"
+    proc = start_audit(tmp_path, "--output", str(out_json))
+    wait_for(lambda: qr_pid.exists() and qr_pid.read_text().strip() != "")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - started < 5
+    assert proc.returncode == 130
+    assert err.splitlines()[-1] == (f"audit: interrupted by SIGINT (Ctrl-C): the running tools were stopped; "
+                                    f"the document was written to {out_json}, nothing after it was done")
+    assert json.loads(out_json.read_text())["schema_version"] == audit.SCHEMA_VERSION
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(qr_pid.read_text()), 0)
+
+
+def test_sigterm_during_the_usb_unmount_lets_it_finish_then_exits_143(tmp_path):
+    """The stick the audit mounted is unmounted to the end (umount is never killed halfway), then the
+    audit stops with its one line."""
+    from tests.audit.test_audit_outputs import lab_lsblk, with_partition
+
+    (tmp_path / "lsblk.json").write_text(json.dumps(with_partition(lab_lsblk())))
+    log_file = tmp_path / "usb.log"
+    write_tool(tmp_path / "bin", "lsblk", f"cat {tmp_path / 'lsblk.json'}")
+    write_tool(tmp_path / "bin", "mount", f'echo "mount $*" >> {log_file}')
+    write_tool(tmp_path / "bin", "umount",
+               f'echo "umount starts" >> {log_file}; sleep 1.5; echo "umount $*" >> {log_file}')
+    out_json = tmp_path / "out.json"
+    proc = start_audit(tmp_path, "--no-qr", "--usb", "--output", str(out_json))
+    wait_for(lambda: log_file.exists() and "umount starts" in log_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    mount, starts, umount = log_file.read_text().splitlines()
+    folder = mount.split()[-1]
+    assert mount == f"mount /dev/sdb1 {folder}" and umount == f"umount {folder}"
+    assert [p.name.endswith(".json") for p in Path(folder).iterdir()] == [True]  # (the fake mounts nothing)
+    shutil.rmtree(folder)
+    assert err.splitlines()[-1] == (f"audit: interrupted by SIGTERM: the running tools were stopped; the "
+                                    f"document was written to {out_json}, nothing after it was done")
 
 
 def test_without_smbios_cpu_and_memory_come_from_proc_and_the_error_stays(tmp_path, monkeypatch):
@@ -630,3 +742,34 @@ def test_cpuinfo_of_two_sockets_and_of_an_arm_board():
     assert (cpu["socket_count"], cpu["total_threads"], cpu["total_cores"]) == (1, 4, None)
     assert cpu["sockets"][0]["model"] is None and cpu["sockets"][0]["designation"] is None
     assert audit.parse_cpuinfo("garbage\n\x00\n") is None and audit.parse_meminfo("MemFree: 1 kB\n") is None
+
+
+def test_log_lines_said_by_threads_at_once_never_glue_together(monkeypatch):
+    """A slow stderr (a serial console) that switches threads inside every write: each line stays whole."""
+
+    class SlowStream:
+        def __init__(self):
+            self.parts: list[str] = []
+
+        def write(self, text: str) -> int:
+            for char in text:
+                self.parts.append(char)
+                time.sleep(0)  # let another thread run mid-write
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = SlowStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    import threading
+
+    threads = [threading.Thread(target=lambda n=n: [audit.log(f"thread {n} line {i}") for i in range(20)])
+               for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = "".join(stream.parts).split("\n")
+    assert lines[-1] == "" and len(lines) == 121
+    assert sorted(lines[:-1]) == sorted(f"audit: thread {n} line {i}" for n in range(6) for i in range(20))

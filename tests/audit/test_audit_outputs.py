@@ -455,3 +455,55 @@ def test_make_profile_over_a_character_device_writes_in_place(tmp_path, quiet_ma
     out = tmp_path / "doc.json"
     assert audit.main(["--no-qr", "--output", str(out), "--make-profile", str(null), *quiet_machine]) == 0
     assert stat.S_ISCHR(null.lstat().st_mode) and json.loads(out.read_text())["schema_version"]
+
+
+# -- issue 16 review: a disk or a socket is never an output --------------------------------------------------
+
+
+def block_node(tmp_path):
+    """A block device node (loop major 7, a minor no loop device has): refused before any open."""
+    node = tmp_path / "disk"
+    os.mknod(node, stat.S_IFBLK | 0o660, os.makedev(7, 250))
+    return node
+
+
+@pytest.mark.parametrize("option", ["--output", "--make-profile"])
+def test_a_block_device_is_refused_before_the_audit_runs(option, tmp_path, quiet_machine, capsys):
+    node = block_node(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(node)
+    for path in (node, link):
+        assert audit.main(["--no-qr", option, str(path), *quiet_machine]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err == (f"audit: {option} {path} is a block device (a disk): the audit never writes over a "
+                       "disk; name a file, e.g. on a mounted stick\n")
+    assert stat.S_ISBLK(node.lstat().st_mode) and node.stat().st_rdev == os.makedev(7, 250)
+
+
+def test_a_socket_is_refused(tmp_path, quiet_machine, capsys):
+    import socket
+
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        assert audit.main(["--no-qr", "--output", str(path), *quiet_machine]) == 2
+    assert capsys.readouterr().err == f"audit: --output {path} is a socket, not a file; name a file\n"
+    assert stat.S_ISSOCK(path.lstat().st_mode)
+
+
+def test_write_output_itself_never_opens_a_block_device(tmp_path):
+    """Should a disk appear at the path after the check (or a caller skip it), the writer still refuses."""
+    node = block_node(tmp_path)
+    with pytest.raises(OSError) as raised:
+        audit.write_output(node, "{}\n")
+    assert "block device" in str(raised.value) and stat.S_ISBLK(node.lstat().st_mode)
+
+
+@pytest.mark.parametrize("option", ["--capture", "--replay", "--document", "--make-profile", "--spool"])
+def test_an_empty_path_is_a_bad_argument(option, capsys):
+    with pytest.raises(SystemExit) as exited:
+        audit.parse_args([option, ""])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"audit: error: argument {option}: an empty path: name a file or folder")

@@ -526,8 +526,9 @@ GENERIC_PLACEHOLDERS = {
                 r"provided)|unknown?|invalid|undefined|none|null|\(null\)|\[?n/?a\]?|-{1,2}|"
                 r"no asset (?:tag|information)",
     # AMI, Insyde and Phoenix template strings: "To Be Filled By O.E.M." (also without the final dot, or
-    # "OEM"), "Default string", "TBD by OEM" (Loongson boards), "O.E.M.", "OEM".
-    "OEM template": r"to be filled by o\.?e\.?m\.?|default string|tbd(?: by oem)?|o\.?e\.?m\.?",
+    # "OEM"), "Default string", "TBD by OEM" (Loongson boards) and its dotted spelling "TBD By O.E.M.",
+    # "O.E.M.", "OEM".
+    "OEM template": r"to be filled by o\.?e\.?m\.?|default string|tbd(?: by o\.?e\.?m\.?)?|o\.?e\.?m\.?",
     # A field's own name left as its value: "System Serial Number", "Base Board Serial Number", "Type2 -
     # Board Serial Number", "Serial Number", "Part Number", "Asset Tag", "System Product Name".
     "field name": r"(?:system|base board|chassis) (?:serial number|product name|manufacturer|version)|"
@@ -545,8 +546,9 @@ DMI_ONLY_PLACEHOLDERS = {
     # "<field> not set" of Ampere/ADLINK boards: "Manufacturer not set", "Part Number not set".
     "field not set": r"(?:manufacturer|part number|serial number|asset tag) not (?:set|specified)",
     # Templates named after their SMBIOS structure type (Insyde, Loongson, Acer, Toshiba): "Type1Family",
-    # "Type1Sku0", "Type1ProductConfigId", "Type2 - Board Vendor Name1", "Type2 - Board Version".
-    "type-N template": r"type\d{1,3}(?:[a-z]\w*| - [\w .-]+)",
+    # "Type1Sku0", "Type1ProductConfigId", "Type2 - Board Vendor Name1", "Type2 - Board Version", and the
+    # same with a space only, "Type0 BIOS Vendor" (never "Type 2 ...": a space before the digit is prose).
+    "type-N template": r"type\d{1,3}(?:[a-z_]\w*| - [\w .-]+| [a-z][\w .-]*)",
     # SMBIOS type 39 (power supply) fields of AMI boards: "OEM Define 0" ... "OEM Define 6", "OEM_Define0".
     "OEM Define N": r"oem[ _]?define[ _]?\d*",
     # A DMI field's own name ("Chassis Version", "OEM Chassis Serial Number", "Chassis Manufacture",

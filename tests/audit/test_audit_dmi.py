@@ -989,10 +989,42 @@ def test_a_whole_table_is_not_called_truncated():
         "NOT SUPPORT", "NotSupport", "ModulePartNumber00", "ModulePartNumber01", "Manufacturer00", "SerNum00",
         "AssetTagNum0", "OEM Define 0", "OEM Define 6", "OEM_Define0", "OEM_Define6", "Manufacturer not set ",
         "Part Number not set",
+        # the review's near-variants
+        "TBD By O.E.M.", "TBD by O.E.M", "Type0 BIOS Vendor", "Type1 Product Name", "Type3 Chassis Serial",
     ],
 )
 def test_firmware_template_is_null(value):
     assert audit.dmi_clean(value) is None
+
+
+def test_fru_fields_lose_the_same_templates_as_dmi():
+    """ipmitool fru strings go through the same cleaning as DMI: type-N, OEM Define N, TBD By O.E.M."""
+    text = (
+        "FRU Device Description : Builtin FRU Device (ID 0)\n"
+        " Chassis Type          : Rack Mount Chassis\n"
+        " Chassis Serial        : Type3 Chassis Serial\n"
+        " Board Mfg             : Type2 - Board Vendor Name1\n"
+        " Board Product         : X12DPG-QT6\n"
+        " Board Serial          : TBD By O.E.M.\n"
+        " Product Manufacturer  : Type1 Manufacturer\n"
+        " Product Name          : SYS-420GP-TNR\n"
+        " Product Serial        : S123456X1234567\n"
+        " Product Asset Tag     : OEM Define 3\n"
+        "\n"
+        "FRU Device Description : PSU1 (ID 2)\n"
+        " Product Manufacturer  : OEM_Define0\n"
+        " Product Name          : PWS-2K20A-1R\n"
+        " Product Serial        : Type0 BIOS Vendor\n"
+    )
+    records = audit.parse_fru(text)
+    identity = audit.fru_identity(records)
+    assert identity["chassis"] == {"type": "Rack Mount Chassis", "part_number": None, "serial": None}
+    assert identity["board"] == {"manufacturer": None, "product": "X12DPG-QT6", "part_number": None,
+                                 "serial": None}
+    assert identity["product"] == {"manufacturer": None, "name": "SYS-420GP-TNR", "part_number": None,
+                                   "serial": "S123456X1234567", "asset_tag": None}
+    psu = audit.psu_from_fru(records[1])
+    assert (psu["manufacturer"], psu["product"], psu["serial"]) == (None, "PWS-2K20A-1R", None)
 
 
 @pytest.mark.parametrize("value", ["Type-C Dock", "TYPE 2 chassis", "Typhoon 3", "OEM Defined Platform X",

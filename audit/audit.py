@@ -1087,10 +1087,44 @@ def parse_cpus(records: list[DmiRecord]) -> dict[str, Any] | None:
     }
 
 
+# ARM CPUs name no model in /proc/cpuinfo, only their MIDR's `CPU implementer` and `CPU part`: the server
+# and board parts among them, from util-linux's sys-utils/lscpu-arm.c (its hw_implementer and *_part tables).
+ARM_IMPLEMENTERS: dict[int, tuple[str, dict[int, str]]] = {
+    0x41: ("ARM", {0xd03: "Cortex-A53", 0xd07: "Cortex-A57", 0xd08: "Cortex-A72", 0xd0b: "Cortex-A76",
+                   0xd0c: "Neoverse-N1", 0xd40: "Neoverse-V1", 0xd49: "Neoverse-N2", 0xd4a: "Neoverse-E1",
+                   0xd4f: "Neoverse-V2"}),
+    0x42: ("Broadcom", {0x516: "ThunderX2"}),
+    0x43: ("Cavium", {0x0a1: "ThunderX-88XX", 0x0a2: "ThunderX-81XX", 0x0a3: "ThunderX-83XX",
+                      0x0af: "ThunderX2-99xx", 0x0b8: "ThunderX3-T110"}),
+    0x46: ("FUJITSU", {0x001: "A64FX"}),
+    0x48: ("HiSilicon", {0xd01: "Kunpeng-920"}),  # aka TaiShan v110 (tsv110)
+    0x4E: ("NVIDIA", {0x004: "Carmel"}),
+    0x50: ("APM", {0x000: "X-Gene"}),
+    0x51: ("Qualcomm", {0xc00: "Falkor", 0x800: "Falkor-V1/Kryo"}),
+    0x70: ("Phytium", {0x660: "FTC660", 0x661: "FTC661", 0x662: "FTC662", 0x663: "FTC663"}),
+    0xC0: ("Ampere", {0xac3: "Ampere-1", 0xac4: "Ampere-1a"}),
+}
+
+
+def arm_cpu(fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """(vendor, model) of an ARM /proc/cpuinfo block from its `CPU implementer` and `CPU part`: names from
+    ARM_IMPLEMENTERS ("HiSilicon", "Kunpeng-920"); a part not in the table is "<vendor> part 0xNNN" (never
+    nothing: the QR names it); (None, None) when the block carries no implementer."""
+    implementer = to_int(fields.get("cpu implementer"))
+    if implementer is None:
+        return None, None
+    part = to_int(fields.get("cpu part"))
+    vendor, parts = ARM_IMPLEMENTERS.get(implementer, (f"implementer 0x{implementer:02x}", {}))
+    if part is None:
+        return vendor, None
+    return vendor, parts.get(part) or f"{vendor} part 0x{part:03x}"
+
+
 def parse_cpuinfo(text: str | None) -> dict[str, Any] | None:
     """CPU sockets as the kernel counts them (/proc/cpuinfo), for machines without SMBIOS (VMs, clouds):
     one socket per `physical id` (one in all when the kernel gives none, as on many ARM systems), with the
-    model name, vendor, current clock, cores (`cpu cores`, else the distinct `core id`s) and threads (its
+    model name and vendor (on ARM, which names neither, from `CPU implementer` and `CPU part`: arm_cpu),
+    current clock, cores (`cpu cores`, else the distinct `core id`s) and threads (its
     logical CPUs); the same shape as the SMBIOS sockets, fields the kernel does not know as null. None when
     the text holds no processor."""
     blocks = []
@@ -1113,10 +1147,11 @@ def parse_cpuinfo(text: str | None) -> dict[str, Any] | None:
         core_ids = {fields["core id"] for fields in cpus if "core id" in fields}
         cores = dmi_count(first.get("cpu cores")) or (len(core_ids) or None)
         speed = leading_float(first.get("cpu mhz"))
+        arm_vendor, arm_model = arm_cpu(first)
         sockets.append({
             "designation": f"physical id {package_id}" if package_id else None,
-            "manufacturer": clean(first.get("vendor_id")),
-            "model": " ".join((first.get("model name") or "").split()) or None,
+            "manufacturer": clean(first.get("vendor_id")) or arm_vendor,
+            "model": " ".join((first.get("model name") or "").split()) or arm_model,
             "family": None,
             "max_speed_mhz": None,
             "current_speed_mhz": None if speed is None else round(speed),
@@ -5798,16 +5833,18 @@ def machine_serial(document: dict[str, Any]) -> str | None:
 def qr_summary_text(document: dict[str, Any]) -> str:
     """The compact summary the QR code carries: PASS or FAIL and the number of failed checks when the
     document has an acceptance section, machine serial (system, else chassis, else baseboard),
-    product, CPU ("CPU unknown" without any) and memory totals, disk and GPU counts, number of findings,
-    and the first IP address when the machine had one. ASCII only and at most QR_MAX_BYTES long: when it is
-    longer, the CPU line is cut first, then the product, the serial last; a cut line ends with "~"."""
+    product, CPU ("CPU unknown" without any, "unknown model" for sockets without a model) and memory
+    totals, disk and GPU counts, number of findings, and the first IP address when the machine had one.
+    ASCII only and at most QR_MAX_BYTES long: when it is longer, the CPU line is cut first, then the
+    product, the serial last; a cut line ends with "~"."""
     board = document.get("board") or {}
     system = board.get("system") or {}
     baseboard = board.get("baseboard") or {}
     cpu = document.get("cpu") or {}
     memory = document.get("memory") or {}
     sockets = [socket for socket in cpu.get("sockets") or [] if socket.get("populated")]
-    models = list(dict.fromkeys(short_cpu_model(socket.get("model")) for socket in sockets))
+    models = list(dict.fromkeys(short_cpu_model(socket.get("model")) for socket in sockets
+                                if socket.get("model"))) or ["unknown model"]
     cores = cpu.get("total_cores")
     total = memory.get("total_bytes")
     findings = document.get("findings") or []

@@ -740,8 +740,55 @@ def test_cpuinfo_of_two_sockets_and_of_an_arm_board():
                   for n in range(4))
     cpu = audit.parse_cpuinfo(arm)
     assert (cpu["socket_count"], cpu["total_threads"], cpu["total_cores"]) == (1, 4, None)
-    assert cpu["sockets"][0]["model"] is None and cpu["sockets"][0]["designation"] is None
+    assert cpu["sockets"][0]["model"] == "Kunpeng-920" and cpu["sockets"][0]["designation"] is None
     assert audit.parse_cpuinfo("garbage\n\x00\n") is None and audit.parse_meminfo("MemFree: 1 kB\n") is None
+
+
+CPUINFO = REPO_ROOT / "tests" / "audit" / "data" / "cpuinfo"  # real ARM texts, SOURCES.md there
+
+
+def test_arm_cpuinfo_of_a_kunpeng_920_names_the_cpu_and_the_qr_never_says_question_mark(tmp_path):
+    """Huawei Cloud's Kunpeng 920 (huawei-cloud-kunpeng-920-cpuinfo.txt): no model name, only `CPU
+    implementer 0x48` and `CPU part 0xd01`, which util-linux's lscpu-arm.c names HiSilicon Kunpeng-920."""
+    from tests.audit.test_audit_outputs import decode_qr
+
+    text = (CPUINFO / "huawei-cloud-kunpeng-920-cpuinfo.txt").read_text()
+    assert "model name" not in text and "CPU part\t: 0xd01" in text
+    cpu = audit.parse_cpuinfo(text)
+    assert (cpu["socket_count"], cpu["total_threads"]) == (1, 1)
+    assert (cpu["sockets"][0]["manufacturer"], cpu["sockets"][0]["model"]) == ("HiSilicon", "Kunpeng-920")
+    memory = audit.parse_meminfo((CPUINFO / "huawei-cloud-kunpeng-920-meminfo-head.txt").read_text())
+    assert memory["total_bytes"] == 1006904 * 1024
+    summary = audit.qr_summary_text({"cpu": cpu, "memory": memory})
+    assert summary.split("\n")[3:5] == ["CPU 1x Kunpeng-920", "MEM 1 GiB (kernel)"]
+    assert decode_qr(summary, tmp_path) == summary + "\n"
+
+
+def test_arm_cpuinfo_of_an_ampere_altra_is_a_neoverse_n1():
+    """The Ampere Altra's CPU lines (ampere-altra-grep-cpu.txt, as grep printed them) in a file of 4 CPUs."""
+    lines = (CPUINFO / "ampere-altra-grep-cpu.txt").read_text()
+    cpu = audit.parse_cpuinfo("".join(f"processor\t: {n}\n{lines}\n" for n in range(4)))
+    assert (cpu["sockets"][0]["manufacturer"], cpu["sockets"][0]["model"]) == ("ARM", "Neoverse-N1")
+    assert (cpu["socket_count"], cpu["total_threads"]) == (1, 4)
+
+
+@pytest.mark.parametrize(("implementer", "part", "vendor", "model"), [
+    ("0x41", "0xd40", "ARM", "Neoverse-V1"), ("0x41", "0xd4f", "ARM", "Neoverse-V2"),
+    ("0x43", "0x0af", "Cavium", "ThunderX2-99xx"), ("0x46", "0x001", "FUJITSU", "A64FX"),
+    ("0xc0", "0xac3", "Ampere", "Ampere-1"), ("0x70", "0x662", "Phytium", "FTC662"),
+    ("0x48", "0xd24", "HiSilicon", "HiSilicon part 0xd24"),  # a part the table does not know
+    ("0x99", "0x123", "implementer 0x99", "implementer 0x99 part 0x123"),
+])
+def test_arm_parts_by_implementer(implementer, part, vendor, model):
+    cpu = audit.parse_cpuinfo(f"processor\t: 0\nCPU implementer\t: {implementer}\nCPU part\t: {part}\n")
+    assert (cpu["sockets"][0]["manufacturer"], cpu["sockets"][0]["model"]) == (vendor, model)
+
+
+def test_a_cpu_without_any_model_is_an_unknown_model_in_the_qr():
+    cpu = audit.parse_cpuinfo("processor\t: 0\nBogoMIPS\t: 100.00\n\nprocessor\t: 1\nBogoMIPS\t: 100.00\n")
+    assert cpu["sockets"][0]["model"] is None
+    line = audit.qr_summary_text({"cpu": cpu}).split("\n")[3]
+    assert line == "CPU 1x unknown model" and "?" not in line
 
 
 def test_log_lines_said_by_threads_at_once_never_glue_together(monkeypatch):

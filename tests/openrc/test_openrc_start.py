@@ -113,9 +113,12 @@ def test_udhcpc_script_is_staged_where_bee_network_looks_for_it(services):
 
 
 def run_udhcpc_script(box, script, tmp_path, event, **lease):
+    if not (tmp_path / "cmdline").exists():
+        (tmp_path / "cmdline").write_text("console=tty0\n")
+    (tmp_path / "dev").mkdir(exist_ok=True)
     env = {"BEE_RUNDIR": str(tmp_path / "run"), "BEE_CONSOLE": str(tmp_path / "console"),
            "BEE_ISSUE": str(tmp_path / "issue"), "BEE_UDHCPC_DEFAULT": str(box.bin / "default.script"),
-           **lease}
+           "BEE_CMDLINE": str(tmp_path / "cmdline"), "BEE_DEV": str(tmp_path / "dev"), **lease}
     return subprocess.run([box.busybox, "sh", str(script), event], capture_output=True, text=True, timeout=30,
                           env={"PATH": str(box.bin), "CALLS_LOG": str(box.calls_log), **env})
 
@@ -149,6 +152,45 @@ def test_udhcpc_script_says_the_address_on_the_console_and_in_issue(box, cfg, tm
     run_udhcpc_script(box, script, tmp_path, "deconfig", interface="eth0")
     issue = (tmp_path / "issue").read_text()
     assert "10.20.30.40" not in issue and "192.168.7.9" in issue
+
+
+def test_udhcpc_script_says_the_address_on_the_serial_console_too(box, cfg, tmp_path):
+    """As bee-audit-debug's QR summary: /dev/console is the screen (the last console=), the serial port of
+    the kernel command line gets the same line; a console= without a device is no error."""
+    script = tmp_path / "bee.script"
+    script.write_text(live_system.render_source(cfg, UDHCPC_SCRIPT))
+    box.stand_in("default.script")
+    (tmp_path / "issue").write_text("")
+    serial = cfg.bee.iso.serial_console
+    (tmp_path / "cmdline").write_text(
+        f"BOOT_IMAGE=/boot/vmlinuz-lts console=ttyS9,9600 console=ttyS{serial.port},{serial.baud} "
+        "console=tty0 quiet\n")
+    (tmp_path / "dev").mkdir()
+    for tty in (f"ttyS{serial.port}", "tty0"):
+        (tmp_path / "dev" / tty).write_text("")
+    result = run_udhcpc_script(box, script, tmp_path, "bound", interface="eth0", ip="10.20.30.40", mask="24")
+    assert result.returncode == 0 and result.stderr == ""
+    line = f"bee: eth0 got 10.20.30.40/24 from DHCP: ssh {cfg.bee.live.user}@10.20.30.40\n"
+    assert (tmp_path / "console").read_text() == line
+    assert (tmp_path / "dev" / f"ttyS{serial.port}").read_text() == line
+    assert (tmp_path / "dev" / "tty0").read_text() == "", "/dev/console is the screen already"
+
+
+def test_udhcpc_script_renames_a_new_issue_over_the_old_one(box, cfg, tmp_path):
+    """/etc/issue is never rewritten in place (a getty reading it would see half): a new file (a new inode)
+    is renamed over it, readable by all, and no temporary file stays beside it."""
+    script = tmp_path / "bee.script"
+    script.write_text(live_system.render_source(cfg, UDHCPC_SCRIPT))
+    box.stand_in("default.script")
+    issue = tmp_path / "issue"
+    issue.write_text("Welcome\n")
+    before = issue.stat().st_ino
+    result = run_udhcpc_script(box, script, tmp_path, "bound", interface="eth0", ip="10.0.0.2", mask="8")
+    assert result.returncode == 0, result.stderr
+    assert issue.stat().st_ino != before
+    assert issue.read_text() == f"Welcome\nbee: eth0 10.0.0.2/8: ssh {cfg.bee.live.user}@10.0.0.2\n"
+    assert issue.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("issue")) == ["issue"]
 
 
 def test_udhcpc_script_keeps_the_stock_scripts_status(box, cfg, tmp_path):

@@ -4497,6 +4497,16 @@ def collector_status(data: Any, errors: list) -> str:
     return "ok" if data is not None else "skipped"
 
 
+def wait_result(future: concurrent.futures.Future) -> Any:
+    """A future's result, waited for in POLL slices: a signal the kernel handed to a worker thread would not
+    wake a main thread blocked for good, so Ctrl-C and SIGTERM are handled within POLL seconds."""
+    while True:
+        try:
+            return future.result(timeout=POLL)
+        except TimeoutError:
+            continue
+
+
 def build_document(
     runner: Runner, collectors: list[tuple[str, CollectorFunction]] | None = None
 ) -> dict[str, Any]:
@@ -4508,7 +4518,7 @@ def build_document(
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(collectors)))
     try:
         futures = [(name, pool.submit(run_collector, name, fn, runner)) for name, fn in collectors]
-        results = [(name, future.result()) for name, future in futures]
+        results = [(name, wait_result(future)) for name, future in futures]
     except BaseException:  # interrupted: no waiting for threads still in a tool (stopped, they end soon)
         pool.shutdown(wait=False, cancel_futures=True)
         raise

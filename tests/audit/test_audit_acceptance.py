@@ -830,10 +830,12 @@ def test_a_garbled_answer_is_retried_not_a_crash(monkeypatch, capsys):
             connection.close()
             answers.append(1)
 
-    threading.Thread(target=garble, daemon=True).start()
+    server = threading.Thread(target=garble, daemon=True)
+    server.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/p.json"
     with pytest.raises(audit.ProfileError, match=r"^cannot fetch it: BadStatusLine: garbage \(after 2 tries"):
         audit.fetch_profile(url, 2)
+    server.join(timeout=10)  # it counts its second answer after the client already read it
     listener.close()
     assert len(answers) == 2
     assert capsys.readouterr().err == (f"audit: profile {url}: try 1 of 2 failed: BadStatusLine: garbage; "

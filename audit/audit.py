@@ -4517,7 +4517,8 @@ def build_document(
     host = host_facts(runner)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(collectors)))
     try:
-        futures = [(name, pool.submit(run_collector, name, fn, runner)) for name, fn in collectors]
+        with shielded_from_signals():  # an interrupt inside Thread.start() would corrupt threading's books
+            futures = [(name, pool.submit(run_collector, name, fn, runner)) for name, fn in collectors]
         results = [(name, wait_result(future)) for name, future in futures]
     except BaseException:  # interrupted: no waiting for threads still in a tool (stopped, they end soon)
         pool.shutdown(wait=False, cancel_futures=True)

@@ -41,3 +41,12 @@ def tools(tmp_path, monkeypatch) -> Tools:
         folder.mkdir()
     monkeypatch.setenv("PATH", str(found.bin_dir))
     return found
+
+
+@pytest.fixture
+def bmc(tmp_path, monkeypatch):
+    """A machine with a BMC (dev/ipmi0 under tmp_path), PATH only tmp_path/bin for its fake ipmitool."""
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "ipmi0").touch()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    return tmp_path

@@ -334,14 +334,6 @@ def test_1462_records_make_one_finding():
     assert [(f["severity"], f["count"]) for f in findings] == [("critical", 1), ("warning", 1462)]
 
 
-@pytest.fixture
-def bmc(tmp_path, monkeypatch):
-    (tmp_path / "dev").mkdir()
-    (tmp_path / "dev" / "ipmi0").touch()
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    return tmp_path
-
-
 def test_collector_keeps_the_newest_1000_records_and_summarizes_all(bmc):
     log = bmc / "sel.txt"
     log.write_text(

@@ -278,14 +278,6 @@ def test_threshold_named_when_the_sensor_table_gives_it():
     ]
 
 
-@pytest.fixture
-def bmc(tmp_path, monkeypatch):
-    (tmp_path / "dev").mkdir()
-    (tmp_path / "dev" / "ipmi0").touch()
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    return tmp_path
-
-
 def test_collector_reads_sdr_elist_once(bmc):
     calls = bmc / "calls"
     fixture = IPMI / "collegeboreal-hp-proliant-dl360-g7-sdr-elist-full.txt"

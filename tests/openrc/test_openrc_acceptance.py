@@ -10,28 +10,11 @@ import sys
 import pytest
 
 from audit import audit
-from scripts import buildconfig
 from tests.audit.fakes import lab_tools
-from tests.openrc.openrc_harness import Sandbox, rendered_services
 from tests.paths import REPO_ROOT
 
 PASS_ROW = "  #####      ##      #####    #####"
 FAIL_ROW = "  ######     ##     #####   #"
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return buildconfig.load_config()
-
-
-@pytest.fixture(scope="module")
-def services(cfg, tmp_path_factory):
-    return rendered_services(cfg, tmp_path_factory.mktemp("init.d"))
-
-
-@pytest.fixture
-def box(tmp_path):
-    return Sandbox(tmp_path / "box")
 
 
 @pytest.fixture(scope="module")

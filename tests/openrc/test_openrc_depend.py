@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import buildconfig, live_system
+from scripts import live_system
 from tests.openrc.openrc_harness import rendered_conf_d, rendered_services
 
 SPEC_ORDER = ["bee-sshsetup", "dropbear", "bee-network", "bee-nvidia", "bee-audit-debug"]
@@ -70,11 +70,6 @@ def load_depends(name: str, script: Path, conf: Path | None) -> dict[str, list[s
             elif dep not in current:
                 current.append(dep)
     return deps
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return buildconfig.load_config()
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,11 @@ import pytest
 
 from scripts import buildconfig, live_system
 from tests.collector import Nginx, free_port
-from tests.openrc.openrc_harness import Sandbox, rendered_services
+from tests.openrc.openrc_harness import Sandbox
 from tests.paths import REPO_ROOT
 
 BEE_REPORT = Path("iso/overlay-debug/usr/local/bin/bee-report.j2")
 CMDLINE = "BOOT_IMAGE=/boot/vmlinuz-lts modules=loop,squashfs quiet console=tty0"
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return buildconfig.load_config()
-
-
-@pytest.fixture(scope="module")
-def services(cfg, tmp_path_factory):
-    return rendered_services(cfg, tmp_path_factory.mktemp("init.d"))
 
 
 @pytest.fixture

@@ -8,28 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
-from scripts import buildconfig, live_system
-from tests.openrc.openrc_harness import Sandbox, rendered_services, write_tree
+from scripts import live_system
+from tests.openrc.openrc_harness import write_tree
 from tests.paths import REPO_ROOT
 
 KVER = "6.12.99-0-lts"
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return buildconfig.load_config()
-
-
-@pytest.fixture(scope="module")
-def services(cfg, tmp_path_factory):
-    return rendered_services(cfg, tmp_path_factory.mktemp("init.d"))
-
-
-@pytest.fixture
-def box(tmp_path):
-    return Sandbox(tmp_path)
 
 
 # --- bee-network -------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -5957,13 +5958,30 @@ def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
     return sorted(targets, key=lambda target: target["mountpoint"] is None)
 
 
-def usb_file_name(document: dict[str, Any], now: dt.datetime | None = None) -> str:
-    """bee-audit-<machine serial>-<UTC time>.json (the serial of machine_serial, else "unknown");
-    characters other than letters, digits, ".-_" become "_"."""
-    serial = machine_serial(document) or "unknown"
-    serial = re.sub(r"[^A-Za-z0-9._-]+", "_", serial).strip("._") or "unknown"
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"bee-audit-{serial}-{stamp}.json"
+def machine_name(document: dict[str, Any]) -> str:
+    """What names the machine in file names: its serial (machine_serial), else the system UUID, else the
+    first permanent MAC address ("mac-" and 12 hex digits), else "unknown"; letters, digits and ".-_" only."""
+    name = machine_serial(document)
+    if not name:
+        uuid = ((document.get("board") or {}).get("system") or {}).get("uuid")
+        if isinstance(uuid, str) and re.fullmatch(r"[0-9A-Fa-f-]{32,36}", uuid) and uuid.strip("0-") \
+                and uuid.strip("fF-"):
+            name = uuid.lower()
+    if not name:
+        macs = [port.get("permanent_mac") for port in document.get("network") or [] if isinstance(port, dict)]
+        mac = next((mac for mac in macs if isinstance(mac, str) and mac.strip("0:")), None)
+        name = f"mac-{re.sub(r'[^0-9a-f]', '', mac.lower())}" if mac else None
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name or "").strip("._") or "unknown"
+
+
+def usb_file_name(document: dict[str, Any], now: dt.datetime | None = None, suffix: str | None = None) -> str:
+    """bee-audit-<machine>-<UTC time to the millisecond>-<4 random hex digits>.json, the one name of a
+    document on USB, in the spool and at the collector: <machine> is machine_name (serial, else system UUID,
+    else first permanent MAC); the time and the random suffix keep two runs (or two machines with nothing
+    to name them) from overwriting each other. `suffix` replaces the random digits (tests)."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
+    suffix = secrets.token_hex(2) if suffix is None else suffix
+    return f"bee-audit-{machine_name(document)}-{stamp}-{suffix}.json"
 
 
 def run_plain(argv: list[str], timeout: float = 60.0) -> ToolResult | None:
@@ -6075,6 +6093,9 @@ def report_setup(args: argparse.Namespace) -> ReportSetup | str | None:
         return f"--report {url.scheme}://{url.netloc.rpartition('@')[2]}/...: the port is not a number"
     if url.scheme not in ("http", "https") or not url.hostname:
         return f"--report {shown_url(args.report)}: not an http:// or https:// URL"
+    if "@" in url.netloc:
+        return (f"--report {shown_url(args.report)}: a user name or password in the URL is not supported; "
+                "put a bearer token into a file and give --report-token-file FILE")
     if args.report_capture and args.document is not None:
         return "--report-capture sends the raw capture of this run: a --document has none"
     if args.report_capture and not url.path.endswith("/"):
@@ -6130,7 +6151,10 @@ def body_line(data: bytes) -> str:
 def put_once(setup: ReportSetup, url: str, upload: Upload) -> tuple[int, str, float | None]:
     """One HTTP PUT: (status, first line of the body, Retry-After seconds or None). Connection errors,
     timeouts and TLS errors are raised."""
-    headers = {"Content-Type": upload.content_type, "User-Agent": f"bee-audit/{AUDIT_VERSION}"}
+    # If-None-Match: * asks the collector to refuse (412) rather than overwrite a file of that name: S3
+    # honours it, nginx's WebDAV ignores it (README, "Fleet")
+    headers = {"Content-Type": upload.content_type, "User-Agent": f"bee-audit/{AUDIT_VERSION}",
+               "If-None-Match": "*"}
     if setup.token:
         headers["Authorization"] = f"Bearer {setup.token}"
     request = urllib.request.Request(url, data=upload.body, method="PUT", headers=headers)
@@ -6181,6 +6205,10 @@ def deliver(setup: ReportSetup, upload: Upload) -> str | None:
                 log(f"--report: delivered {upload.name} to {shown_url(url)} (HTTP {status})")
                 return None
             reason = f"HTTP {status}" + (f": {line}" if line else "")
+            if status == 412:
+                reason += f"; the collector already holds a file named {upload.name}, it was not overwritten"
+            elif status == 405 and not urllib.parse.urlsplit(setup.url).path.endswith("/"):
+                reason += "; a folder URL ends in / (the file name is added to it)"
             again = status in (408, 429) or status >= 500
         if not again:
             return reason

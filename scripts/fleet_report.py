@@ -53,8 +53,9 @@ COLUMNS = (
 )
 CSV_COLUMNS = (
     *(heading for key, heading in COLUMNS if key != "findings"),
-    "Critical", "Warning", "Info", "Errors", "Older documents", "File",
+    "Critical", "Warning", "Info", "Errors", "Older documents", "File", "Not read because",
 )
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
 COMMON_FINDINGS = 10  # how many of the most common findings the summary lists
 PER_WORKER = 100  # documents per reading process at least: fewer are read in this one
 # The top-level sections the page reads; the others (pcie, sensors, logs, ...) are skipped unparsed.
@@ -507,21 +508,35 @@ def render_html(rows: list[Row], summary: dict[str, Any], rejected: list[Rejecte
     )
 
 
-def render_csv(rows: list[Row]) -> str:
-    """The same columns as the page (findings split per severity), one line per server."""
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a text of more than one character starting with = + - @,
+    a tab or a carriage return gets a leading ' (CSV injection: a serial like =HYPERLINK(...) from a
+    machine's firmware must not run); numbers and a lone "-" stay as they are."""
+    if isinstance(value, str) and len(value) > 1 and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def render_csv(rows: list[Row], rejected: list[Rejected] | None = None) -> str:
+    """The same columns as the page (findings split per severity), one line per server, then one line per
+    file that is not a bee document (only its File and why it was not read); every cell through csv_cell."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         cells = row.cells()
         counts = row.latest.counts
-        writer.writerow([
+        writer.writerow([csv_cell(cell) for cell in (
             *(cells[key][0] for key, _ in COLUMNS if key != "findings"),
             *(counts[severity] for severity in SEVERITIES),
             len(row.latest.errors),
             len(row.older),
             row.latest.name,
-        ])
+            "",
+        )])
+    blank = [""] * (len(CSV_COLUMNS) - 2)
+    for item in rejected or []:
+        writer.writerow([*blank, csv_cell(item.name), csv_cell(item.reason)])
     return out.getvalue()
 
 
@@ -554,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, summary, rejected = build(args.folder)
     outputs = [(args.output, render_html(rows, summary, rejected, args.title))]
     if args.csv is not None:
-        outputs.append((args.csv, render_csv(rows)))
+        outputs.append((args.csv, render_csv(rows, rejected)))
     for path, content in outputs:
         try:
             fileops.write_atomic(path, content.encode("utf-8"))

@@ -62,6 +62,10 @@ class Nginx:
             }}
             location /slow/ {{ proxy_pass http://127.0.0.1:{self.stalled_port}; proxy_read_timeout 120s; }}
             location /readonly/ {{ }}
+            location /once/ {{  # like S3 with If-None-Match: * (nginx's dav alone overwrites)
+                if (-f $request_filename) {{ return 412 "exists\n"; }}
+                dav_methods PUT; create_full_put_path on; client_max_body_size 64m;
+            }}
         """
         server = server.rstrip().removesuffix("}") + extra + "}\n"
         tls_server = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -224,13 +225,40 @@ def test_usb_targets_of_the_lab_machine():
 def test_usb_file_name():
     import datetime as dt
 
-    when = dt.datetime(2026, 11, 25, 22, 43, 5, tzinfo=dt.UTC)
-    assert audit.usb_file_name(lab_document(), when) == "bee-audit-SYS-SN-ABC123-20261125T224305Z.json"
+    when = dt.datetime(2026, 11, 25, 22, 43, 5, 123456, tzinfo=dt.UTC)
+    assert (audit.usb_file_name(lab_document(), when, "a1b2")
+            == "bee-audit-SYS-SN-ABC123-20261125T224305.123Z-a1b2.json")
     assert (
-        audit.usb_file_name({"board": {"system": {"serial": "VMware-42 1b/ba"}}}, when)
-        == "bee-audit-VMware-42_1b_ba-20261125T224305Z.json"
+        audit.usb_file_name({"board": {"system": {"serial": "VMware-42 1b/ba"}}}, when, "0000")
+        == "bee-audit-VMware-42_1b_ba-20261125T224305.123Z-0000.json"
     )
-    assert audit.usb_file_name({}, when) == "bee-audit-unknown-20261125T224305Z.json"
+    assert audit.usb_file_name({}, when, "ffff") == "bee-audit-unknown-20261125T224305.123Z-ffff.json"
+    # two runs in the same millisecond never share a name: the random suffix differs
+    names = {audit.usb_file_name({}, when) for _ in range(50)}
+    pattern = r"bee-audit-unknown-20261125T224305\.123Z-[0-9a-f]{4}\.json"
+    assert len(names) > 40 and all(re.fullmatch(pattern, name) for name in names)
+
+
+def test_usb_file_name_without_a_serial_uses_the_uuid_then_the_permanent_mac():
+    import datetime as dt
+
+    when = dt.datetime(2026, 11, 25, 22, 43, 5, tzinfo=dt.UTC)
+    document = lab_document()
+    for part in ("system", "chassis", "baseboard"):
+        if document["board"].get(part):
+            document["board"][part]["serial"] = None
+    document["board"]["system"]["uuid"] = "4C4C4544-0042-3510-8056-B4C04F564433"
+    assert (audit.usb_file_name(document, when, "0000")
+            == "bee-audit-4c4c4544-0042-3510-8056-b4c04f564433-20261125T224305.000Z-0000.json")
+    for uuid in ("00000000-0000-0000-0000-000000000000", "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", None,
+                 "garbage"):
+        document["board"]["system"]["uuid"] = uuid
+        document["network"] = [{"name": "eno1", "mac": "02:00:00:00:00:01", "permanent_mac": None},
+                               {"name": "eno2", "mac": "0c:c4:7a:1d:22:e3",
+                                "permanent_mac": "0C:C4:7A:1D:22:E3"}]
+        assert audit.machine_name(document) == "mac-0cc47a1d22e3"
+    document["network"] = []
+    assert audit.machine_name(document) == "unknown"
 
 
 def test_machine_serial_falls_back_from_system_to_chassis_to_baseboard():
@@ -243,7 +271,8 @@ def test_machine_serial_falls_back_from_system_to_chassis_to_baseboard():
     import datetime as dt
 
     when = dt.datetime(2026, 11, 25, 22, 43, 5, tzinfo=dt.UTC)
-    assert audit.usb_file_name(document, when) == "bee-audit-CHS-SN-77001-20261125T224305Z.json"
+    assert (audit.usb_file_name(document, when, "0a0b")
+            == "bee-audit-CHS-SN-77001-20261125T224305.000Z-0a0b.json")
     board["chassis"] = None  # no type 3 in the table
     assert audit.machine_serial(document) == "BRD-SN-123456"
     board["baseboard"]["serial"] = None

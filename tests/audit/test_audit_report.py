@@ -67,7 +67,8 @@ def test_the_document_arrives_byte_for_byte_under_its_usb_name(nginx, machine, t
     assert done.returncode == 0, done.stderr
     files = arrived(nginx)
     assert [path.name for path in files] == [files[0].name]
-    assert re.fullmatch(r"bee-audit-SYS-SN-ABC123-\d{8}T\d{6}Z\.json", files[0].name)  # lab SMBIOS serial
+    # the lab's SMBIOS serial, the UTC time to the millisecond, a random suffix
+    assert re.fullmatch(r"bee-audit-SYS-SN-ABC123-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}\.json", files[0].name)
     assert files[0].read_bytes() == (tmp_path / "doc.json").read_bytes()
     assert report_lines(done.stderr) == [f"audit: --report: delivered {files[0].name} to {url}{files[0].name}"
                                          " (HTTP 201)"]
@@ -134,6 +135,42 @@ def test_a_4xx_is_final_at_once(nginx, machine, tmp_path):
         "405 Not Allowed" for name in [report_lines(done.stderr)[0].split()[5]]
     ]
     assert nginx.statuses() == [405]
+
+
+def test_a_file_url_that_gets_405_hints_at_the_folder_slash(nginx, machine, tmp_path):
+    nginx.start()
+    done = audit(machine, tmp_path, "--report", f"http://127.0.0.1:{nginx.port}/readonly")
+    assert done.returncode == 1
+    [line] = report_lines(done.stderr)
+    assert line.endswith(": HTTP 405: 405 Not Allowed; a folder URL ends in / (the file name is added to it)")
+
+
+def test_two_runs_of_one_machine_in_one_second_are_two_files(nginx, machine, tmp_path):
+    """Machines without a serial, or one machine audited twice at once, never overwrite each other's
+    document at the collector: the name has milliseconds and a random suffix."""
+    nginx.start()
+    url = f"http://127.0.0.1:{nginx.port}/fleet/"
+    first = audit(machine, tmp_path, "--report", url)
+    document = tmp_path / "doc.json"
+    argv = [sys.executable, str(AUDIT), "--no-qr", "--document", str(document), "--report", url]
+    runs = [subprocess.run(argv, capture_output=True, text=True, timeout=60) for _ in range(3)]
+    assert first.returncode == 0 and all(run.returncode == 0 for run in runs), [r.stderr for r in runs]
+    assert len(arrived(nginx)) == 4 and nginx.statuses() == [201] * 4
+
+
+def test_if_none_match_lets_a_collector_refuse_to_overwrite(nginx, tmp_path):
+    nginx.start()
+    setup = bee_audit.ReportSetup(f"http://127.0.0.1:{nginx.port}/once/", 10, None, None)
+    upload = bee_audit.Upload("bee-audit-X-20261125T224305.000Z-0000.json", b"{}\n", "application/json")
+    assert bee_audit.deliver(setup, upload) is None
+    reason = bee_audit.deliver(setup, bee_audit.Upload(upload.name, b"[]\n", "application/json"))
+    assert reason == (f"HTTP 412: exists; the collector already holds a file named {upload.name}, it was not "
+                      "overwritten")
+    assert (nginx.root / "once" / upload.name).read_bytes() == b"{}\n"
+    # the README's plain WebDAV folder ignores If-None-Match and overwrites (what the README says)
+    setup = bee_audit.ReportSetup(f"http://127.0.0.1:{nginx.port}/fleet/", 10, None, None)
+    assert bee_audit.deliver(setup, upload) is None and bee_audit.deliver(setup, upload) is None
+    assert nginx.statuses()[-2:] == [201, 204]
 
 
 def make_ca(work: Path, name: str) -> tuple[Path, Path]:
@@ -274,6 +311,9 @@ def test_what_cannot_be_sent_stays_in_the_spool_and_send_spool_delivers_it(nginx
          "audit: --report-token-file /nonexistent/token: cannot be read: No such file or directory"),
         (["--report", "http://h:80a/x/"], "audit: --report http://h:80a/...: the port is not a number"),
         (["--send-spool", "/tmp"], "audit: --send-spool needs --report URL"),
+        (["--report", "https://fleet:hunter2@c.example/in/"],
+         "audit: --report https://c.example/in/: a user name or password in the URL is not supported; put a "
+         "bearer token into a file and give --report-token-file FILE"),
         (["--report-capture"], "audit: --report-capture needs --report URL or --spool DIR"),
         (["--report", "http://h/", "--report-capture", "--document", "/nonexistent.json"],
          "audit: --report-capture sends the raw capture of this run: a --document has none"),

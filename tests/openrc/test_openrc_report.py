@@ -170,8 +170,45 @@ def test_no_collector_an_empty_spool_and_a_bad_timeout(box, cfg, tmp_path):
                            f"{tmp_path}/spool (see {tmp_path}/log/bee-report.log), run bee-report to "
                            "resend\n")
     log = (tmp_path / "log" / "bee-report.log").read_text()
-    assert "bee.report_timeout=10m is not a number of seconds; using 600" in log
+    assert "bee.report_timeout=10m is not a number of seconds from 1 to 86400; using 600" in log
     assert run_report(box, script, env, "--bogus").returncode == 2
+
+
+@pytest.mark.parametrize(("given", "used"), [("86400", "86400"), ("86401", "600"), ("9" * 20, "600"),
+                                             ("0", "600"), ("1", "1")])
+def test_bee_report_timeout_has_the_audits_bound(box, cfg, tmp_path, given, used):
+    """bee.report_timeout= is checked against the bound --report-timeout has (audit.MAX_TIMEOUT): a value
+    bee-report takes, the audit takes too."""
+    from audit import audit as bee_audit
+
+    assert f"\nMAX_TIMEOUT={bee_audit.MAX_TIMEOUT:.0f} " in (REPO_ROOT / BEE_REPORT).read_text()
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    box.stand_in("audit", 'rm -f "$2"/bee-audit-*\n')
+    spool_a_document(tmp_path)
+    env = report_env(tmp_path, f"{CMDLINE} bee.report=http://c/f/ bee.report_timeout={given}")
+    assert run_report(box, script, env).returncode == 0
+    assert box.calls("audit")[-1].endswith(f"--report-timeout {used}")
+    log = (tmp_path / "log" / "bee-report.log").read_text()
+    assert (f"bee.report_timeout={given} is not a number of seconds from 1 to 86400; using 600" in log) == \
+        (used != given)
+    assert bee_audit.positive_seconds(used) == float(used)  # the audit takes what bee-report passes
+
+
+def test_bee_report_never_shows_a_user_password_or_query(box, cfg, tmp_path):
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    real_audit(box)
+    spool_a_document(tmp_path)
+    url = "https://fleet:hunter2@c.example:8443/in/?X-Amz-Signature=0badc0ffee"
+    env = report_env(tmp_path, f"{CMDLINE} bee.report={url}")
+    done = run_report(box, script, env, "--boot")
+    assert done.returncode == 1
+    assert done.stdout.startswith("bee-report: 1 of 1 files not delivered to https://c.example:8443/in/;")
+    log = (tmp_path / "log" / "bee-report.log").read_text()
+    assert ("audit: --report https://c.example:8443/in/: a user name or password in the URL is not "
+            "supported; put a bearer token into a file and give --report-token-file FILE") in log
+    assert "sending 1 files from" in log and " to https://c.example:8443/in/ (up to 600 s)" in log
+    for secret in ("hunter2", "fleet:", "0badc0ffee"):
+        assert secret not in log + done.stdout + done.stderr
 
 
 def real_audit(box: Sandbox) -> Path:

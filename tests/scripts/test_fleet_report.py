@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import html.parser
+import io
 import json
 import shutil
 import struct
@@ -310,14 +311,33 @@ def test_csv_has_the_page_columns(page, fleet):
     headings = [heading for key, heading in fleet_report.COLUMNS if key != "findings"]
     assert list(table[0])[: len(headings)] == headings
     assert list(table[0])[len(headings):] == ["Critical", "Warning", "Info", "Errors", "Older documents",
-                                             "File"]
+                                             "File", "Not read because"]
     by_serial = {row["Serial"]: row for row in table}
     assert by_serial["QTFCQ57140285"]["Acceptance"] == "FAIL"
     assert (by_serial["QTFCQ57140285"]["Critical"], by_serial["QTFCQ57140285"]["Warning"]) == ("2", "2")
     assert by_serial["9000116105"]["GPUs"] == "8x Tesla V100S-PCIE-32GB"
     assert by_serial["9000116105"]["Older documents"] == "1"
     assert by_serial["9000116105"]["File"] == fleet["made"]["x9dbl-gpu"].name
-    assert len(table) == 8
+    servers = [row for row in table if not row["Not read because"]]
+    assert len(servers) == 8
+    not_read = {row["File"]: row["Not read because"] for row in table if row["Not read because"]}
+    assert sorted(not_read) == ["latin1.json", "list.json", "notes.json", "sub/from-the-future.json"]
+    assert not_read["sub/from-the-future.json"].startswith("bee document of schema_version 999;")
+    assert all(row["Serial"] == "" for row in table if row["Not read because"])
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_text(fleet, tmp_path):
+    document = json.loads(fleet["made"]["x9dbl-gpu"].read_text())
+    document["board"]["system"]["serial"] = '=HYPERLINK("http://evil.example","x")'
+    document["board"]["system"]["product"] = "@SUM(1+1)"
+    rows = fleet_report.group([fleet_report.summarise(fleet_report.Document("-evil.json", document))])
+    rejected = [fleet_report.Rejected("+bad.json", "=1+1")]
+    table = list(csv.DictReader(io.StringIO(fleet_report.render_csv(rows, rejected))))
+    assert table[0]["Serial"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert table[0]["Product"] == "'@SUM(1+1)" and table[0]["File"] == "'-evil.json"
+    assert (table[1]["File"], table[1]["Not read because"]) == ("'+bad.json", "'=1+1")
+    assert fleet_report.csv_cell("-") == "-" and fleet_report.csv_cell(3) == 3
+    assert fleet_report.csv_cell("Tesla V100") == "Tesla V100"
 
 
 def test_an_empty_folder_is_a_page_saying_so(tmp_path):

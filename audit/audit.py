@@ -2586,7 +2586,7 @@ def collect_nvidia(ctx: Context) -> dict[str, Any] | None:
                         "(see bee-nvidia's line on the console)")
     kernel_log = None
     if unbound:
-        result = ctx.run(["dmesg"])
+        result = ctx.run(["dmesg"], redact=redact_kernel_urls)
         kernel_log = result.stdout if result is not None and result.returncode == 0 else None
     without_driver = [{"address": function["address"], "device_id": function["device_id"],
                        "reason": why_without_driver(function, module, kernel_log)} for function in unbound]
@@ -4186,12 +4186,29 @@ def ata_disk_names(ctx: Context) -> dict[str, str]:
     return names
 
 
+KERNEL_URL_WORD = re.compile(rb'(bee\.(?:report|profile)=)("?)([^\s"]+)')
+
+
+def redact_kernel_urls(output: bytes) -> bytes:
+    """Kernel output (dmesg's "Kernel command line:" line) with the URLs of bee.report= and bee.profile= as
+    shown_url shows them: no user:password@ and no query (a presigned URL's signature), so a capture
+    (--capture, --report-capture) never carries the collector's secrets."""
+    def shown(match: re.Match[bytes]) -> bytes:
+        url = match[3].decode("utf-8", "replace")
+        try:
+            safe = shown_url(url)
+        except ValueError:  # not a URL urlsplit can read (a bad port): keep only the scheme and host
+            safe = url.split("?", 1)[0].rpartition("@")[2]
+        return match[1] + match[2] + safe.encode()
+    return KERNEL_URL_WORD.sub(shown, output)
+
+
 @collector("kernel_log")
 def collect_kernel_log(ctx: Context) -> dict[str, Any] | None:
     """Hardware errors in the kernel's ring buffer (`dmesg`, plain: busybox's dmesg has few options). An
     empty ring buffer (cleared with `dmesg -C`) is a log without errors, not a failure. libata's errors are
     put on their disk through sysfs."""
-    result = ctx.run(["dmesg"])
+    result = ctx.run(["dmesg"], redact=redact_kernel_urls)
     if result is None:
         return None
     if result.timed_out or result.returncode != 0:

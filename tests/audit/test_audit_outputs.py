@@ -290,7 +290,7 @@ def test_usb_mounts_writes_syncs_and_unmounts(tmp_path, monkeypatch):
     directory = mount.split(" ", 2)[2]
     assert umount == f"umount {directory}"
     [written] = list(__import__("pathlib").Path(directory).iterdir())
-    assert written.name.startswith("bee-audit-SYS-SN-ABC123-") and written.name.endswith("Z.json")
+    assert re.fullmatch(r"bee-audit-SYS-SN-ABC123-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}\.json", written.name)
     assert json.loads(written.read_text())["board"]["system"]["serial"] == "SYS-SN-ABC123"
     shutil.rmtree(directory)
 

@@ -20,7 +20,7 @@ import pytest
 from audit import audit as bee_audit
 from tests.audit.fakes import lab_tools, without_times
 from tests.collector import TOKEN, Nginx, free_port
-from tests.paths import REPO_ROOT
+from tests.paths import REAL_FIXTURES, REPO_ROOT
 
 AUDIT = REPO_ROOT / "audit" / "audit.py"
 
@@ -275,6 +275,38 @@ def test_report_capture_sends_a_tar_gz_that_replays_to_the_same_document(nginx, 
     original = json.loads(document_file.read_text())
     again = json.loads((tmp_path / "replay" / "doc.json").read_text())
     assert without_times(again) == without_times(original)
+
+
+def test_the_capture_never_carries_the_collectors_secrets_from_the_kernel_command_line(nginx, machine,
+                                                                                      tmp_path):
+    """dmesg's "Kernel command line:" line holds bee.report=URL: the capture keeps it without the
+    user:password and the query; the kernel log around it is captured as it was."""
+    nginx.start()
+    real = (REAL_FIXTURES / "kernel" / "gh-bbf-29-dmesg-mpt2sas-io-error.log").read_text()
+    cmdline = ("[    0.000000] Kernel command line: BOOT_IMAGE=/boot/vmlinuz-lts quiet "
+               'bee.report="https://fleet:hunter2@s3.example.com/b/k.json?X-Amz-Signature=0badc0ffee" '
+               "bee.profile=https://s3.example.com/p.json?X-Amz-Credential=AKIA42 console=tty0\n")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "dmesg.txt").write_text(cmdline + real)
+    (tools / "dmesg").write_text(f"#!/bin/sh\nexec /bin/cat {tools / 'dmesg.txt'}\n")
+    (tools / "dmesg").chmod(0o755)
+    capture = tmp_path / "capture"
+    done = audit(machine, tmp_path, "--report", f"http://127.0.0.1:{nginx.port}/fleet/", "--capture",
+                 str(capture), "--report-capture", env={"PATH": f"{tools}:{machine / 'bin'}"})
+    assert done.returncode == 0, done.stderr
+    _, archive_file = arrived(nginx)
+    with tarfile.open(archive_file) as archive:
+        captured = b"".join(archive.extractfile(member).read() for member in archive.getmembers()
+                            if member.isfile() and member.name.split("/")[-1].startswith("dmesg"))
+    [local] = [path for path in (capture / "commands").iterdir() if path.name.startswith("dmesg")
+               and path.read_bytes().startswith(b"[    0.000000] Kernel")]
+    for text in (captured.decode(), local.read_text()):
+        assert ('bee.report="https://s3.example.com/b/k.json" bee.profile=https://s3.example.com/p.json '
+                "console=tty0") in text
+        for secret in ("hunter2", "fleet:", "0badc0ffee", "AKIA42", "X-Amz"):
+            assert secret not in text
+        assert real.splitlines()[-1] in text  # the rest of the log as the kernel wrote it
 
 
 def test_what_cannot_be_sent_stays_in_the_spool_and_send_spool_delivers_it(nginx, machine, tmp_path):

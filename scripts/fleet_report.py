@@ -58,10 +58,16 @@ CSV_COLUMNS = (
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
 COMMON_FINDINGS = 10  # how many of the most common findings the summary lists
 PER_WORKER = 100  # documents per reading process at least: fewer are read in this one
-# The top-level sections the page reads; the others (pcie, sensors, logs, ...) are skipped unparsed.
-SECTIONS = ("schema_version", "audit_version", "generated_at", "hostname", "board", "cpu", "memory",
-            "storage", "nvidia", "findings", "errors", "acceptance")
-TOP_LEVEL_KEY = re.compile(r'\n  "((?:[^"\\]|\\.)*)": ')  # a key of the outer object as the audit indents it
+# What the page reads of a document: per key, None for the whole value, a dict for only those keys of an
+# object, a one-item list for those keys of each object of a list, each in the audit's order. The rest
+# (pcie, sensors, logs, memory modules, SMART details, ...) is skipped unparsed.
+PICKED: dict[str, Any] = {
+    "schema_version": None, "audit_version": None, "generated_at": None, "hostname": None, "board": None,
+    "cpu": None, "memory": {"total_slots": None, "populated_slots": None, "total_bytes": None},
+    "storage": [{"size_bytes": None}], "nvidia": {"gpus": [{"product": None}], "without_driver": None},
+    "findings": None, "errors": None, "acceptance": None,
+}
+SECTIONS = tuple(PICKED)
 
 
 # -- reading documents -----------------------------------------------------------------------------------
@@ -87,21 +93,95 @@ class Rejected:
     reason: str
 
 
+class Unexpected(Exception):
+    """Text not laid out as json.dumps(indent=2) lays it out: parse it whole instead."""
+
+
 def load_sections(text: str) -> Any:
-    """The SECTIONS of a JSON document. A document as the audit writes it (indented by 2: each key of the
-    outer object starts a line with two spaces, which no nested key or string can) is cut at those keys
-    and only the wanted values are parsed; any other text is parsed whole. Raises JSONDecodeError."""
-    keys = list(TOP_LEVEL_KEY.finditer(text)) if text.startswith('{\n  "') else []
-    end = text.rstrip().rfind("}")
-    if not keys or end != len(text.rstrip()) - 1:
+    """The PICKED parts of a JSON document. A document as the audit writes it (json.dumps, indent 2: a key
+    at depth d starts a line with 2*d spaces and a quote, which no deeper key or string can) is cut at the
+    keys and list items it needs and only their values are parsed; anything laid out otherwise is parsed
+    whole. Raises JSONDecodeError."""
+    return pick(text, 0, PICKED)
+
+
+def pick(text: str, indent: int, spec: Any) -> Any:
+    """The value `text` (indented as at depth indent/2) reduced to `spec` (see PICKED)."""
+    if spec is None or not text.startswith(("{\n", "[\n")):
         return json.loads(text)
+    try:
+        if isinstance(spec, dict) and text[0] == "{":
+            return pick_object(text, " " * (indent + 2), spec)
+        if isinstance(spec, list) and text[0] == "[":
+            return pick_list(text, indent, spec[0])
+    except Unexpected:
+        pass
+    return json.loads(text)
+
+
+def pick_object(text: str, inner: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `spec` of an indented object whose keys are indented by `inner` (a line starting with
+    `inner` and a quote is a key of this object). A few keys are found directly, each searched from where
+    the one before ended (they come in the audit's order; from the start when not); many (the outer
+    object) by one pass over every key."""
+    body = text.rstrip()
+    if not body.endswith("}"):
+        raise Unexpected
+    marker = "\n" + inner + '"'
+    found: list[tuple[str, int, int]] = []  # (key, where its value starts, where the next key starts)
+    if len(spec) > 4:
+        position = text.find(marker)
+        while position != -1:
+            colon = text.find('": ', position + len(marker))
+            if colon == -1:
+                raise Unexpected
+            following = text.find(marker, colon)
+            key = text[position + len(marker):colon]
+            found.append((json.loads(f'"{key}"') if "\\" in key else key, colon + 3, following))
+            position = following
+    else:
+        cursor = 0
+        for key in spec:
+            head = f"{marker}{key}\": "
+            at = text.find(head, cursor)
+            if at == -1 and cursor:
+                at = text.find(head, 0, cursor + len(head))
+            if at != -1:
+                following = text.find(marker, at + len(head))
+                found.append((key, at + len(head), following))
+                cursor = at + len(head) if following == -1 else following
     data = {}
-    for index, match in enumerate(keys):
-        key = json.loads(f'"{match.group(1)}"')
-        if key in SECTIONS:
-            stop = keys[index + 1].start() if index + 1 < len(keys) else end
-            data[key] = json.loads(text[match.end():stop].rstrip().removesuffix(","))
+    for key, start, stop in found:
+        if key in spec:
+            value = text[start:len(body) - 1 if stop == -1 else stop].rstrip().removesuffix(",")
+            data[key] = pick(value, len(inner), spec[key])
     return data
+
+
+def pick_list(text: str, indent: int, spec: Any) -> list[Any]:
+    """Each object of an indented list (depth indent/2) reduced to `spec`; a list holding anything but
+    objects is Unexpected."""
+    inner = " " * (indent + 2)
+    close, end = "\n" + inner + "}", "\n" + " " * indent + "]"
+    items = []
+    position = 2  # after "[\n"
+    while True:
+        if not text.startswith(inner, position):
+            raise Unexpected
+        start = position + len(inner)
+        if text.startswith("{}", start):
+            after = start + 2
+        elif text.startswith("{\n", start) and (stop := text.find(close, start)) != -1:
+            after = stop + len(close)
+        else:
+            raise Unexpected
+        items.append(pick(text[start:after], len(inner), spec))
+        if text.startswith(",\n", after):
+            position = after + 2
+        elif text.startswith(end, after) and not text[after + len(end):].strip():
+            return items
+        else:
+            raise Unexpected
 
 
 def read_document(path: Path, name: str) -> Document | Rejected:

@@ -358,11 +358,38 @@ def test_a_missing_folder_and_an_unwritable_output_are_one_line_and_exit_2(tmp_p
     assert done.stderr.startswith(f"fleet_report: cannot write {tmp_path / 'file' / 'r.html'}: ")
 
 
+def projected(value, spec):
+    """What load_sections promises: `value` reduced to `spec` (fleet_report.PICKED), by a full parse."""
+    if spec is None:
+        return value
+    if isinstance(spec, dict) and isinstance(value, dict):
+        return {key: projected(value[key], spec[key]) for key in spec if key in value}
+    if isinstance(spec, list) and isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return [projected(item, spec[0]) for item in value]
+    return value
+
+
 def test_reading_only_the_sections_shown_gives_what_a_full_parse_gives(fleet):
     for path in fleet["made"].values():
         text = path.read_text()
         whole = json.loads(text)
-        assert fleet_report.load_sections(text) == {k: whole[k] for k in fleet_report.SECTIONS if k in whole}
+        picked = fleet_report.load_sections(text)
+        assert picked == projected(whole, fleet_report.PICKED)
+        if whole.get("storage"):
+            sizes = [disk["size_bytes"] for disk in whole["storage"]]
+            assert [disk["size_bytes"] for disk in picked["storage"]] == sizes
+            assert all(set(disk) == {"size_bytes"} for disk in picked["storage"])  # SMART details skipped
+        summary = fleet_report.summarise(fleet_report.Document(path.name, picked))
+        assert summary == fleet_report.summarise(fleet_report.Document(path.name, whole))
+    # shapes a document from the field may have: each still gives what a full parse gives
+    document = json.loads(fleet["made"]["x9dbl-gpu"].read_text())
+    shapes = [([], {}, {"gpus": [], "without_driver": []}),
+              ([{}, {"size_bytes": 5}], {"total_bytes": None}, [{"product": "old list"}]),
+              ([None, {"size_bytes": 1}], [], None), ("text", {"slots": [{}]}, 7)]
+    for storage, memory, nvidia in shapes:
+        document.update(storage=storage, memory=memory, nvidia=nvidia)
+        text = fleet_report.bee_audit.render(document)
+        assert fleet_report.load_sections(text) == projected(json.loads(text), fleet_report.PICKED)
     # a message holding what looks like a key of the outer object, and a compact document (parsed whole)
     document = json.loads(fleet["made"]["qct-failed-disk"].read_text())
     document["findings"].append({"severity": "info", "component": "x", "message": '\n  "pcie": [\n  "a": '})

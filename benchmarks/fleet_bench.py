@@ -72,7 +72,8 @@ def fleet_folder(folder: Path, real: list[dict], count: int) -> int:
 
 def measure(name: str, folder: Path, work: Path, runs: int, total: int, count: int) -> float:
     """Print the figures of one fleet; return the median wall time of the whole command."""
-    print(f"{name}: {count} documents ({total / 1e6:.1f} MB, {total / count / 1e3:.1f} kB each)")
+    print(f"{name}: {count} documents ({total / 1e6:.1f} MB, {total / count / 1e3:.1f} kB each); "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs")
     command = [sys.executable, str(REPO / "scripts" / "fleet_report.py"), str(folder),
                "-o", str(work / f"{folder.name}.html"), "--csv", str(work / f"{folder.name}.csv")]
     times, rss = [], 0.0
@@ -96,7 +97,7 @@ def measure(name: str, folder: Path, work: Path, runs: int, total: int, count: i
     grouped = time.perf_counter()
     page = fleet_report.render_html(rows, summary, rejected, "bench")
     rendered = time.perf_counter()
-    fleet_report.render_csv(rows)
+    fleet_report.render_csv(rows, rejected)
     done = time.perf_counter()
     print(f"  in-process: read {read - started:.2f} s, group {grouped - read:.2f} s, "
           f"HTML {rendered - grouped:.2f} s, CSV {done - rendered:.2f} s")

@@ -6392,7 +6392,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=output_path, metavar="FILE",
                         help="write the JSON to FILE (atomically; a device or FIFO in place; - is stdout)")
     parser.add_argument("--usb", action="store_true",
-                        help="also write the JSON onto a removable USB disk (bee-audit-<machine>-<time>-<random>.json)")
+                        help="also write the JSON onto a removable USB disk "
+                             "(bee-audit-<machine>-<time>-<random>.json)")
     parser.add_argument("--no-qr", action="store_true", help="do not print the QR summary")
     parser.add_argument("--sysfs", type=existing_folder, default=Path("/sys"), metavar="DIR",
                         help="sysfs root (/sys)")

@@ -158,14 +158,15 @@ def run_audit(root: Path, bin_dir: Path, output: Path, *extra: str) -> dict:
 
 
 def file_name(document: dict) -> str:
-    """The name --report and --usb give a document: bee-audit-<serial>-<UTC time>.json (the audit's own)."""
+    """The name --report and --usb give a document: bee-audit-<machine>-<UTC time>-<random>.json (the
+    audit's own usb_file_name)."""
     stamp = dt.datetime.fromisoformat(document["generated_at"])
     return audit.usb_file_name(document, stamp)
 
 
 def place(document_file: Path, target: Path, server: str) -> Path:
-    """Move a document into `target` under the name the audit gives it; when two servers without a serial
-    were audited in the same second, the second one's name gets the server's name."""
+    """Move a document into `target` under the name the audit gives it (should two names ever meet, the
+    second one gets the server's name too)."""
     name = file_name(json.loads(document_file.read_text()))
     path = target / name
     if path.exists():

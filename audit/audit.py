@@ -1575,7 +1575,7 @@ def parse_smartctl(text: str | None, exit_status: int | None = None) -> dict[str
             "smart_available": smart_available(data, failed_to_run),
             "smart_passed": passed,
             "power_on_hours": to_int(as_dict(data.get("power_on_time")).get("hours")),
-            "temperature": temperature if temperature and temperature > 0 else None,
+            "temperature_c": temperature if temperature and temperature > 0 else None,
             "reallocated_sectors": reallocated,
             "pending_sectors": ata_attribute_raw(data, 197),
             "critical_warning": nvme_critical_warning(nvme_log.get("critical_warning")),
@@ -1615,7 +1615,7 @@ def parse_nvme_smart_log(text: str | None) -> dict[str, Any] | None:
     kelvin = to_int(data.get("temperature"))
     return {
         "critical_warning": nvme_critical_warning(data.get("critical_warning")),
-        "temperature": kelvin - 273 if kelvin and kelvin > 273 else None,
+        "temperature_c": kelvin - 273 if kelvin and kelvin > 273 else None,
         "percentage_used": to_int(data.get("percent_used", data.get("percentage_used"))),
         "power_on_hours": to_int(data.get("power_on_hours")),
         "media_errors": to_int(data.get("media_errors")),
@@ -1698,7 +1698,7 @@ def run_disk_tools(ctx: Context, disks: list[dict[str, Any]]) -> dict[tuple[str,
 
 def empty_health() -> dict[str, Any]:
     return {
-        "smart_available": None, "smart_passed": None, "power_on_hours": None, "temperature": None,
+        "smart_available": None, "smart_passed": None, "power_on_hours": None, "temperature_c": None,
         "reallocated_sectors": None, "pending_sectors": None, "critical_warning": None,
         "percentage_used": None, "media_errors": None, "unsafe_shutdowns": None,
         "smartctl_exit_status": None, "smartctl_flags": [], "smartctl_message": None,
@@ -1755,7 +1755,7 @@ def apply_nvme(ctx: Context, disk: dict[str, Any], results: dict[tuple[str, str]
             return
         health = disk["health"]
         for key, value in parsed.items():
-            if value is not None and (key != "temperature" or health.get("temperature") is None):
+            if value is not None and (key != "temperature_c" or health.get("temperature_c") is None):
                 health[key] = value
 
 
@@ -1949,7 +1949,7 @@ def read_pci_sysfs(ctx: Context, address: str) -> dict[str, Any]:
         upstream_link = read_link(ctx, f"bus/pci/devices/{parent}") or {}
         info["upstream"] = {
             "address": parent,
-            "max_speed": upstream_link.get("max_speed"),
+            "max_speed_gts": upstream_link.get("max_speed_gts"),
             "max_width": upstream_link.get("max_width"),
         }
     info["aer"] = read_aer(ctx, base)
@@ -1959,9 +1959,9 @@ def read_pci_sysfs(ctx: Context, address: str) -> dict[str, Any]:
 def read_link(ctx: Context, base: str) -> dict[str, Any] | None:
     """The sysfs link speed and width of a PCI function; None when it has no PCIe link files."""
     values = {
-        "current_speed": link_speed(ctx.read("sysfs", f"{base}/current_link_speed")),
+        "current_speed_gts": link_speed(ctx.read("sysfs", f"{base}/current_link_speed")),
         "current_width": link_width(ctx.read("sysfs", f"{base}/current_link_width")),
-        "max_speed": link_speed(ctx.read("sysfs", f"{base}/max_link_speed")),
+        "max_speed_gts": link_speed(ctx.read("sysfs", f"{base}/max_link_speed")),
         "max_width": link_width(ctx.read("sysfs", f"{base}/max_link_width")),
     }
     return values if any(v is not None for v in values.values()) else None
@@ -2047,13 +2047,13 @@ def link_findings(entry: dict[str, Any], upstream_port: bool = False) -> list[di
     link, upstream = entry.get("link") or {}, entry.get("upstream") or {}
     if (is_bridge(entry) and not upstream_port) or not upstream:
         return []
-    current_width, current_speed = link.get("current_width"), link.get("current_speed")
+    current_width, current_speed = link.get("current_width"), link.get("current_speed_gts")
     found = []
     widths = [w for w in (link.get("max_width"), upstream.get("max_width")) if w]
     if current_width and len(widths) == 2 and current_width < min(widths):
         found.append(finding("warning", pcie_label(entry), f"PCIe link x{current_width} is narrower than "
                              f"the x{min(widths)} both the device and its upstream port support"))
-    speeds = [s for s in (link.get("max_speed"), upstream.get("max_speed")) if s]
+    speeds = [s for s in (link.get("max_speed_gts"), upstream.get("max_speed_gts")) if s]
     if current_speed and len(speeds) == 2 and current_speed < min(speeds):
         severity = "info" if idles_link_speed(entry) else "warning"
         found.append(finding(severity, pcie_label(entry), f"PCIe link at {current_speed:g} GT/s, below the "
@@ -2329,7 +2329,7 @@ def parse_gpu(gpu: Any, driver_version: str | None, cuda_version: str | None) ->
             "failure": yes_no(xml_value(gpu, "remapped_rows/remapped_row_failure")),
         },
         "power_limit_w": power_limit(gpu),
-        "temperature": leading_int(xml_value(gpu, "temperature/gpu_temp")),
+        "temperature_c": leading_int(xml_value(gpu, "temperature/gpu_temp")),
         "pcie": {
             "current_gen": to_int(xml_value(pci, ".//current_link_gen")),
             "max_gen": to_int(xml_value(pci, ".//max_link_gen")),
@@ -4490,7 +4490,7 @@ def memory_error_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_collector(name: str, function: CollectorFunction, runner: Runner) -> tuple[Any, dict[str, Any]]:
-    """Run one collector; return its data and its report (status, duration, errors). Never raises."""
+    """Run one collector; return its data and its report (status, duration_s, errors). Never raises."""
     ctx = Context(name, runner)
     started = time.monotonic()
     data = None
@@ -4501,7 +4501,7 @@ def run_collector(name: str, function: CollectorFunction, runner: Runner) -> tup
         data = None
     duration = round(time.monotonic() - started, 3)
     status = collector_status(data, ctx.errors)
-    report: dict[str, Any] = {"status": status, "duration": duration, "errors": ctx.errors}
+    report: dict[str, Any] = {"status": status, "duration_s": duration, "errors": ctx.errors}
     if status == "skipped":
         missing = f"{', '.join(ctx.missing)} not installed" if ctx.missing else None
         report["reason"] = ctx.reason or missing or "nothing to read"
@@ -4556,7 +4556,7 @@ def build_document(
     link_documents(document, errors)
     document["findings"] = derive_findings(document, errors)
     document["errors"] = errors
-    document["duration"] = round(time.monotonic() - started, 3)
+    document["duration_s"] = round(time.monotonic() - started, 3)
     return document
 
 
@@ -4947,7 +4947,7 @@ def _gpu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
         link, upstream, smi = entry.get("link") or {}, entry.get("upstream") or {}, gpu.get("pcie") or {}
         width = link.get("current_width") or smi.get("current_width")
         # GPUs lower their link speed when idle: the speed checked is the best both ends support
-        speeds = [s for s in (link.get("max_speed"), upstream.get("max_speed")) if s]
+        speeds = [s for s in (link.get("max_speed_gts"), upstream.get("max_speed_gts")) if s]
         speed = min(speeds) if speeds else PCIE_GEN_GTS.get(smi.get("max_gen"))
         items.append({
             "address": gpu.get("bus_id"), "serial": gpu.get("serial"), "product": gpu.get("product"),
@@ -5575,12 +5575,12 @@ def apply_acceptance(document: dict[str, Any], acceptance: dict[str, Any]) -> di
                  for check in acceptance["checks"] if check["passed"] is False]
     result: dict[str, Any] = {}
     for key, value in document.items():
-        if key in ("acceptance", "errors", "duration"):
+        if key in ("acceptance", "errors", "duration_s"):
             continue
         result[key] = findings if key == "findings" else value
     result["findings"] = findings
     result["acceptance"] = acceptance
-    for key in ("errors", "duration"):
+    for key in ("errors", "duration_s"):
         if key in document:
             result[key] = document[key]
     return result

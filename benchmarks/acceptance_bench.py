@@ -43,9 +43,9 @@ def large_document() -> dict:
         address = f"0000:{index // 32 + 1:02x}:{index % 32:02x}.0"
         pcie.append({"address": address, "class_id": ("0302", "0200", "0108", "0604")[index % 4],
                      "vendor": "Vendor", "device": f"Device {index}",
-                     "link": {"current_speed": 16.0, "current_width": 16,
-                              "max_speed": 16.0, "max_width": 16},
-                     "upstream": {"address": "0000:00:01.0", "max_speed": 16.0, "max_width": 16}})
+                     "link": {"current_speed_gts": 16.0, "current_width": 16,
+                              "max_speed_gts": 16.0, "max_width": 16},
+                     "upstream": {"address": "0000:00:01.0", "max_speed_gts": 16.0, "max_width": 16}})
     for gpu, entry in zip(gpus, pcie, strict=False):
         gpu["pcie_address"] = entry["address"]
     disks = [{"name": f"nvme{n}n1", "path": f"/dev/nvme{n}n1", "size_bytes": 3840755982336,

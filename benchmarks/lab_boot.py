@@ -32,12 +32,12 @@ def image_figure() -> str:
 
 
 def audit_duration(results: Path) -> str:
-    """The audit's own `duration` from the document the guest wrote, or why there is none."""
+    """The audit's own `duration_s` from the document the guest wrote, or why there is none."""
     try:
         document = json.loads((results / "audit.json").read_text())
     except (OSError, ValueError) as error:
         return f"no document ({error.__class__.__name__})"
-    return f"{document.get('duration', 0):.1f} s"
+    return f"{document.get('duration_s', 0):.1f} s"
 
 
 def main() -> int:

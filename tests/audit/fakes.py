@@ -96,9 +96,9 @@ def lab_tools(bin_dir: Path, files: Path) -> None:
 def without_times(document: dict) -> dict:
     """A copy of the document without what depends on how fast it ran (the durations)."""
     copy = json.loads(json.dumps(document))
-    copy.pop("duration", None)
+    copy.pop("duration_s", None)
     for report in (copy.get("collectors") or {}).values():
-        report.pop("duration", None)
+        report.pop("duration_s", None)
     return copy
 
 

@@ -513,13 +513,13 @@ def test_a_warning_check_is_a_warning_finding_and_does_not_fail(lab):
     result = audit.apply_acceptance(document, acceptance)
     assert {"severity": "warning", "component": "acceptance",
             "message": "board: BIOS version 2.4.1, expected 9.9"} in result["findings"]
-    assert list(result)[-4:] == ["findings", "acceptance", "errors", "duration"]
+    assert list(result)[-4:] == ["findings", "acceptance", "errors", "duration_s"]
     jsonschema.Draft202012Validator(DOCUMENT_SCHEMA).validate(json.loads(audit.render(result)))
 
 
 def test_a_section_with_nothing_to_check_fails_when_nothing_is_there(lab):
     document = lab_document(lab)
-    document["nvidia"], document["collectors"]["nvidia"] = [], {"status": "ok", "duration": 0, "errors": []}
+    document["nvidia"], document["collectors"]["nvidia"] = [], {"status": "ok", "duration_s": 0, "errors": []}
     failed = failures(document, profile({"gpus": {"product": "*H100*"}}))
     assert failed == ["gpus: 0 GPUs found, expected at least 1"]
 
@@ -588,7 +588,7 @@ def test_make_profile_says_which_sections_it_could_not_fill(lab, tmp_path, capsy
 def test_a_group_section_whose_collector_failed_is_one_unknown_check(lab):
     document = lab_document(lab)
     document["storage"] = None
-    document["collectors"]["storage"] = {"status": "error", "duration": 0.1, "errors": [
+    document["collectors"]["storage"] = {"status": "error", "duration_s": 0.1, "errors": [
         {"collector": "storage", "command": "lsblk -J", "message": "timed out after 30.0 s and was killed"}]}
     rules = profile({"disks": [{"match": {"transport": "nvme"}, "count": 2, "severity": "warning"},
                                {"match": {}, "count": 0}]})

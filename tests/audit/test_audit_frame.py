@@ -37,7 +37,7 @@ TOP_KEYS = [
     *NAMES,
     "findings",
     "errors",
-    "duration",
+    "duration_s",
 ]
 DMI_COMMANDS = [
     ["dmidecode", "-t", "0,1,2,3"],
@@ -95,7 +95,7 @@ def test_non_zero_exit_is_an_error_entry(tools, fp):
     assert_complete(document)
     assert document["collectors"]["board"] == {
         "status": "error",
-        "duration": document["collectors"]["board"]["duration"],
+        "duration_s": document["collectors"]["board"]["duration_s"],
         "errors": [
             {
                 "collector": "board",
@@ -301,9 +301,9 @@ def test_capture_then_replay_gives_the_same_document(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     replayed = audit.build_document(audit.Runner(replay=capture))
     for document in (live, replayed):
-        document.pop("duration")
+        document.pop("duration_s")
         for report in document["collectors"].values():
-            report.pop("duration")
+            report.pop("duration_s")
     assert replayed == live
     assert replayed["memory"]["edac"]["controllers"][0]["uncorrected"] == 0
     assert (capture / "host.json").exists()

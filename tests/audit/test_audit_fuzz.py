@@ -151,4 +151,4 @@ def test_a_disk_whose_smartctl_json_has_the_wrong_shape_keeps_the_other_disks(tm
     document = audit.build_document(runner, [("storage", audit.collect_storage)])
     assert [disk["serial"] for disk in document["storage"]] == ["S1", "S2"]
     sda = document["storage"][0]["health"]
-    assert (sda["smart_passed"], sda["temperature"], sda["power_on_hours"]) == (None, None, None)
+    assert (sda["smart_passed"], sda["temperature_c"], sda["power_on_hours"]) == (None, None, None)

@@ -116,7 +116,7 @@ def real_files(tool: str, *suffixes: str) -> list:
 
 def skeleton() -> dict:
     """A valid document with every collector skipped, to put one collector's data into."""
-    report = {"status": "skipped", "duration": 0.0, "errors": []}
+    report = {"status": "skipped", "duration_s": 0.0, "errors": []}
     return {
         "schema_version": audit.SCHEMA_VERSION,
         "audit_version": audit.AUDIT_VERSION,
@@ -127,7 +127,7 @@ def skeleton() -> dict:
         **{name: None for name, _ in audit.COLLECTORS},
         "findings": [],
         "errors": [],
-        "duration": 0.1,
+        "duration_s": 0.1,
     }
 
 

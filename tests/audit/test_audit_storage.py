@@ -49,7 +49,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 4000787030016,
         "smart_passed": True,
         "power_on_hours": 3113,
-        "temperature": 39,
+        "temperature_c": 39,
         "critical_warning": 0,
         "percentage_used": 0,
         "media_errors": 0,
@@ -64,7 +64,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 18000207937536,
         "smart_passed": True,
         "power_on_hours": 8244,
-        "temperature": 49,
+        "temperature_c": 49,
         "reallocated_sectors": 0,
         "pending_sectors": 0,
         "critical_warning": None,
@@ -77,7 +77,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 4000787030016,
         "smart_passed": True,
         "power_on_hours": 8244,
-        "temperature": 27,
+        "temperature_c": 27,
         "reallocated_sectors": 0,
         "pending_sectors": None,
     },
@@ -86,7 +86,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 4000787030016,
         "smart_passed": True,
         "power_on_hours": 1641,
-        "temperature": 34,
+        "temperature_c": 34,
         "reallocated_sectors": 0,
         "wwn": "REDACTED",
     },
@@ -106,7 +106,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 480103981056,
         "smart_passed": True,
         "power_on_hours": 6487,
-        "temperature": 38,
+        "temperature_c": 38,
         "critical_warning": 0,
         "percentage_used": 1,
         "media_errors": 0,
@@ -121,7 +121,7 @@ SMARTCTL_EXPECTED = {
         "wwn": "0x50014ee26101eee7",
         "smart_passed": True,
         "power_on_hours": 37787,
-        "temperature": 36,
+        "temperature_c": 36,
         "reallocated_sectors": 0,
         "pending_sectors": 0,
         "exit": 4,
@@ -135,7 +135,7 @@ SMARTCTL_EXPECTED = {
         "wwn": "0x5002538e40a22954",
         "smart_passed": True,
         "power_on_hours": 14551,
-        "temperature": 36,
+        "temperature_c": 36,
         "reallocated_sectors": 0,
         "pending_sectors": None,
     },
@@ -146,7 +146,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 1200243695616,
         "smart_passed": True,
         "power_on_hours": 5675,
-        "temperature": 31,
+        "temperature_c": 31,
         "reallocated_sectors": 0,
     },
     "scrutiny-usbjmicron-hitachi-hds721050-FAILED.json": {
@@ -157,7 +157,7 @@ SMARTCTL_EXPECTED = {
         "wwn": "0x5000cca37fca81a8",
         "smart_passed": False,
         "power_on_hours": 65592,
-        "temperature": 25,
+        "temperature_c": 25,
         "reallocated_sectors": 1975,
         "pending_sectors": 8,
         "exit": 216,
@@ -169,7 +169,7 @@ SMARTCTL_EXPECTED = {
         "firmware": "1.0.",
         "size_bytes": 1000202043392,
         "smart_passed": None,
-        "temperature": None,
+        "temperature_c": None,
         "exit": 4,
     },
     "scrutiny-windows-open-device-failed-exit2.json": {
@@ -185,7 +185,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 8001563222016,
         "smart_passed": True,
         "power_on_hours": 12164,
-        "temperature": 29,
+        "temperature_c": 29,
         "critical_warning": 0,
         "percentage_used": 0,
         "media_errors": 0,
@@ -196,7 +196,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 6401252745216,
         "smart_passed": True,
         "power_on_hours": 861,
-        "temperature": 33,
+        "temperature_c": 33,
         "percentage_used": 0,
         "unsafe_shutdowns": 10,
     },
@@ -206,7 +206,7 @@ SMARTCTL_EXPECTED = {
         "wwn": "0x50026b70499602d2",
         "smart_passed": True,
         "power_on_hours": 4994,
-        "temperature": 38,
+        "temperature_c": 38,
         "reallocated_sectors": None,
         "exit": 4,
         "flags": ["smart_command_failed"],
@@ -217,7 +217,7 @@ SMARTCTL_EXPECTED = {
         "wwn": "0x50000390499602d2",
         "smart_passed": True,
         "power_on_hours": 37603,
-        "temperature": 24,
+        "temperature_c": 24,
         "reallocated_sectors": 0,
         "pending_sectors": 0,
         "exit": 64,
@@ -229,7 +229,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 73407865856,
         "smart_passed": True,
         "power_on_hours": None,
-        "temperature": 28,
+        "temperature_c": 28,
         "reallocated_sectors": 0,
         "wwn": "0x1234567890abcdef",
     },
@@ -239,7 +239,7 @@ SMARTCTL_EXPECTED = {
         "size_bytes": 600127266816,
         "smart_passed": True,
         "power_on_hours": 982,
-        "temperature": 27,
+        "temperature_c": 27,
         "reallocated_sectors": 0,
         "wwn": "0x1234567890abcdef",
     },
@@ -270,7 +270,7 @@ LAB_SMARTCTL = {
         "size_bytes": 268435456,
         "smart_passed": True,
         "power_on_hours": 1,
-        "temperature": 31,
+        "temperature_c": 31,
         "reallocated_sectors": 0,
         "exit": 4,
         "flags": ["smart_command_failed"],
@@ -281,7 +281,7 @@ LAB_SMARTCTL = {
         "serial": "NVME-SN-0001",
         "firmware": "7.2.22",
         "smart_passed": True,
-        "temperature": 50,
+        "temperature_c": 50,
         "critical_warning": 0,
         "percentage_used": 0,
         "exit": 0,
@@ -394,7 +394,7 @@ NVME_SMART_LOG_EXPECTED = {
     # 2.11 turns critical_warning into an object; temperatures are kelvin (324 K = 51 C, 310 K = 37 C)
     "netdata-nvme-cli-2.11-smart-log-firecuda530.json": {
         "critical_warning": 0,
-        "temperature": 51,
+        "temperature_c": 51,
         "percentage_used": 30,
         "power_on_hours": 24424,
         "media_errors": 0,
@@ -402,7 +402,7 @@ NVME_SMART_LOG_EXPECTED = {
     },
     "netdata-nvme-cli-2.3-smart-log.json": {
         "critical_warning": 0,
-        "temperature": 37,
+        "temperature_c": 37,
         "percentage_used": 2,
         "power_on_hours": 4974,
         "media_errors": 0,
@@ -436,7 +436,7 @@ def test_nvme_lab_files():
     smart_log = audit.parse_nvme_smart_log(lab_output("nvme-smart-log.txt")[0])
     assert smart_log == {  # nvme-cli 2.3 prints the 128-bit counters as strings; 323 K = 50 C
         "critical_warning": 0,
-        "temperature": 50,
+        "temperature_c": 50,
         "percentage_used": 0,
         "power_on_hours": 0,
         "media_errors": 0,
@@ -622,7 +622,7 @@ def test_collector_on_the_lab_outputs(fp, tools):
     nvme = disks["nvme0n1"]
     assert (nvme["serial"], nvme["model"], nvme["firmware"]) == ("NVME-SN-0001", "QEMU NVMe Ctrl", "7.2.22")
     assert nvme["pci_address"] == "0000:01:00.0"
-    assert nvme["health"]["temperature"] == 50
+    assert nvme["health"]["temperature_c"] == 50
     assert nvme["health"]["critical_warning"] == 0
     assert nvme["removable"] is False
     assert document["findings"] == []
@@ -710,7 +710,7 @@ def test_nvme_cli_garbage_and_failure_are_errors(fp, tools):
         "nvme id-ctrl -o json /dev/nvme0n1",
         "nvme smart-log -o json /dev/nvme0n1",
     ]
-    assert document["storage"][0]["health"]["temperature"] == 50  # smartctl's values still there
+    assert document["storage"][0]["health"]["temperature_c"] == 50  # smartctl's values still there
 
 
 def test_nvme_list_fills_identity_when_nothing_else_knows_it(fp, tools):

@@ -217,12 +217,12 @@ def test_audit_nvme_pcie_link_and_its_root_port(document):
     devices = {d["address"]: d for d in document["pcie"]}
     nvme, port = devices[expected.NVME_PCI["bdf"]], devices[expected.NVME_ROOT_PORT["bdf"]]
     speed = float(expected.NVME_PCI["max_speed"].split()[0])
-    assert nvme["link"] == {"current_speed": speed, "current_width": expected.NVME_PCI["current_width"],
-                            "max_speed": speed, "max_width": expected.NVME_PCI["max_width"]}
+    assert nvme["link"] == {"current_speed_gts": speed, "current_width": expected.NVME_PCI["current_width"],
+                            "max_speed_gts": speed, "max_width": expected.NVME_PCI["max_width"]}
     port_speed = float(expected.NVME_ROOT_PORT["max_speed"].split()[0])
-    assert nvme["upstream"] == {"address": expected.NVME_ROOT_PORT["bdf"], "max_speed": port_speed,
+    assert nvme["upstream"] == {"address": expected.NVME_ROOT_PORT["bdf"], "max_speed_gts": port_speed,
                                 "max_width": expected.NVME_ROOT_PORT["max_width"]}
-    assert (port["link"]["max_speed"], port["link"]["max_width"]) == (
+    assert (port["link"]["max_speed_gts"], port["link"]["max_width"]) == (
         port_speed, expected.NVME_ROOT_PORT["max_width"])
 
 

@@ -943,19 +943,6 @@ def ipmitool_run(ctx: Context, argv: list[str], redact=None, ask_anyway: bool = 
     return result
 
 
-def run_ipmitool(ctx: Context, argv: list[str]) -> str | None:
-    """An ipmitool command's output (run by ipmitool_run: one at a time, not after the BMC hung).
-
-    `ipmitool fru` exits with the status of the LAST FRU it read: 1 when that one is absent ("Device not
-    present", an empty PSU bay), so output holding FRU records is used whatever the exit status."""
-    result = ipmitool_run(ctx, argv)
-    if result is None:
-        return None
-    if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
-        return result.stdout
-    return result.stdout if ctx.check(result) else None
-
-
 def run_ipmitool_quiet(ctx: Context, argv: list[str], redact=None) -> ToolResult | None:
     """One ipmitool run (by ipmitool_run: one at a time; a hang it meets keeps the other collectors from
     asking); the caller judges the result and decides itself whether to go on after a hang."""
@@ -2112,6 +2099,19 @@ def parse_fru(text: str | None) -> list[dict[str, Any]]:
     return records
 
 
+def fru_text(ctx: Context, argv: list[str]) -> str | None:
+    """The output of an `ipmitool fru` command (run by ipmitool_run: one at a time, not after the BMC hung).
+
+    `ipmitool fru` exits with the status of the LAST FRU it read: 1 when that one is absent ("Device not
+    present", an empty PSU bay), so output holding FRU records is used whatever the exit status."""
+    result = ipmitool_run(ctx, argv)
+    if result is None:
+        return None
+    if not result.timed_out and result.returncode != 0 and parse_fru(result.stdout):
+        return result.stdout
+    return result.stdout if ctx.check(result) else None
+
+
 def parse_fru_fields(text: str | None) -> dict[str, str]:
     """The "Name : value" fields of one FRU (`ipmitool fru print N`); a repeated name keeps its first."""
     fields: dict[str, str] = {}
@@ -2207,8 +2207,8 @@ def collect_psu(ctx: Context) -> dict[str, Any] | None:
     else (or when FRU lists no PSU) power supplies from `dmidecode -t 39`."""
     fru_records: list[dict[str, Any]] = []
     fru_ran = False
-    if any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
-        text = run_ipmitool(ctx, ["ipmitool", "fru"])
+    if ipmi_present(ctx):
+        text = fru_text(ctx, ["ipmitool", "fru"])
         fru_ran = text is not None
         fru_records = parse_fru(text)
         if text is not None and not fru_records:
@@ -2217,7 +2217,7 @@ def collect_psu(ctx: Context) -> dict[str, Any] | None:
         if builtin is not None and builtin["present"] and not builtin["fields"]:
             # Some BMCs (QEMU's among them) do not advertise FRU support: `fru` then omits the builtin
             # FRU's fields, which `fru print 0` still reads. Run after the first command, never beside it.
-            builtin["fields"] = parse_fru_fields(run_ipmitool(ctx, ["ipmitool", "fru", "print", "0"]))
+            builtin["fields"] = parse_fru_fields(fru_text(ctx, ["ipmitool", "fru", "print", "0"]))
     supplies = [psu_from_fru(record) for record in fru_records
                 if is_psu_fru(record) and record["present"]]
     source = "ipmitool fru" if supplies else None
@@ -3178,7 +3178,7 @@ def collect_bmc(ctx: Context) -> dict[str, Any] | None:
     """The BMC (only when /dev/ipmi0 exists): `ipmitool mc info`, then its LAN address (bmc_lan). One
     ipmitool at a time, shared with every collector that asks the BMC. A BMC that does not answer `mc info`
     in time is asked nothing more."""
-    if not any(ctx.exists("devfs", device) for device in IPMI_DEVICES):
+    if not ipmi_present(ctx):
         return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
     argv = ["ipmitool", "mc", "info"]
     result = run_ipmitool_quiet(ctx, argv)

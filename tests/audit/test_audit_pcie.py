@@ -371,7 +371,8 @@ def test_lab_nvme_x1_behind_x4_root_port_is_not_degraded(fp, tools):
     assert document["errors"] == []
     assert document["findings"] == []
     nvme = pick(document["pcie"], "0000:01:00.0")
-    assert nvme["link"] == {"current_speed_gts": 2.5, "current_width": 1, "max_speed_gts": 2.5, "max_width": 1}
+    assert nvme["link"] == {"current_speed_gts": 2.5, "current_width": 1,
+                            "max_speed_gts": 2.5, "max_width": 1}
     assert nvme["upstream"] == {"address": "0000:00:03.0", "max_speed_gts": 8.0, "max_width": 4}
     assert (nvme["driver"], nvme["class_id"], nvme["prog_if"], nvme["numa_node"]) == (
         "nvme",
@@ -382,7 +383,8 @@ def test_lab_nvme_x1_behind_x4_root_port_is_not_degraded(fp, tools):
     assert nvme["device"] == "QEMU NVM Express Controller"  # name from lspci, ids from sysfs
     root_port = pick(document["pcie"], "0000:00:03.0")
     assert root_port["upstream"] is None
-    assert root_port["link"] == {"current_speed_gts": 2.5, "current_width": 1, "max_speed_gts": 8.0, "max_width": 4}
+    assert root_port["link"] == {"current_speed_gts": 2.5, "current_width": 1,
+                                 "max_speed_gts": 8.0, "max_width": 4}
     assert len(document["pcie"]) == 11  # lspci's functions; sysfs adds no unknown ones here
 
 
@@ -566,7 +568,8 @@ DUMP_LINKS = {
         ),
     },
     "pciutils-samsung-nvme-pcie5-32gt-vvxxx.txt": {  # "Speed 16GT/s (downgraded)", no upstream in the dump
-        "0000:2e:00.0": ({"current_speed_gts": 16.0, "current_width": 2, "max_speed_gts": 32.0, "max_width": 2}, None)
+        "0000:2e:00.0": (
+            {"current_speed_gts": 16.0, "current_width": 2, "max_speed_gts": 32.0, "max_width": 2}, None),
     },
     "pciutils-cavium-thunderx-arm64-domain0002-vvxxx.txt": {  # "Speed unknown, Width x0"
         "0002:01:00.0": (None, None)

@@ -4710,6 +4710,8 @@ class ProfileSection:
     own: dict[str, str] = field(default_factory=dict)   # section keys that are not item fields -> kind
     own_checks: Callable[[dict[str, Any], dict[str, Any]], list[dict[str, Any]]] | None = None
     count_note: Callable[[dict[str, Any]], str] | None = None   # added to a failed count's message
+    # when the collector gave nothing: why the document still shows there are none (else None: unknown)
+    known_none: Callable[[dict[str, Any]], str | None] | None = None
 
 
 class SizeText(int):
@@ -4958,6 +4960,31 @@ def _gpu_items(document: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
+PCI_GPU_CLASS_NAMES = ("vga compatible controller", "3d controller")  # lspci's names of classes 0300, 0302
+
+
+def no_nvidia_gpu_in_pcie(document: dict[str, Any]) -> str | None:
+    """Why the GPU count is known to be 0 without the nvidia collector: a pcie section that can be trusted
+    lists functions and none of them is an NVIDIA display or 3D controller (vendor 10de, class 0300 or
+    0302, by id or by lspci's names). None when that cannot be told (the pcie collector was skipped or met
+    an error, listed nothing, or lists a function of unknown vendor or class) or an NVIDIA GPU is there."""
+    pcie = document.get("pcie")
+    if not isinstance(pcie, list) or not pcie or collector_gap(document, "pcie", True) is not None:
+        return None
+    vendor_id, classes = NVIDIA_VENDOR_ID.removeprefix("0x"), tuple(c[2:] for c in NVIDIA_GPU_CLASSES)
+    for entry in pcie:
+        if not isinstance(entry, dict):
+            return None
+        vendor = str(entry.get("vendor_id") or entry.get("vendor") or "").lower()
+        klass = str(entry.get("class_id") or entry.get("class") or "").lower()
+        if not vendor or not klass:
+            return None
+        nvidia = vendor == vendor_id or "nvidia" in vendor
+        if nvidia and (klass.startswith(classes) or klass in PCI_GPU_CLASS_NAMES):
+            return None
+    return "the pcie section lists no NVIDIA GPU"
+
+
 def _nic_items(document: dict[str, Any]) -> list[dict[str, Any]]:
     pcie = _pcie_by_address(document)
     items = []
@@ -5093,7 +5120,7 @@ PROFILE_SECTIONS: dict[str, ProfileSection] = {
         "link_speed_gts": ProfileField(NUMBER, "PCIe link speed (GT/s)"),
         "nvlinks_active": ProfileField(COUNT, "active NVLinks",
                                        lambda doc: NVLINKS_UNTRAINED if nvlinks_untrained(doc) else None),
-    }, _named("gpu", "address", "product", "serial"), "GPUs"),
+    }, _named("gpu", "address", "product", "serial"), "GPUs", known_none=no_nvidia_gpu_in_pcie),
     "nics": ProfileSection(_nic_items, "network", {
         "vendor": ProfileField(TEXT, "vendor"),
         "model": ProfileField(TEXT, "model"),
@@ -5419,7 +5446,7 @@ def _what(section: ProfileSection, part: dict[str, Any]) -> str:
 
 
 def _count_check(name: str, section: ProfileSection, part: dict[str, Any], items: list[dict],
-                 document: dict[str, Any]) -> dict:
+                 document: dict[str, Any], why: str = "") -> dict:
     spec = part["count"] if part["count"] is not None else {"min": 1}
     found = len(items)
     passed = spec_holds(COUNT, spec, found)
@@ -5430,6 +5457,8 @@ def _count_check(name: str, section: ProfileSection, part: dict[str, Any], items
         message = f"{name}: {found} {what} found, expected {describe_spec(COUNT, spec)}"
     if not passed and section.count_note is not None:
         message += section.count_note(document)
+    if why:
+        message += f" ({why})"
     return _check(f"{name}.count", part["count"], found, passed, part["severity"], message)
 
 
@@ -5517,8 +5546,12 @@ def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict
     section = PROFILE_SECTIONS[name]
     items = section.items(document)
     gap = collector_gap(document, section.collector, not items)
-    if gap is not None:
+    known_none = None
+    if gap is not None and section.known_none is not None and not items:
+        known_none = section.known_none(document)  # the collector gave nothing, but there is nothing
+    if gap is not None and known_none is None:
         return [_unknown_check(name, part if section.groups else [part], gap)]
+    why = f"{known_none}; {gap}" if known_none else ""
     checks = []
     for index, group in enumerate(part if section.groups else [part]):
         label = f"{name}[{index}]" if section.groups else name
@@ -5527,7 +5560,7 @@ def _section_checks(document: dict[str, Any], name: str, part: Any) -> list[dict
             taken = {id(item) for item in chosen}
             items = [item for item in items if id(item) not in taken]
         if section.counted:
-            checks.append(_count_check(label, section, group, chosen, document))
+            checks.append(_count_check(label, section, group, chosen, document, why))
         elif not chosen and group["fields"]:
             checks.append(_check(f"{label}", None, None, False, group["severity"],
                                  f"{label}: not in the document"))

@@ -544,6 +544,71 @@ def test_a_skipped_nvidia_collector_is_unknown_not_zero_gpus(gpu_path):
         json.loads(audit.render(audit.apply_acceptance(document, acceptance))))
 
 
+CPU_ONLY = "the pcie section lists no NVIDIA GPU; the nvidia collector was skipped (driver not loaded)"
+UNKNOWN = "gpus: unknown, the nvidia collector was skipped (driver not loaded)"
+
+
+def test_a_cpu_only_server_has_0_gpus_when_pcie_lists_no_nvidia_gpu(lab):
+    """The lab server: no NVIDIA driver (nvidia skipped), lspci's functions named (no sysfs ids here)."""
+    document = lab_document(lab)
+    assert document["collectors"]["nvidia"]["status"] == "skipped"
+    assert {entry["vendor"] for entry in document["pcie"]} == {"Intel Corporation", "Red Hat, Inc."}
+    acceptance = audit.check_profile(document, profile({"gpus": {"count": 0}}))
+    checks = [(check["check"], check["expected"], check["found"], check["passed"], check["message"])
+              for check in acceptance["checks"]]
+    assert checks == [("gpus.count", 0, 0, True, f"gpus: 0 GPUs found, expected 0 ({CPU_ONLY})")]
+    assert acceptance["passed"] is True
+    jsonschema.Draft202012Validator(DOCUMENT_SCHEMA).validate(
+        json.loads(audit.render(audit.apply_acceptance(document, acceptance))))
+    assert failures(document, profile({"gpus": {"count": 2}})) == [f"gpus: 0 of 2 GPUs found ({CPU_ONLY})"]
+
+
+def with_function(document: dict, **entry) -> dict:
+    """The document with one more pcie function (ids as sysfs gives them, names as lspci does)."""
+    changed = copy.deepcopy(document)
+    keys = ("vendor_id", "class_id", "vendor", "class")
+    changed["pcie"].append({"address": "0000:03:00.0", **dict.fromkeys(keys), **entry})
+    return changed
+
+
+@pytest.mark.parametrize("entry", [
+    {"vendor_id": "1234", "class_id": "0300", "vendor": "Device 1234"},     # QEMU's standard VGA
+    {"vendor_id": "10de", "class_id": "0680", "class": "Bridge"},           # an NVSwitch: no GPU itself
+    {"vendor_id": "10de", "class_id": "0403", "class": "Audio device"},     # a GPU's sound function
+    {"vendor": "NVIDIA Corporation", "class": "Ethernet controller"},       # names only (no sysfs): a NIC
+])
+def test_gpus_count_0_holds_beside_other_functions(lab, entry):
+    document = with_function(lab_document(lab), **entry)
+    assert failures(document, profile({"gpus": {"count": 0}})) == []
+
+
+@pytest.mark.parametrize("entry", [
+    {"vendor_id": "10de", "class_id": "0302"},                              # a 3D controller nvidia missed
+    {"vendor_id": "10de", "class_id": "0300"},
+    {"vendor": "NVIDIA Corporation", "class": "VGA compatible controller"},  # by lspci's names
+    {"vendor": "NVIDIA Corporation", "class": "3D controller"},
+    {"vendor": "NVIDIA Corporation"},                                        # class unknown: could be one
+    {"class_id": "0302"},                                                    # vendor unknown
+])
+def test_gpus_count_0_stays_unknown_when_pcie_may_hold_an_nvidia_gpu(lab, entry):
+    document = with_function(lab_document(lab), **entry)
+    assert failures(document, profile({"gpus": {"count": 0}})) == [UNKNOWN]
+
+
+def test_gpus_count_0_stays_unknown_when_pcie_is_not_trusted(lab):
+    document = lab_document(lab)
+    document["collectors"]["pcie"]["status"] = "partial"  # lspci or sysfs met an error: a GPU may be unlisted
+    document["collectors"]["pcie"]["errors"] = [
+        {"collector": "pcie", "command": "lspci -vmm -D", "message": "timed out after 30.0 s and was killed"}]
+    rules = profile({"gpus": {"count": 0}})
+    assert failures(document, rules) == [UNKNOWN]
+    document["pcie"], document["collectors"]["pcie"] = None, {
+        "status": "skipped", "duration_s": 0.0, "errors": [], "reason": "lspci not installed"}
+    assert failures(document, rules) == [UNKNOWN]
+    document["pcie"], document["collectors"]["pcie"] = [], {"status": "ok", "duration_s": 0.0, "errors": []}
+    assert failures(document, rules) == [UNKNOWN]
+
+
 def test_nvidia_smi_missing_says_so(gpu_path):
     runner = gpu_server(gpu_path / "a", V100S_XML.read_text())
     (gpu_path / "a" / "bin" / "nvidia-smi").unlink()

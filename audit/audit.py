@@ -7,9 +7,9 @@ follow that order); it gets a `Context` to run tools and read sysfs, and returns
 its tools are absent). Nothing a collector meets is fatal: a missing tool contributes nothing, a failing,
 hung or garbage-printing tool is an entry in `errors`, and the document is always complete.
 
-Units in the document, named in the key where a key carries one (`size_bytes`, `speed_mbps`, `temperature_c`,
-`duration_s`): sizes in bytes, CPU speeds in MHz, memory speeds in MT/s, network speeds in Mb/s, power in watts,
-temperatures in degrees Celsius, durations in seconds, PCIe link speeds in GT/s.
+Units in the document, named in the key where a key carries one (`size_bytes`, `speed_mbps`,
+`temperature_c`, `duration_s`): sizes in bytes, CPU speeds in MHz, memory speeds in MT/s, network speeds in
+Mb/s, power in watts, temperatures in degrees Celsius, durations in seconds, PCIe link speeds in GT/s.
 """
 
 from __future__ import annotations

@@ -75,3 +75,20 @@ def test_changing_one_value_changes_every_rendered_file(config_copy, tmp_path, l
     assert changed, f"no rendered file uses {old!r}"
     for name in changed:
         assert new in after[name], f"{name} changed but does not hold the new value {new!r}"
+
+
+def test_invoke_yaml_states_each_key_once():
+    """A key written twice in one mapping silently keeps the last value: each fact has one line."""
+    from invoke.util import yaml
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node):
+        keys = [loader.construct_object(key) for key, _ in node.value]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        assert not repeated, f"invoke.yaml line {node.start_mark.line + 1}: {repeated} given twice"
+        return loader.construct_mapping(node)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load((REPO_ROOT / "invoke.yaml").read_text(), Loader=Strict)

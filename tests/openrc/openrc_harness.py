@@ -10,7 +10,7 @@ from scripts import live_system
 
 # Busybox applets the services use, run as on Alpine (everything else is a stand-in or missing).
 BUSYBOX_APPLETS = ["awk", "cat", "cp", "mv", "mkdir", "ln", "rm", "chmod", "tr", "printf", "sleep", "kill",
-                   "touch", "ls", "grep", "sed", "head", "dirname", "basename", "sh"]
+                   "touch", "timeout", "ls", "grep", "sed", "head", "dirname", "basename", "sh"]
 
 # openrc-run's output functions, recording what they are told (one line each) in $OPENRC_LOG.
 OPENRC_FUNCTIONS = r"""

@@ -2,10 +2,13 @@
 
 The stand-in `modprobe` plays the kernel: it reads which flavor the service linked into
 /lib/modules/<kver>/extra/nvidia (proprietary/ or open/), and loading `nvidia` binds the fake sysfs GPUs the
-way NVIDIA's driver does: the proprietary set leaves GPUs that need the open modules unbound and writes
-NVIDIA's "requires use of the NVIDIA open kernel modules" line to the kernel log, no flavor binds a GPU this
-branch no longer supports, and with no GPU bound the load fails ("No NVIDIA GPU found"). The stand-in
-`dmesg` prints that kernel log. Loaded modules appear in <sysfs>/module/, and `modprobe -r` removes them.
+way NVIDIA's driver does: both flavors bind every GPU this branch supports at probe (the proprietary
+nvidia.ko binds a Blackwell GPU too), no flavor binds a GPU this branch no longer supports, and with no GPU
+bound the load fails ("No NVIDIA GPU found"). The stand-in `nvidia-smi` plays the first open of the GPUs:
+under the proprietary set, each bound GPU that needs the open modules gets NVIDIA's two "requires use of the
+NVIDIA open kernel modules" lines in the kernel log, and with no usable GPU it says "No devices found". The
+stand-in `dmesg` prints that kernel log. Loaded modules appear in <sysfs>/module/ (nvidia's with the flavor
+it was loaded from), and `modprobe -r` removes them.
 """
 
 from __future__ import annotations
@@ -57,19 +60,34 @@ if [ "$1" = nvidia ]; then
 			echo "LEGACY_LINE" >>"$KLOG"
 			continue ;;
 		esac
-		if [ "$flavor" = proprietary ]; then
-			case " $OPEN_ONLY " in *" $id "*)
-				printf 'OPEN_LINES' "${dev##*/}" "${id#0x}" >>"$KLOG"
-				continue ;;
-			esac
-		fi
 		ln -s "$SYS/bus/pci/drivers/nvidia" "$dev/driver"
 		bound=$((bound + 1))
 	done
 	[ "$bound" -gt 0 ] || { echo "NVRM: No NVIDIA GPU found." >>"$KLOG"; exit 1; }
 fi
 mkdir -p "$SYS/module/$(echo "$1" | tr - _)"
-""".replace("LEGACY_LINE", LEGACY_LINE).replace("OPEN_LINES", OPEN_LINES)
+[ "$1" != nvidia ] || echo "$flavor" >"$SYS/module/nvidia/flavor"
+""".replace("LEGACY_LINE", LEGACY_LINE)
+# The first open of the GPUs (see the module docstring).
+NVIDIA_SMI = r"""
+[ "$1" = -L ] || exit 2
+flavor="$(cat "$SYS/module/nvidia/flavor" 2>/dev/null)" || { echo "NVIDIA-SMI has failed"; exit 9; }
+n=0
+for link in "$SYS"/bus/pci/devices/*/driver; do
+	[ -e "$link" ] || continue
+	dev="${link%/driver}"
+	id="$(cat "$dev/device")"
+	if [ "$flavor" = proprietary ]; then
+		case " $OPEN_ONLY " in *" $id "*)
+			printf 'OPEN_LINES' "${dev##*/}" "${id#0x}" >>"$KLOG"
+			continue ;;
+		esac
+	fi
+	echo "GPU $n: NVIDIA (UUID: GPU-$n)"
+	n=$((n + 1))
+done
+[ "$n" -gt 0 ] || { echo "No devices found"; exit 6; }
+""".replace("OPEN_LINES", OPEN_LINES)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +109,11 @@ def modules(cfg):
     return [*cfg.bee.nvidia.modules, *cfg.bee.nvidia.optional_modules]
 
 
-def machine(box, tmp_path, cfg, gpus, *, flavors=("proprietary", "open"), gpu_list=GPU_LIST, fail=""):
+def machine(box, tmp_path, cfg, gpus, *, flavors=("proprietary", "open"), gpu_list=GPU_LIST, fail="",
+            smi=True):
     """A fake machine: an Intel VGA, an NVIDIA audio function, the NVIDIA GPUs {address: device id}, the
-    shipped module sets, the stand-in kernel; returns the environment for start()."""
+    shipped module sets (and nvidia-smi when `smi`), the stand-in kernel; returns the environment for
+    start()."""
     sysfs = tmp_path / "sys"
     devices = {"0000:00:02.0": ("0x8086", "0x1234", "0x030000"),
                "0000:41:00.1": ("0x10de", "0x22e8", "0x040300")}
@@ -120,6 +140,9 @@ def machine(box, tmp_path, cfg, gpus, *, flavors=("proprietary", "open"), gpu_li
     box.stand_in("mount")
     box.stand_in("modprobe", KERNEL)
     box.stand_in("dmesg", f'cat "{tmp_path}/kernel.log"\n')
+    if smi:
+        (tmp_path / "nvbin").mkdir()
+        box.stand_in("nvidia-smi", NVIDIA_SMI).rename(tmp_path / "nvbin/nvidia-smi")
     return {
         "BEE_SYSFS": str(sysfs), "BEE_PROCFS": str(tmp_path / "proc"), "BEE_DEVDIR": str(tmp_path / "dev"),
         "BEE_MODULES_ROOT": str(tmp_path / "lib/modules"), "BEE_RUNDIR": str(tmp_path / "run/bee-nvidia"),
@@ -190,25 +213,24 @@ def test_a_b200_in_the_machine_loads_the_open_modules_at_once(box, service, tmp_
 
 
 def test_a_failing_proprietary_load_falls_back_to_the_open_modules(box, service, tmp_path, cfg):
-    # A B200 the shipped list does not name (a newer board): the proprietary nvidia.ko finds no GPU it can
-    # drive and fails to load, as NVIDIA's does ("No NVIDIA GPU found").
-    env = machine(box, tmp_path, cfg, {"0000:c1:00.0": B200}, gpu_list="")
+    env = machine(box, tmp_path, cfg, {"0000:c1:00.0": HOPPER}, fail="proprietary:nvidia")
     line = start(box, service, env)
     assert line == ("einfo the open NVIDIA modules loaded (the proprietary ones did not load: modprobe "
-                    "nvidia failed: the kernel says it requires the open modules): 1 of 1 NVIDIA GPU(s) have "
-                    "a driver")
+                    "nvidia failed): 1 of 1 NVIDIA GPU(s) have a driver")
     assert linked_flavor(tmp_path, cfg) == "open"
     assert box.calls("modprobe") == ["modprobe nvidia", *loads(cfg)]   # nothing was loaded, nothing unloaded
     assert box.calls("depmod") == [f"depmod -a {KVER}"] * 2
 
 
-def test_a_gpu_left_unbound_swaps_the_proprietary_set_for_the_open_one(box, service, tmp_path, cfg):
+def test_a_gpu_refused_at_first_open_swaps_the_proprietary_set_for_the_open_one(box, service, tmp_path, cfg):
+    # A B200 the shipped list does not name (a newer board): NVIDIA's proprietary nvidia.ko binds it at
+    # probe and refuses it only when it is first opened ("requires use of the NVIDIA open kernel modules").
     env = machine(box, tmp_path, cfg, {"0000:41:00.0": HOPPER, "0000:c1:00.0": B200}, gpu_list=None)
     line = start(box, service, env)
-    assert line == ("einfo the open NVIDIA modules loaded (the proprietary ones left 0000:c1:00.0 without a "
-                    "driver: the kernel says it requires the open modules): 2 of 2 NVIDIA GPU(s) have a "
-                    "driver")
+    assert line == ("einfo the open NVIDIA modules loaded (the kernel says 0000:c1:00.0 requires the open "
+                    "modules): 2 of 2 NVIDIA GPU(s) have a driver")
     assert box.calls("modprobe") == [*loads(cfg), *unloads(cfg), *loads(cfg)]
+    assert box.calls("nvidia-smi") == ["nvidia-smi -L"]   # the GPUs were opened once, under proprietary
     assert linked_flavor(tmp_path, cfg) == "open"
     assert bound(tmp_path) == ["0000:41:00.0", "0000:c1:00.0"]
 
@@ -225,12 +247,39 @@ def test_when_open_fails_after_a_gpu_was_left_the_proprietary_set_comes_back(box
     env = machine(box, tmp_path, cfg, {"0000:41:00.0": HOPPER, "0000:c1:00.0": B200}, gpu_list=None,
                   fail="open:nvidia-uvm")
     line = start(box, service, env)
-    assert line.startswith("ewarn the proprietary NVIDIA modules loaded (the proprietary ones left "
-                           "0000:c1:00.0 without a driver")
-    assert line.endswith(", and the open ones did not load: modprobe nvidia-uvm failed): "
-                         "1 of 2 NVIDIA GPU(s) have a driver")
+    assert line == ("ewarn the proprietary NVIDIA modules loaded (the kernel says 0000:c1:00.0 requires the "
+                    "open modules, and the open ones did not load: modprobe nvidia-uvm failed): 2 of 2 NVIDIA "
+                    "GPU(s) have a driver")
     assert linked_flavor(tmp_path, cfg) == "proprietary"
-    assert bound(tmp_path) == ["0000:41:00.0"]
+    assert bound(tmp_path) == ["0000:41:00.0", "0000:c1:00.0"]
+
+
+def test_only_legacy_gpus_load_nothing(box, service, tmp_path, cfg):
+    env = machine(box, tmp_path, cfg, {"0000:42:00.0": VOLTA, "0000:43:00.0": VOLTA})
+    line = start(box, service, env)
+    assert line == ("ewarn no NVIDIA modules loaded: the shipped GPU list marks every NVIDIA GPU here legacy, "
+                    "not supported by this driver branch: 0000:42:00.0 (0x1db4): 580.xx, 0000:43:00.0 "
+                    "(0x1db4): 580.xx")
+    assert box.calls("modprobe") == box.calls("depmod") == []
+
+
+def test_an_open_only_gpu_on_a_proprietary_iso_says_the_open_set_is_missing(box, service, tmp_path, cfg):
+    env = machine(box, tmp_path, cfg, {"0000:41:00.0": HOPPER, "0000:c1:00.0": B200},
+                  flavors=("proprietary",))
+    line = start(box, service, env)
+    assert line == ("ewarn the proprietary NVIDIA modules loaded (0000:c1:00.0 (0x2901) needs the open "
+                    "modules, which this ISO lacks (built with bee.nvidia.flavor: proprietary)): 2 of 2 "
+                    "NVIDIA GPU(s) have a driver")
+    assert box.calls("modprobe") == loads(cfg)
+
+
+def test_a_failed_unload_names_what_is_still_loaded(box, service, tmp_path, cfg):
+    env = machine(box, tmp_path, cfg, {"0000:c1:00.0": B200}, gpu_list=None)
+    box.stand_in("modprobe", 'case "$1 $2" in "-r nvidia-modeset") echo busy >&2; exit 1 ;; esac\n' + KERNEL)
+    line = start(box, service, env)
+    assert line == ("eerror NVIDIA modules left loaded: nvidia, nvidia-modeset (proprietary, open tried, last: "
+                    "the proprietary modules could not be unloaded; the kernel says 0000:c1:00.0 requires the "
+                    "open modules; see dmesg)")
 
 
 def test_only_the_open_set_shipped(box, service, tmp_path, cfg):
@@ -276,7 +325,6 @@ def test_device_nodes_come_from_proc_devices(box, service, tmp_path, cfg):
 
 def test_nvidia_modprobe_is_used_and_existing_nodes_are_kept(box, service, tmp_path, cfg):
     env = machine(box, tmp_path, cfg, {"0000:41:00.0": HOPPER})
-    (tmp_path / "nvbin").mkdir()
     stand_in = box.stand_in("nvidia-modprobe", 'touch "$NODES/nvidiactl" "$NODES/nvidia0"\n')
     stand_in.rename(tmp_path / "nvbin/nvidia-modprobe")
     start(box, service, {**env, "NODES": str(tmp_path / "dev")})

@@ -248,8 +248,8 @@ def test_when_open_fails_after_a_gpu_was_left_the_proprietary_set_comes_back(box
                   fail="open:nvidia-uvm")
     line = start(box, service, env)
     assert line == ("ewarn the proprietary NVIDIA modules loaded (the kernel says 0000:c1:00.0 requires the "
-                    "open modules, and the open ones did not load: modprobe nvidia-uvm failed): 2 of 2 NVIDIA "
-                    "GPU(s) have a driver")
+                    "open modules, and the open ones did not load: modprobe nvidia-uvm failed): 2 of 2 "
+                    "NVIDIA GPU(s) have a driver")
     assert linked_flavor(tmp_path, cfg) == "proprietary"
     assert bound(tmp_path) == ["0000:41:00.0", "0000:c1:00.0"]
 
@@ -257,9 +257,9 @@ def test_when_open_fails_after_a_gpu_was_left_the_proprietary_set_comes_back(box
 def test_only_legacy_gpus_load_nothing(box, service, tmp_path, cfg):
     env = machine(box, tmp_path, cfg, {"0000:42:00.0": VOLTA, "0000:43:00.0": VOLTA})
     line = start(box, service, env)
-    assert line == ("ewarn no NVIDIA modules loaded: the shipped GPU list marks every NVIDIA GPU here legacy, "
-                    "not supported by this driver branch: 0000:42:00.0 (0x1db4): 580.xx, 0000:43:00.0 "
-                    "(0x1db4): 580.xx")
+    assert line == ("ewarn no NVIDIA modules loaded: the shipped GPU list marks every NVIDIA GPU here "
+                    "legacy, not supported by this driver branch: 0000:42:00.0 (0x1db4): 580.xx, "
+                    "0000:43:00.0 (0x1db4): 580.xx")
     assert box.calls("modprobe") == box.calls("depmod") == []
 
 
@@ -277,9 +277,9 @@ def test_a_failed_unload_names_what_is_still_loaded(box, service, tmp_path, cfg)
     env = machine(box, tmp_path, cfg, {"0000:c1:00.0": B200}, gpu_list=None)
     box.stand_in("modprobe", 'case "$1 $2" in "-r nvidia-modeset") echo busy >&2; exit 1 ;; esac\n' + KERNEL)
     line = start(box, service, env)
-    assert line == ("eerror NVIDIA modules left loaded: nvidia, nvidia-modeset (proprietary, open tried, last: "
-                    "the proprietary modules could not be unloaded; the kernel says 0000:c1:00.0 requires the "
-                    "open modules; see dmesg)")
+    assert line == ("eerror NVIDIA modules left loaded: nvidia, nvidia-modeset (proprietary, open tried, "
+                    "last: the proprietary modules could not be unloaded; the kernel says 0000:c1:00.0 "
+                    "requires the open modules; see dmesg)")
 
 
 def test_only_the_open_set_shipped(box, service, tmp_path, cfg):

@@ -2520,6 +2520,28 @@ def kernel_log_text(kernel_log: str | None) -> str:
     return " ".join(KERNEL_LOG_PREFIX.sub("", line).strip() for line in (kernel_log or "").splitlines())
 
 
+def nvrm_verdict(address: str, kernel_log: str | None) -> str | None:
+    """NVRM's own verdict on the GPU at `address` from the kernel log ("it needs the NVIDIA open kernel
+    modules ..." or "the kernel log says it ..."); None when the log has none."""
+    for match in NVRM_GPU_VERDICT.finditer(kernel_log_text(kernel_log)):
+        if normalize_pci_address(match.group("address")) == address:
+            verdict = match.group("verdict")
+            if "open kernel modules" in verdict:
+                return "it needs the NVIDIA open kernel modules (the kernel log says so)"
+            return f"the kernel log says it {verdict}"
+    return None
+
+
+def nvrm_failure(address: str, kernel_log: str | None) -> str | None:
+    """"the driver failed: <line>" from the last NVRM line of the kernel log naming `address`; None when no
+    NVRM line names it."""
+    short = address.split(":", 1)[1]
+    failures = [line for line in (kernel_log or "").splitlines() if "NVRM" in line and short in line]
+    if failures:
+        return f"the driver failed: {KERNEL_LOG_PREFIX.sub('', failures[-1]).strip()}"
+    return None
+
+
 def why_without_driver(
     function: dict[str, Any], module: dict[str, Any] | None, kernel_log: str | None
 ) -> str:
@@ -2527,12 +2549,9 @@ def why_without_driver(
     module tell: NVRM's own verdict on its address, a pre-Turing device id, no module loaded, the last NVRM
     line naming its address, or (knowing nothing more) a pointer to the kernel log."""
     address = function["address"]
-    for match in NVRM_GPU_VERDICT.finditer(kernel_log_text(kernel_log)):
-        if normalize_pci_address(match.group("address")) == address:
-            verdict = match.group("verdict")
-            if "open kernel modules" in verdict:
-                return "it needs the NVIDIA open kernel modules (the kernel log says so)"
-            return f"the kernel log says it {verdict}"
+    verdict = nvrm_verdict(address, kernel_log)
+    if verdict:
+        return verdict
     try:
         device = int(function.get("device_id") or "", 16)
     except ValueError:
@@ -2543,25 +2562,35 @@ def why_without_driver(
                 "branch (580 was the last for Maxwell, Pascal and Volta)")
     if module is None:
         return "the NVIDIA kernel module is not loaded (see bee-nvidia's line on the console, and dmesg)"
-    short = address.split(":", 1)[1]
-    failures = [line for line in (kernel_log or "").splitlines() if "NVRM" in line and short in line]
-    if failures:
-        return f"the driver failed: {KERNEL_LOG_PREFIX.sub('', failures[-1]).strip()}"
-    return f"the {module['flavor']} NVIDIA kernel module did not take it: see the kernel log (dmesg)"
+    return (nvrm_failure(address, kernel_log)
+            or f"the {module['flavor']} NVIDIA kernel module did not take it: see the kernel log (dmesg)")
+
+
+def why_not_usable(function: dict[str, Any], module: dict[str, Any] | None, kernel_log: str | None) -> str:
+    """Why an NVIDIA GPU bound to the nvidia driver is missing from nvidia-smi: NVRM's verdict on its
+    address (a Blackwell GPU under the proprietary module: it needs the open modules), the last NVRM line
+    naming it, or a pointer to the kernel log."""
+    address = function["address"]
+    flavor = f"the {module['flavor']} " if module else "the "
+    return (nvrm_verdict(address, kernel_log) or nvrm_failure(address, kernel_log)
+            or f"bound to {flavor}NVIDIA kernel module, but nvidia-smi does not list it: see the kernel log "
+               "(dmesg)")
 
 
 @collector("nvidia")
 def collect_nvidia(ctx: Context) -> dict[str, Any] | None:
     """The loaded NVIDIA kernel module ({version, flavor} from /proc/driver/nvidia/version, also when
-    nvidia-smi fails), the GPUs from nvidia-smi's XML, and each NVIDIA GPU function no driver took, with
-    the reason (`why_without_driver`, which reads `dmesg` only then). Skipped ("driver not loaded") when no
-    module is loaded and no NVIDIA GPU lacks a driver; no module beside GPUs without a driver, and
-    nvidia-smi missing while the module is loaded, are errors, not skips."""
+    nvidia-smi fails), the GPUs from nvidia-smi's XML, each NVIDIA GPU function no driver took, with
+    the reason (`why_without_driver`), and each one bound to nvidia that nvidia-smi (which ran) does not
+    list, with the reason (`not_usable`, `why_not_usable`); `dmesg` is read only for those. Skipped
+    ("driver not loaded") when no module is loaded and no NVIDIA GPU lacks a driver; no module beside GPUs
+    without a driver, and nvidia-smi missing while the module is loaded, are errors, not skips."""
     loaded = ctx.exists("procfs", "driver/nvidia")
     functions = nvidia_functions(ctx)
     if not loaded and all(function["driver"] for function in functions):
         return ctx.skip("driver not loaded")
     module, gpus = None, []
+    listed = False  # nvidia-smi ran and said which GPUs it can use
     if loaded:
         text = ctx.read("procfs", "driver/nvidia/version")
         module = parse_nvidia_version(text)
@@ -2580,24 +2609,34 @@ def collect_nvidia(ctx: Context) -> dict[str, Any] | None:
             elif parsed:
                 attach_nvlink(ctx, parsed)
             gpus = parsed or []
+            listed = parsed is not None
+        elif "No devices were found" in f"{result.stdout}\n{result.stderr}":
+            listed = True
     unbound = [function for function in functions if function["driver"] is None]
+    seen = {gpu.get("bus_id") for gpu in gpus}
+    unusable = [function for function in functions
+                if listed and function["driver"] == "nvidia" and function["address"] not in seen]
     if not loaded:  # GPUs the audit cannot read: an error (acceptance then says "unknown"), and findings
         ctx.error(None, f"no NVIDIA kernel module is loaded, but {len(unbound)} NVIDIA GPU(s) have no driver "
                         "(see bee-nvidia's line on the console)")
     kernel_log = None
-    if unbound:
+    if unbound or unusable:
         result = ctx.run(["dmesg"], redact=redact_kernel_urls)
         kernel_log = result.stdout if result is not None and result.returncode == 0 else None
     without_driver = [{"address": function["address"], "device_id": function["device_id"],
                        "reason": why_without_driver(function, module, kernel_log)} for function in unbound]
-    return {"kernel_module": module, "gpus": gpus, "without_driver": without_driver}
+    not_usable = [{"address": function["address"], "device_id": function["device_id"],
+                   "reason": why_not_usable(function, module, kernel_log)} for function in unusable]
+    return {"kernel_module": module, "gpus": gpus, "without_driver": without_driver,
+            "not_usable": not_usable}
 
 
 def gpu_count(document: dict[str, Any]) -> int | None:
-    """The NVIDIA GPUs of the document: those nvidia-smi reported plus those no driver took; None when
-    neither is known (no NVIDIA GPU or module, or nvidia-smi failed with every GPU bound)."""
+    """The NVIDIA GPUs of the document: those nvidia-smi reported plus those no driver took and those bound
+    but unusable; None when none is known (no NVIDIA GPU or module, or nvidia-smi failed with every GPU
+    bound)."""
     nvidia = document.get("nvidia") or {}
-    count = len(nvidia.get("gpus") or []) + len(nvidia.get("without_driver") or [])
+    count = sum(len(nvidia.get(key) or []) for key in ("gpus", "without_driver", "not_usable"))
     return count or None
 
 
@@ -2621,13 +2660,15 @@ def gpu_label(gpu: dict[str, Any]) -> str:
 @finding_rule
 def nvidia_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Uncorrected ECC errors, pages pending retirement, rows pending remapping or failed to remap; and a
-    warning for every NVIDIA GPU no driver took, naming its address and why."""
+    warning for every NVIDIA GPU no driver took, and for every one bound but missing from nvidia-smi, naming
+    its address and why."""
     found = []
     nvidia = document.get("nvidia") or {}
-    for entry in nvidia.get("without_driver") or []:
-        device = f" ({entry['device_id']})" if entry.get("device_id") else ""
-        component = f"gpu {entry.get('address')}{device}"
-        found.append(finding("warning", component, f"no driver: {entry.get('reason')}"))
+    for key, what in (("without_driver", "no driver"), ("not_usable", "not usable")):
+        for entry in nvidia.get(key) or []:
+            device = f" ({entry['device_id']})" if entry.get("device_id") else ""
+            component = f"gpu {entry.get('address')}{device}"
+            found.append(finding("warning", component, f"{what}: {entry.get('reason')}"))
     for gpu in nvidia.get("gpus") or []:
         label = gpu_label(gpu)
         for scope in ("volatile", "aggregate"):

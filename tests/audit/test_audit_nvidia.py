@@ -375,7 +375,7 @@ def test_nvidia_smi_missing_while_the_module_is_loaded_is_an_error(tools, monkey
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     document, nvidia = nvidia_of(tools)
     assert nvidia == {"kernel_module": {"version": "565.57.01", "flavor": "open"}, "gpus": [],
-                      "without_driver": []}
+                      "without_driver": [], "not_usable": []}
     assert [(e["command"], e["message"]) for e in document["errors"]] == [(
         "nvidia-smi -q -x", "nvidia-smi is not installed, but the NVIDIA kernel module 565.57.01 is loaded; "
         "install nvidia-smi of the same driver version")]
@@ -470,7 +470,7 @@ def nvidia_pci(tools, functions):
 
 
 MACHINE = {
-    "0000:41:00.0": ("0x2330", "0x030200", True),    # H100: the proprietary module took it
+    "0000:21:01.0": ("0x1db6", "0x030200", True),    # the V100 32GB the nvidia-smi fixture lists
     "0000:41:00.1": ("0x22e8", "0x040300", False),   # its audio function: not a GPU
     "0000:42:00.0": ("0x1db4", "0x030200", False),   # V100: pre-Turing
     "0000:43:00.0": ("0x20b0", "0x030200", False),   # A100 whose adapter failed to initialise
@@ -537,6 +537,64 @@ def test_an_unreadable_kernel_log_still_gives_a_reason(fp, tools):
     _, nvidia = nvidia_of(tools)
     assert nvidia["without_driver"][0]["reason"] == (
         "the proprietary NVIDIA kernel module did not take it: see the kernel log (dmesg)")
+
+
+# A B200 the proprietary nvidia.ko bound at probe and refused when nvidia-smi first opened it (NVIDIA's two
+# NVRM lines, as above), beside the V100 of the nvidia-smi fixture (bus id 00000000:21:01.0).
+BOUND_BUT_REFUSED = {"0000:21:01.0": ("0x1db6", "0x030200", True),
+                     "0000:c1:00.0": ("0x2901", "0x030200", True)}
+REFUSED_LOG = """\
+[    9.101000] NVRM: The NVIDIA GPU 0000:c1:00.0 (PCI ID: 10de:2901)
+               NVRM: installed in this system requires use of the NVIDIA open kernel modules.
+[    9.101100] NVRM: GPU 0000:c1:00.0: RmInitAdapter failed! (0x22:0x56:884)
+"""
+
+
+def test_a_bound_gpu_missing_from_nvidia_smi_is_named_not_usable(fp, tools):
+    load_driver(tools, PROPRIETARY_VERSION.replace("515.76", "590.48.01"))
+    tools("dmesg")
+    nvidia_pci(tools, BOUND_BUT_REFUSED)
+    fp.register(NVSMI, stdout=xml("datakit-tesla-v100-pcie-32gb.xml"))
+    register_pcie_only_nvlink(fp, 1)
+    fp.register(["dmesg"], stdout=REFUSED_LOG)
+    document, nvidia = nvidia_of(tools)
+    assert [gpu["bus_id"] for gpu in nvidia["gpus"]] == ["0000:21:01.0"] and nvidia["without_driver"] == []
+    assert nvidia["not_usable"] == [{
+        "address": "0000:c1:00.0", "device_id": "0x2901",
+        "reason": "it needs the NVIDIA open kernel modules (the kernel log says so)"}]
+    assert document["findings"] == [{
+        "severity": "warning", "component": "gpu 0000:c1:00.0 (0x2901)",
+        "message": "not usable: it needs the NVIDIA open kernel modules (the kernel log says so)"}]
+    assert audit.gpu_count(document) == 2
+
+
+def test_no_devices_found_names_every_bound_gpu_not_usable(fp, tools):
+    load_driver(tools)
+    tools("dmesg")
+    nvidia_pci(tools, {"0000:c1:00.0": ("0x2901", "0x030200", True),
+                       "0000:c2:00.0": ("0x2901", "0x030200", True)})
+    fp.register(NVSMI, stdout="No devices were found\n", returncode=6)
+    fp.register(["dmesg"], stdout="[    2.0] NVRM: GPU 0000:c2:00.0: RmInitAdapter failed! (0x22:0x56:884)\n")
+    document, nvidia = nvidia_of(tools)
+    assert nvidia["not_usable"] == [
+        {"address": "0000:c1:00.0", "device_id": "0x2901",
+         "reason": "bound to the proprietary NVIDIA kernel module, but nvidia-smi does not list it: see the "
+                   "kernel log (dmesg)"},
+        {"address": "0000:c2:00.0", "device_id": "0x2901",
+         "reason": "the driver failed: GPU 0000:c2:00.0: RmInitAdapter failed! (0x22:0x56:884)"},
+    ]
+    assert [(e["command"], e["message"]) for e in document["errors"]] == [
+        ("nvidia-smi -q -x", "exit status 6: No devices were found")]
+
+
+def test_a_failed_nvidia_smi_claims_no_gpu_unusable(fp, tools):
+    load_driver(tools)
+    tools("dmesg")
+    nvidia_pci(tools, BOUND_BUT_REFUSED)
+    failed = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"
+    fp.register(NVSMI, stdout=failed, returncode=9)
+    _, nvidia = nvidia_of(tools)
+    assert nvidia["not_usable"] == [] and fp.call_count(["dmesg"]) == 0
 
 
 # -- linking and findings --------------------------------------------------------------------------------

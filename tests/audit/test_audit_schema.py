@@ -253,7 +253,8 @@ def test_schema_takes_every_lspci_fixture(path):
 @pytest.mark.parametrize("path", real_files("nvidia-smi", ".xml", ".txt"), ids=lambda p: p.name)
 def test_schema_takes_every_nvidia_smi_fixture(path):
     gpus = audit.parse_nvidia_smi_xml(path.read_text(errors="replace"))
-    validated(nvidia=None if gpus is None else {"kernel_module": None, "gpus": gpus, "without_driver": []})
+    validated(nvidia=None if gpus is None else {"kernel_module": None, "gpus": gpus, "without_driver": [],
+                                                 "not_usable": []})
 
 
 @pytest.mark.parametrize(

@@ -319,19 +319,21 @@ def gpus(document: Document) -> tuple[str, float | None]:
     """"8x NVIDIA H100 80GB HBM3" per product, "none" when the driver saw none, "-" when nvidia did not
     run (no NVIDIA driver loaded), and the count to sort by. The GPUs are `nvidia.gpus` (schema 3 on), or
     the `nvidia` list itself (older documents); NVIDIA GPUs no driver took are added as "+ 2 without a
-    driver"."""
+    driver", and those bound but missing from nvidia-smi as "+ 1 not usable"."""
     nvidia = document.section("nvidia")
-    unbound = 0
+    unbound = unusable = 0
     if isinstance(nvidia, dict):
         unbound = len(nvidia.get("without_driver") or [])
+        unusable = len(nvidia.get("not_usable") or [])
         nvidia = nvidia.get("gpus")
     if not isinstance(nvidia, list):
         return "-", 0
-    missing = f"{unbound} without a driver" if unbound else ""
+    missing = [f"{unbound} without a driver"] if unbound else []
+    missing += [f"{unusable} not usable"] if unusable else []
     if not nvidia:
-        return missing or "none", 0
+        return " + ".join(missing) or "none", 0
     models = collections.Counter(text(as_dict(gpu).get("product")) or "?" for gpu in nvidia)
-    shown = [f"{count}x {model}" for model, count in models.items()] + ([missing] if missing else [])
+    shown = [f"{count}x {model}" for model, count in models.items()] + missing
     return " + ".join(shown), len(nvidia)
 
 

@@ -419,6 +419,10 @@ def test_a_large_folder_is_read_by_several_processes_with_the_same_result(fleet,
     ({"kernel_module": None, "gpus": [{"product": "NVIDIA H100"}], "without_driver": [{}, {}]},
      ("1x NVIDIA H100 + 2 without a driver", 1)),
     ({"kernel_module": None, "gpus": [], "without_driver": []}, ("none", 0)),
+    ({"kernel_module": None, "gpus": [{"product": "NVIDIA H100"}], "without_driver": [{}],
+      "not_usable": [{"address": "0000:c1:00.0"}]},
+     ("1x NVIDIA H100 + 1 without a driver + 1 not usable", 1)),
+    ({"kernel_module": None, "gpus": [], "without_driver": [], "not_usable": [{}]}, ("1 not usable", 0)),
     (None, ("-", 0)),
 ])
 def test_gpus_of_both_document_shapes(nvidia, shown):

@@ -62,6 +62,7 @@ AUTO = "auto"  # bee.nvidia.flavor: build both flavors, bee-nvidia chooses at bo
 # NVIDIA's GPU list in its installer: {"chips": [{"devid", "name", "features", "legacybranch"?}]}
 SUPPORTED_GPUS = Path("supported-gpus") / "supported-gpus.json"
 COMPILE_H = Path("include") / "generated" / "compile.h"  # LINUX_COMPILER: the compiler of the kernel
+AUTOCONF_H = Path("include") / "generated" / "autoconf.h"  # CONFIG_CC_VERSION_TEXT: its command first
 USERLAND_BINARIES = ("nvidia-smi", "nvidia-modprobe")
 FIRMWARE_PATTERN = "gsp_*.bin"
 STRIP_COMMAND = ("strip", "--strip-debug")
@@ -486,13 +487,17 @@ def jobs_count(cfg: Any) -> int:
 
 
 def make_command(kernel_dir: Path, headers: Path, jobs: int, modules: list[str] | None = None,
-                 *, ignore_cc_mismatch: bool = False) -> list[str]:
+                 *, ignore_cc_mismatch: bool = False, cc: str | None = None) -> list[str]:
     """Return the make command building NVIDIA's modules in `kernel_dir` against `headers`.
 
     Only `modules` are built (NVIDIA's Makefile builds what NV_KERNEL_MODULES names, by default every
-    module it has); IGNORE_CC_MISMATCH=1 lets NVIDIA's build accept a compiler other than the kernel's.
+    module it has); `cc` other than plain gcc (the kernel's own, e.g. gcc-12) is passed as CC=, as NVIDIA's
+    conftest.sh recommends; IGNORE_CC_MISMATCH=1 lets NVIDIA's build accept a compiler other than the
+    kernel's.
     """
     command = ["make", "-C", str(kernel_dir), f"-j{jobs}", "modules", f"SYSSRC={headers}"]
+    if cc and cc != "gcc":
+        command.append(f"CC={cc}")
     if modules:
         command.append(f"NV_KERNEL_MODULES={' '.join(modules)}")
     if ignore_cc_mismatch:
@@ -516,15 +521,28 @@ def kernel_compiler(headers: Path) -> str | None:
     return match.group(1).split(",")[0].strip() if match else None
 
 
-def builder_compiler() -> str:
-    """Return the first line of `gcc --version` on this builder (the compiler kbuild runs)."""
+def kernel_cc(headers: Path) -> str:
+    """Return the compiler command the kernel of `headers` was built with: the first word of
+    CONFIG_CC_VERSION_TEXT in include/generated/autoconf.h (`gcc-12` on Debian, `gcc` on Alpine); `gcc`
+    when the headers do not say or name no gcc."""
     try:
-        result = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=60,
+        text = (Path(headers) / AUTOCONF_H).read_text(errors="replace")
+    except OSError:
+        return "gcc"
+    match = re.search(r'#define\s+CONFIG_CC_VERSION_TEXT\s+"([^"\s]+)', text)
+    name = match.group(1) if match else ""
+    return name if re.fullmatch(r"[\w.+-]*gcc[\w.+-]*", name) else "gcc"
+
+
+def builder_compiler(cc: str = "gcc") -> str:
+    """Return the first line of `<cc> --version` on this builder (the compiler kbuild runs)."""
+    try:
+        result = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60,
                                 stdin=subprocess.DEVNULL)
     except FileNotFoundError:
-        raise CommandError("gcc not found; install the builder's compiler (apk add build-base)") from None
+        raise CommandError(f"{cc} not found; install the builder's compiler (apk add build-base)") from None
     except subprocess.TimeoutExpired:
-        raise CommandError("gcc --version did not answer in 60 s; check the builder's gcc") from None
+        raise CommandError(f"{cc} --version did not answer in 60 s; check the builder's {cc}") from None
     return (result.stdout.splitlines() or [""])[0].strip()
 
 
@@ -537,19 +555,34 @@ def compiler_version(text: str) -> str | None:
     return None
 
 
+def kernel_compiler_major_minor(line: str) -> tuple[str, str] | None:
+    """(major, minor) of LINUX_COMPILER as NVIDIA's conftest.sh (cc_version_check) reads it: the first
+    x.y.z in the line, else the first x.y."""
+    match = re.search(r"\d+\.\d+\.\d+", line) or re.search(r"\d+\.\d+", line)
+    return tuple(match.group(0).split(".")[:2]) if match else None
+
+
+def builder_major_minor(line: str) -> tuple[str, str] | None:
+    """(major, minor) of a `<cc> --version` line (its last version: what __GNUC__ and __GNUC_MINOR__ say)."""
+    version = compiler_version(line)
+    return tuple(version.split(".")[:2]) if version else None
+
+
 def check_compiler(cfg: Any, headers: Path) -> bool:
     """Compare the builder's gcc with the kernel's; return whether to pass IGNORE_CC_MISMATCH.
 
-    NVIDIA's build refuses a gcc whose version differs from the one that built the kernel (which
-    `include/generated/compile.h` of the headers names). A mismatch fails here in one line naming both,
-    unless `bee.nvidia.ignore_cc_mismatch` is true: then it is one warning line and True. Headers without
-    compile.h cannot be checked (False).
+    NVIDIA's conftest.sh (cc_version_check) compares the major and minor version of the compiler it runs
+    with those of LINUX_COMPILER in `include/generated/compile.h`; so does this, asking the compiler the
+    kernel names (`kernel_cc`, e.g. gcc-12, the one the build then uses). A mismatch fails here in one
+    line naming both, unless `bee.nvidia.ignore_cc_mismatch` is true: then it is one warning line and
+    True. Headers without compile.h cannot be checked (False).
     """
     kernel = kernel_compiler(headers)
     if kernel is None:
         return False
-    builder = builder_compiler()
-    if compiler_version(kernel) is not None and compiler_version(kernel) == compiler_version(builder):
+    builder = builder_compiler(kernel_cc(headers))
+    wanted = kernel_compiler_major_minor(kernel)
+    if wanted is not None and wanted == builder_major_minor(builder):
         return False
     if cfg.bee.nvidia.ignore_cc_mismatch:
         _say(f"warning: the kernel was built with {kernel}, this builder has {builder}; building anyway "
@@ -563,7 +596,8 @@ def check_compiler(cfg: Any, headers: Path) -> bool:
 
 
 def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int, *, timeout: float,
-                  modules: list[str] | None = None, ignore_cc_mismatch: bool = False) -> Path:
+                  modules: list[str] | None = None, ignore_cc_mismatch: bool = False,
+                  cc: str | None = None) -> Path:
     """Run make in the extracted installer's kernel folder for `flavor`; return that folder."""
     kernel_dir = extracted / kernel_dir_name(flavor)
     if not kernel_dir.is_dir():
@@ -571,7 +605,7 @@ def build_modules(extracted: Path, flavor: str, headers: Path, jobs: int, *, tim
         raise NvidiaBuildError(
             f"the installer has no {kernel_dir.name}/ for the {flavor} modules; set bee.nvidia.flavor={other}"
         )
-    command = make_command(kernel_dir, headers, jobs, modules, ignore_cc_mismatch=ignore_cc_mismatch)
+    command = make_command(kernel_dir, headers, jobs, modules, ignore_cc_mismatch=ignore_cc_mismatch, cc=cc)
     run_command(command, what=f"building the NVIDIA modules in {kernel_dir}", timeout=timeout)
     return kernel_dir
 
@@ -862,7 +896,8 @@ def build(
         try:
             for flavor in flavors:
                 kernel_dir = build_modules(extracted, flavor, Path(headers), jobs_count(cfg), timeout=timeout,
-                                           modules=names, ignore_cc_mismatch=ignore_cc_mismatch)
+                                           modules=names, ignore_cc_mismatch=ignore_cc_mismatch,
+                                           cc=kernel_cc(Path(headers)))
                 collect_modules(kernel_dir, names, staging / flavor, timeout=timeout)
                 write_manifest(staging / flavor, flavor_inputs(cfg, kver, flavor))
             collect_userland(extracted, nv.version, staging)

@@ -150,6 +150,51 @@ def test_ignore_cc_mismatch_passes_it_to_make_with_a_warning(fp, cfg, cached_ins
         "15.1.0) 15.1.0; building anyway with IGNORE_CC_MISMATCH=1 (bee.nvidia.ignore_cc_mismatch)\n")
 
 
+def test_a_patch_release_of_the_kernels_gcc_is_the_same_compiler(fp, cfg, tmp_path):
+    # NVIDIA's conftest.sh (cc_version_check) compares __GNUC__ and __GNUC_MINOR__ only.
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    compile_h(headers, ALPINE_GCC)
+    fp.register(["gcc", "--version"], stdout="gcc (Alpine 14.2.1_git20250101) 14.2.1 20250101\n")
+    assert nv.check_compiler(cfg, headers) is False
+
+
+DEBIAN_GCC = "gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"
+
+
+def test_the_compiler_the_kernel_names_is_asked_and_used(fp, cfg, cached_installer, tmp_path):
+    """Debian's kernel names gcc-12 (CONFIG_CC_VERSION_TEXT): that one is asked, and make gets CC=gcc-12."""
+    cfg.bee.nvidia.flavor = "proprietary"
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    compile_h(headers, DEBIAN_GCC)
+    (headers / "include/generated/autoconf.h").write_text(
+        f'#define CONFIG_CC_IS_GCC 1\n#define CONFIG_CC_VERSION_TEXT "{DEBIAN_GCC}"\n'
+        "#define CONFIG_GCC_VERSION 120200\n")
+    fp.register(["gcc-12", "--version"], stdout=f"{DEBIAN_GCC}\n")
+    work = nv.work_dir_for(cfg, KVER)
+    fp.register(["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")],
+                callback=lambda _: lay_out_installer(work / ".installer.tmp", cfg.bee.nvidia.version))
+    make = ["make", "-C", str(work / "installer" / "kernel"), "-j3", "modules", f"SYSSRC={headers}",
+            "CC=gcc-12", SHIPPED]
+    fp.register(make, callback=lambda _: [(work / "installer" / "kernel" / f"{m}.ko").write_bytes(b"ko")
+                                          for m in MODULES])
+    fp.register(["strip", fp.any()])
+    fp.allow_unregistered(False)
+    nv.build(cfg, KVER, headers=headers, progress=False)
+    assert make in list(fp.calls) and ["gcc", "--version"] not in list(fp.calls)
+
+
+@pytest.mark.parametrize(("line", "major_minor"), [
+    (f"{ALPINE_GCC}, GNU ld (GNU Binutils) 2.44", ("14", "2")),
+    (f"{DEBIAN_GCC}, GNU ld (GNU Binutils for Debian) 2.40", ("12", "2")),
+    ("aarch64-linux-gcc.br_real (Buildroot 2020.08-14-ge5a2a90) 9.3.0, GNU ld (GNU Binutils) 2.33.1",
+     ("9", "3")),   # an example NVIDIA's conftest.sh quotes
+    ("gcc version 4.8", ("4", "8")),
+    ("garbage", None),
+])
+def test_kernel_compiler_as_nvidia_reads_it(line, major_minor):
+    assert nv.kernel_compiler_major_minor(line) == major_minor
+
+
 @pytest.mark.parametrize(("line", "version"), [
     ("gcc (Alpine 14.2.0) 14.2.0", "14.2.0"),
     ("gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0", "12.2.0"),

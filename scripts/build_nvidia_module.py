@@ -55,6 +55,8 @@ NAME_RESOLUTION = re.compile(
     r"Name or service not known|Temporary failure in name resolution|No address associated with hostname|"
     r"nodename nor servname|getaddrinfo failed|NameResolutionError|Failed to resolve"
 )
+# What it says when this builder has no route to the host (ENETUNREACH, EHOSTUNREACH): no network either.
+NO_ROUTE = re.compile(r"Network is unreachable|No route to host|\[Errno (?:101|113)\]")
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 2
 KERNEL_DIRS = {"proprietary": "kernel", "open": "kernel-open"}  # flavor -> the installer's source folder
@@ -251,6 +253,12 @@ def _fetch_once(session: Any, url: str, transfer: _Transfer, timeout: float, pro
             raise DownloadError(
                 f"cannot download {url}: {host} does not resolve ({_short_reason(exc)}): no network or no "
                 "DNS on this builder; check the network (and bee.nvidia.url), then run again"
+            ) from None
+        if NO_ROUTE.search(str(exc)):
+            host = urlsplit(url).hostname or url
+            raise DownloadError(
+                f"cannot download {url}: no route to {host} ({_short_reason(exc)}): no network on this "
+                "builder; check the network (and bee.nvidia.url), then run again"
             ) from None
         raise _TransientError(_short_reason(exc)) from exc
     except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:

@@ -173,6 +173,26 @@ def test_a_host_that_does_not_resolve_fails_at_once(dest, capsys, monkeypatch):
     assert slept == [] and capsys.readouterr().err == "", "no silent (or noisy) retries"
 
 
+@pytest.mark.parametrize("code", [errno.ENETUNREACH, errno.EHOSTUNREACH])
+def test_no_route_to_the_host_fails_at_once(dest, capsys, monkeypatch, code):
+    """connect() failing with ENETUNREACH/EHOSTUNREACH (no network, no default route) is not retried."""
+    import urllib3.util.connection
+
+    def unreachable(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", unreachable)
+    slept = []
+    monkeypatch.setattr(nv.time, "sleep", slept.append)
+    url = "http://192.0.2.1:9/x.run"   # TEST-NET-1: never connected here (create_connection is replaced)
+    with pytest.raises(nv.DownloadError) as error:
+        nv.download(url, dest, SHA, **FAST)
+    message = str(error.value)
+    assert message.startswith(f"cannot download {url}: no route to 192.0.2.1 (")
+    assert os.strerror(code) in message and "no network on this builder" in message and "\n" not in message
+    assert slept == [] and capsys.readouterr().err == "", "no retries"
+
+
 def test_the_last_error_says_what_arrived(server, dest):
     server.faults.extend([("cut", nv.CHUNK_SIZE + 10), "503", "503", "503", "503"])
     with pytest.raises(nv.DownloadError) as error:

@@ -1011,8 +1011,8 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", default=nv.version, help="driver version (default: %(default)s)")
     parser.add_argument("--sha256", default=nv.sha256, help="pinned sha256 of the installer")
     parser.add_argument("--url", default=nv.url, help="installer URL; {version} is replaced")
-    parser.add_argument("--flavor", choices=[AUTO, *KERNEL_DIRS], default=nv.flavor,
-                        help="proprietary (kernel/), open (kernel-open/) or auto: both (%(default)s)")
+    parser.add_argument("--flavor", choices=[AUTO, *KERNEL_DIRS], default=None,
+                        help=f"proprietary (kernel/), open (kernel-open/) or auto: both ({nv.flavor})")
     parser.add_argument("--jobs", type=int, default=int(nv.jobs or 0), help="make -j; 0: one per CPU")
     parser.add_argument("--iso-kver", default=str(nv.kernel_release or ""),
                         help="release of the kernel the ISO boots (default: bee.nvidia.kernel_release, or "
@@ -1032,6 +1032,11 @@ def parse_args(cfg: Any, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.print_sha256 and args.step is not None:
         parser.error(f"--print-sha256 only prints NVIDIA's published sum; it takes no --step {args.step}")
+    ignored = [option for option, value in (("--overlay", args.overlay), ("--headers", args.headers),
+                                            ("--flavor", args.flavor)) if value is not None]
+    if args.print_sha256 and ignored:
+        parser.error(f"--print-sha256 only prints NVIDIA's published sum; it takes no {', '.join(ignored)}")
+    args.flavor = args.flavor or nv.flavor
     if args.overlay is not None and args.step not in (None, "build"):
         parser.error(f"--overlay installs a finished build; it takes no --step {args.step}")
     args.step = args.step or "build"

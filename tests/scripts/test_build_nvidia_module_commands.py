@@ -479,6 +479,8 @@ def test_an_extraction_of_another_installer_is_not_reused(fp, cfg, cached_instal
     (["--overlay", "/tmp/o", "--step", "extract"], "--overlay installs a finished build; it takes no --step "
                                                    "extract"),
     (["--kver", "6.12.58-0-lts"], "unrecognized arguments: --kver 6.12.58-0-lts"),
+    (["--print-sha256", "--overlay", "/tmp/o"], "it takes no --overlay"),
+    (["--print-sha256", "--headers", "/usr/src/h", "--flavor", "open"], "it takes no --headers, --flavor"),
 ])
 def test_arguments_that_would_be_ignored_are_refused(cfg, capsys, argv, complaint):
     with pytest.raises(SystemExit) as stopped:

@@ -132,6 +132,7 @@ def test_the_gpu_list_comes_from_the_installers_supported_gpus_json(built):
     assert lines[0].startswith(f"# NVIDIA {VERSION}: PCI device ids from supported-gpus/supported-gpus.json")
     # GH200 (two entries), B200 and RTX PRO 6000 Blackwell are kernelopen only; the V100 is 580.xx legacy;
     # the A100 and H100 are gsp_proprietary_supported too, so the proprietary modules drive them.
+    # The V100 entry says "kernelopen" too, as legacy entries of the real file do: legacy wins.
     assert lines[1:] == ["0x2342 open", "0x2901 open", "0x2bb5 open", "0x1db4 legacy 580.xx"]
     assert {chip["devid"] for chip in SUPPORTED_GPUS["chips"]} >= {"0x20B0", "0x2330"}
 

@@ -35,7 +35,8 @@ FIRMWARE_FILES = ("gsp_ga10x.bin", "gsp_tu10x.bin")
 DISPLAY_FEATURES = ["dpycbcr420", "dpgsynccompatible", "hdmi4k60rgb444", "hdmigsynccompatible", "runtimepm",
                     "vdpaufeaturesetK"]
 SUPPORTED_GPUS = {"chips": [
-    {"devid": "0x1DB4", "name": "Tesla V100-PCIE-16GB", "legacybranch": "580.xx", "features": []},
+    # A legacy entry keeps its features ("kernelopen" too): legacy must win over kernelopen.
+    {"devid": "0x1DB4", "name": "Tesla V100-PCIE-16GB", "legacybranch": "580.xx", "features": ["kernelopen"]},
     {"devid": "0x20B0", "name": "NVIDIA A100-SXM4-40GB",
      "features": [*DISPLAY_FEATURES, "kernelopen", "gsp_proprietary_supported"]},
     {"devid": "0x2330", "subdevid": "0x16C1", "subvendorid": "0x10DE", "name": "NVIDIA H100 80GB HBM3",

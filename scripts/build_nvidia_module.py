@@ -849,7 +849,9 @@ def extract_for_build(cfg: Any, kver: str, installer: Path) -> Path:
     """Return the extracted installer build() compiles in (`<work dir>/installer`), extracting it first
     unless an extraction of this very installer (its pinned sha256 in the stamp beside it) is there.
 
-    `--step extract` and build() both go through here, so a build after `--step extract` reuses it.
+    `--step extract` and build() both go through here, so a build after `--step extract` reuses it. The
+    stamp marks a clean extraction: build() removes it before compiling in it, so the leftovers of a build
+    that failed (kept for debugging) are never built on again.
     """
     work = work_dir_for(cfg, kver)
     target, stamp = work / "installer", work / EXTRACTED_STAMP
@@ -900,6 +902,7 @@ def build(
         installer = download_installer(cfg, progress=progress)
         work = work_dir_for(cfg, kver)
         extracted = extract_for_build(cfg, kver, installer)
+        fileops.remove_path(work / EXTRACTED_STAMP)  # compiled in from here on: not clean any more
         fileops.remove_path(staging)
         try:
             for flavor in flavors:

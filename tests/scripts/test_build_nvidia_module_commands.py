@@ -462,6 +462,30 @@ def test_extract_step_and_build_share_one_extraction(fp, cfg, cached_installer, 
     assert capsys.readouterr().out == f"{nv.cache_dir_for(cfg, KVER)}\n"
 
 
+def test_a_failed_builds_leftovers_are_not_built_on_again(fp, cfg, cached_installer, tmp_path):
+    cfg.bee.nvidia.flavor = "proprietary"
+    headers = fake_headers(tmp_path / "usr-src", KVER)
+    work = nv.work_dir_for(cfg, KVER)
+    extract = ["sh", str(cached_installer), "--extract-only", "--target", str(work / ".installer.tmp")]
+    version = cfg.bee.nvidia.version
+    fp.register(extract, callback=lambda _: lay_out_installer(work / ".installer.tmp", version))
+    fp.register(extract, callback=lambda _: lay_out_installer(work / ".installer.tmp", version))
+
+    def half_built(_):
+        (work / "installer" / "kernel" / "nvidia.o").write_bytes(b"an object of the failed build")
+    fp.register(["make", fp.any()], returncode=2, stderr="make: *** [nvidia.o] Error 1\n",
+                callback=half_built)
+    fp.register(["make", fp.any()], callback=lambda _: [
+        (work / "installer" / "kernel" / f"{m}.ko").write_bytes(b"ko") for m in MODULES])
+    fp.register(["strip", fp.any()])
+    with pytest.raises(nv.NvidiaBuildError):
+        nv.build(cfg, KVER, headers=headers, progress=False)
+    assert (work / "installer" / "kernel" / "nvidia.o").exists(), "kept for debugging"
+    assert not (work / nv.EXTRACTED_STAMP).exists()
+    nv.build(cfg, KVER, headers=headers, progress=False)
+    assert fp.call_count(extract) == 2, "the second build extracted afresh"
+
+
 def test_an_extraction_of_another_installer_is_not_reused(fp, cfg, cached_installer, tmp_path):
     work = nv.work_dir_for(cfg, KVER)
     (work / "installer" / "kernel").mkdir(parents=True)

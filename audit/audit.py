@@ -127,6 +127,7 @@ class Runner:
         if replay is not None:
             sysfs, procfs, devfs = replay / "sysfs", replay / "procfs", replay / "devfs"
         self.roots = {"sysfs": sysfs, "procfs": procfs, "devfs": devfs}
+        self.nvidia_gpu_list: dict[str, str] = {}  # the ISO's GPU list (--nvidia-gpu-list): device id -> need
         self._capture_lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()  # tool runs under way (stopped at once on Ctrl-C)
         self._running_lock = threading.Lock()
@@ -2542,24 +2543,57 @@ def nvrm_failure(address: str, kernel_log: str | None) -> str | None:
     return None
 
 
+def parse_nvidia_gpu_list(text: str | None) -> dict[str, str]:
+    """The GPU list the ISO ships beside the NVIDIA modules (made from the installer's supported-gpus.json:
+    "<device id> open" or "<device id> legacy <branch>" per line, "#" comments) as {device id (lower-case
+    0x hex): "open" | "legacy <branch>"}; lines that are not such are ignored."""
+    entries: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and re.fullmatch(r"0x[0-9a-fA-F]{4}", words[0]) and words[1] in ("open", "legacy"):
+            entries.setdefault(words[0].lower(), " ".join(words[1:3]))
+    return entries
+
+
+def read_nvidia_gpu_list(path: Path | None) -> dict[str, str]:
+    """`parse_nvidia_gpu_list` of the file at `path`; empty when there is none (an ISO without NVIDIA
+    modules) and, saying so in one line, when it cannot be read."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        return parse_nvidia_gpu_list(path.read_text(errors="replace"))
+    except OSError as err:
+        log(f"nvidia: cannot read the GPU list {path} ({err.strerror or err}); GPUs without a driver are "
+            "judged by their device id alone")
+        return {}
+
+
 def why_without_driver(
-    function: dict[str, Any], module: dict[str, Any] | None, kernel_log: str | None
+    function: dict[str, Any], module: dict[str, Any] | None, kernel_log: str | None,
+    gpu_list: dict[str, str] | None = None,
 ) -> str:
     """Why an NVIDIA GPU function has no driver, as far as the kernel log, its device id and the loaded
-    module tell: NVRM's own verdict on its address, a pre-Turing device id, no module loaded, the last NVRM
-    line naming its address, or (knowing nothing more) a pointer to the kernel log."""
+    module tell: NVRM's own verdict on its address, the legacy branch the ISO's GPU list names for its
+    device id (else a pre-Turing device id), no module loaded, the last NVRM line naming its address, or
+    (knowing nothing more) a pointer to the kernel log."""
     address = function["address"]
     verdict = nvrm_verdict(address, kernel_log)
     if verdict:
         return verdict
+    branch = f"the {module['version'].split('.')[0]}" if module else "this"
+    need = (gpu_list or {}).get((function.get("device_id") or "").lower(), "")
+    if need.startswith("legacy"):
+        legacy = f"the {need.split(' ', 1)[1]}" if " " in need else "a"
+        return (f"not supported by {branch} driver branch: NVIDIA's GPU list names {legacy} legacy "
+                f"branch for device id {function['device_id']}")
     try:
         device = int(function.get("device_id") or "", 16)
     except ValueError:
         device = None
     if device is not None and device < FIRST_TURING_DEVICE_ID:
-        branch = f"the {module['version'].split('.')[0]}" if module else "this"
         return (f"a pre-Turing GPU (device id {function['device_id']}): not supported by {branch} driver "
-                "branch (580 was the last for Maxwell, Pascal and Volta)")
+                "branch (Turing is the oldest it drives; older GPUs need a legacy branch: 580 for Maxwell, "
+                "Pascal and Volta, 470 for Kepler)")
     if module is None:
         return "the NVIDIA kernel module is not loaded (see bee-nvidia's line on the console, and dmesg)"
     return (nvrm_failure(address, kernel_log)
@@ -2624,7 +2658,8 @@ def collect_nvidia(ctx: Context) -> dict[str, Any] | None:
         result = ctx.run(["dmesg"], redact=redact_kernel_urls)
         kernel_log = result.stdout if result is not None and result.returncode == 0 else None
     without_driver = [{"address": function["address"], "device_id": function["device_id"],
-                       "reason": why_without_driver(function, module, kernel_log)} for function in unbound]
+                       "reason": why_without_driver(function, module, kernel_log, ctx.runner.nvidia_gpu_list)}
+                      for function in unbound]
     not_usable = [{"address": function["address"], "device_id": function["device_id"],
                    "reason": why_not_usable(function, module, kernel_log)} for function in unusable]
     return {"kernel_module": module, "gpus": gpus, "without_driver": without_driver,
@@ -6492,6 +6527,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="find the profile as the live system does: bee.profile=URL on the kernel "
                              "command line, else bee-profile.json on a USB stick, else FILE (if it exists)")
     parser.add_argument("--strict", action="store_true", help="exit 3 when the acceptance failed")
+    parser.add_argument("--nvidia-gpu-list", type=Path, metavar="FILE",
+                        help="the GPU list the ISO ships beside the NVIDIA modules: names the legacy branch "
+                             "of a GPU no driver took (absent or unreadable: the device id alone tells)")
     parser.add_argument("--report", metavar="URL",
                         help="also PUT the document to URL (a folder URL ending in /, or one object's URL)")
     parser.add_argument("--report-timeout", type=positive_seconds, default=REPORT_TIMEOUT, metavar="SECONDS",
@@ -6721,6 +6759,7 @@ def run_audit(args: argparse.Namespace, done: list[str]) -> int:
     else:
         runner = Runner(args.sysfs, args.procfs, args.devfs, args.timeout,
                         capture if capture is not None else capture_folder(args), args.replay)
+        runner.nvidia_gpu_list = read_nvidia_gpu_list(args.nvidia_gpu_list)
         document = build_document(runner)
     if args.make_profile is not None and not write_profile(args.make_profile, document):
         status = 1

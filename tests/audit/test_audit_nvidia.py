@@ -489,8 +489,9 @@ def test_gpus_without_a_driver_are_named_with_the_reason(fp, tools):
     document, nvidia = nvidia_of(tools)
     assert nvidia["without_driver"] == [
         {"address": "0000:42:00.0", "device_id": "0x1db4",
-         "reason": "a pre-Turing GPU (device id 0x1db4): not supported by the 590 driver branch (580 was the "
-                   "last for Maxwell, Pascal and Volta)"},
+         "reason": "a pre-Turing GPU (device id 0x1db4): not supported by the 590 driver branch (Turing "
+                   "is the oldest it drives; older GPUs need a legacy branch: 580 for Maxwell, Pascal and "
+                   "Volta, 470 for Kepler)"},
         {"address": "0000:43:00.0", "device_id": "0x20b0",
          "reason": "the driver failed: GPU 0000:43:00.0: rm_init_adapter failed, device minor number 0"},
         {"address": "0000:44:00.0", "device_id": "0x2331",
@@ -517,8 +518,8 @@ def test_gpus_without_any_nvidia_module_loaded(fp, tools):
     assert nvidia["kernel_module"] is None and nvidia["gpus"] == []
     assert [entry["reason"] for entry in nvidia["without_driver"]] == [
         "the NVIDIA kernel module is not loaded (see bee-nvidia's line on the console, and dmesg)",
-        "a pre-Turing GPU (device id 0x1db4): not supported by this driver branch (580 was the last for "
-        "Maxwell, Pascal and Volta)",
+        "a pre-Turing GPU (device id 0x1db4): not supported by this driver branch (Turing is the oldest it "
+        "drives; older GPUs need a legacy branch: 580 for Maxwell, Pascal and Volta, 470 for Kepler)",
     ]
     assert [(e["command"], e["message"]) for e in document["errors"]] == [
         (None, "no NVIDIA kernel module is loaded, but 2 NVIDIA GPU(s) have no driver (see bee-nvidia's line "
@@ -537,6 +538,46 @@ def test_an_unreadable_kernel_log_still_gives_a_reason(fp, tools):
     _, nvidia = nvidia_of(tools)
     assert nvidia["without_driver"][0]["reason"] == (
         "the proprietary NVIDIA kernel module did not take it: see the kernel log (dmesg)")
+
+
+# The GPU list the ISO ships (scripts/build_nvidia_module.py's gpu_support_text of the installer's
+# supported-gpus.json): a Kepler Tesla K80 (0x102d) is 470.xx legacy, a V100 580.xx; CRLF and garbage too.
+GPU_LIST = ("# NVIDIA 590.48.01: PCI device ids from supported-gpus/supported-gpus.json; open: ...\r\n"
+            "0x2901 open\r\n0x102D legacy 470.xx\r\n0x1db4 legacy 580.xx\r\nnot a line\r\n0x12 legacy\r\n")
+
+
+def test_gpu_list_parsing():
+    assert audit.parse_nvidia_gpu_list(GPU_LIST) == {
+        "0x2901": "open", "0x102d": "legacy 470.xx", "0x1db4": "legacy 580.xx"}
+    assert audit.parse_nvidia_gpu_list(None) == {} and audit.parse_nvidia_gpu_list("\x00\xff") == {}
+
+
+def test_the_isos_gpu_list_names_the_legacy_branch(fp, tools, tmp_path, monkeypatch, capsys):
+    load_driver(tools, PROPRIETARY_VERSION.replace("515.76", "590.48.01"))
+    tools("dmesg")
+    nvidia_pci(tools, {"0000:05:00.0": ("0x102d", "0x030200", False),    # Tesla K80: Kepler, 470 legacy
+                       "0000:06:00.0": ("0x1db4", "0x030200", False),    # V100: 580 legacy
+                       "0000:07:00.0": ("0x1b38", "0x030200", False)})   # P40: not in this list
+    fp.register(NVSMI, stdout="No devices were found\n", returncode=6)
+    fp.register(["dmesg"], stdout="")
+    gpu_list = tmp_path / "gpu-support.txt"
+    gpu_list.write_text(GPU_LIST)
+    runner = tools.runner(20.0)
+    runner.nvidia_gpu_list = audit.read_nvidia_gpu_list(gpu_list)
+    nvidia = audit.build_document(runner, [("nvidia", audit.collect_nvidia)])["nvidia"]
+    assert [entry["reason"] for entry in nvidia["without_driver"]] == [
+        "not supported by the 590 driver branch: NVIDIA's GPU list names the 470.xx legacy branch for device "
+        "id 0x102d",
+        "not supported by the 590 driver branch: NVIDIA's GPU list names the 580.xx legacy branch for device "
+        "id 0x1db4",
+        "a pre-Turing GPU (device id 0x1b38): not supported by the 590 driver branch (Turing is the oldest "
+        "it drives; older GPUs need a legacy branch: 580 for Maxwell, Pascal and Volta, 470 for Kepler)",
+    ]
+
+
+def test_a_missing_gpu_list_is_no_list(tmp_path):
+    assert audit.read_nvidia_gpu_list(tmp_path / "absent.txt") == {}
+    assert audit.read_nvidia_gpu_list(None) == {}
 
 
 # A B200 the proprietary nvidia.ko bound at probe and refused when nvidia-smi first opened it (NVIDIA's two

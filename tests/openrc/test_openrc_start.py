@@ -213,6 +213,18 @@ def test_audit_writes_its_json_where_configured_and_its_qr_to_the_console(box, s
     assert "QR-SUMMARY" in result.stdout
 
 
+def test_the_isos_nvidia_gpu_list_reaches_the_audit(box, services, tmp_path, cfg):
+    audit = box.stand_in("audit", 'echo "QR-SUMMARY"\n')
+    gpu_list = tmp_path / cfg.bee.nvidia.gpu_list
+    absent = {**audit_env(tmp_path, audit), "BEE_NVIDIA_GPU_LIST": str(gpu_list)}
+    assert box.run_function(services["bee-audit-debug"], "start", absent).returncode == 0
+    gpu_list.write_text("0x1db4 legacy 580.xx\n")
+    assert box.run_function(services["bee-audit-debug"], "start", absent).returncode == 0
+    plain = (f"audit --output {tmp_path}/log/bee-audit.json --expect-live {cfg.bee.live.expect_profile_file} "
+             "--strict")
+    assert box.calls("audit") == [plain, f"{plain} --nvidia-gpu-list {gpu_list}"]
+
+
 def test_the_summary_reaches_the_serial_console_too(box, services, tmp_path, cfg):
     """The screen is /dev/console (the last console=, our output); the serial port gets a copy."""
     serial = cfg.bee.iso.serial_console

@@ -60,7 +60,9 @@ def large_document() -> dict:
         "storage": disks, "pcie": pcie, "psu": {"power_supplies": [
             {"name": f"PSU{n}", "part_number": "PWS-3K01A-1R", "manufacturer": "Supermicro"}
             for n in range(6)]},
-        "nvidia": gpus, "network": network, "findings": [], "errors": [],
+        "nvidia": {"kernel_module": {"version": "590.48.01", "flavor": "proprietary"}, "gpus": gpus,
+                   "without_driver": [], "not_usable": []},
+        "network": network, "findings": [], "errors": [],
     }
 
 
@@ -83,7 +85,7 @@ def main() -> int:
     result = audit.check_profile(document, profile)
     slots = len(document["memory"]["slots"])
     print(f"document: {len(json.dumps(document)) // 1024} KiB, {slots} DIMM slots, "
-          f"{len(document['nvidia'])} GPUs, {len(document['pcie'])} PCI functions, "
+          f"{len(document['nvidia']['gpus'])} GPUs, {len(document['pcie'])} PCI functions, "
           f"{len(document['storage'])} disks, {len(document['network'])} NIC ports")
     print(f"profile: {len(text) // 1024} KiB, {result['checks_total']} checks, passed {result['passed']}")
     for name, function in (

@@ -91,6 +91,21 @@ def test_without_a_collector_the_audit_runs_as_before(box, services, tmp_path):
     assert box.openrc()[-1] == "eend 0"
 
 
+def test_the_gpu_list_without_a_collector_never_starts_bee_report(box, services, tmp_path):
+    """The GPU list's option is no collector: no "sending it to the collector", no bee-report --boot."""
+    audit = box.stand_in("audit")
+    bee_report = box.stand_in("bee-report", "exit 1\n")  # --url: no collector configured
+    gpu_list = tmp_path / "gpu-list"
+    gpu_list.write_text("0x2901 open\n")
+    env = {**audit_env(tmp_path, audit, bee_report), "BEE_NVIDIA_GPU_LIST": str(gpu_list)}
+    result = box.run_function(services["bee-audit-debug"], "start", env)
+    assert result.returncode == 0, result.stderr
+    assert box.calls("audit") == [audit_call(tmp_path, f"--nvidia-gpu-list {gpu_list}")]
+    time.sleep(0.3)
+    assert box.calls("bee-report") == ["bee-report --url"]
+    assert not any("collector" in line for line in box.openrc())
+
+
 def test_with_a_collector_the_audit_spools_and_bee_report_sends_in_the_background(box, services, tmp_path):
     audit = box.stand_in("audit")
     # the collector is down: bee-report --boot keeps trying (here 20 s) while the boot goes on
@@ -102,10 +117,42 @@ def test_with_a_collector_the_audit_spools_and_bee_report_sends_in_the_backgroun
     assert result.returncode == 0, result.stderr
     assert box.calls("audit") == [audit_call(tmp_path, f"--spool {tmp_path}/spool")]
     assert wait_for_calls(box, "bee-report", 2) == ["bee-report --url", "bee-report --boot"]
-    assert (tmp_path / "console").read_text() == ""  # its line comes when it is done, on the console
+    assert not (tmp_path / "console").exists()  # its line comes when it is done, on the console
     assert f"einfo sending it to the collector in the background; progress in {tmp_path}/log/bee-report.log" \
         in box.openrc()
     assert box.openrc()[-1] == "eend 0"
+
+
+def test_bee_reports_line_reaches_the_serial_console_too(box, services, tmp_path):
+    audit = box.stand_in("audit")
+    bee_report = box.stand_in("bee-report", 'case "$1" in --url) echo http://c/f/;; --boot) '
+                                            'echo "bee-report: delivered 1 files to http://c/f/";; esac\n')
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "ttyS0").write_text("")
+    (tmp_path / "cmdline").write_text("quiet console=ttyS0,115200 console=tty0\n")
+    env = {**audit_env(tmp_path, audit, bee_report), "BEE_CMDLINE": str(tmp_path / "cmdline")}
+    result = box.run_function(services["bee-audit-debug"], "start", env)
+    assert result.returncode == 0, result.stderr
+    line = "bee-report: delivered 1 files to http://c/f/\n"
+    deadline = time.monotonic() + 10
+    while line not in (tmp_path / "dev" / "ttyS0").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "dev" / "ttyS0").read_text().endswith(line)
+    assert (tmp_path / "console").read_text() == line
+
+
+def test_a_serial_port_that_fails_to_write_says_nothing(box, services, tmp_path):
+    """A console= whose device exists but cannot be written (no UART behind ttyS0) adds no shell error."""
+    audit = box.stand_in("audit", "echo QR\n")
+    bee_report = box.stand_in("bee-report", "exit 1\n")
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "ttyS0").mkdir()  # writable by test -w, yet no file to write into
+    (tmp_path / "cmdline").write_text("console=ttyS0,115200 console=tty0\n")
+    env = {**audit_env(tmp_path, audit, bee_report), "BEE_CMDLINE": str(tmp_path / "cmdline")}
+    result = box.run_function(services["bee-audit-debug"], "start", env)
+    assert result.returncode == 0
+    assert result.stdout == "QR\n"
+    assert result.stderr == ""
 
 
 def test_a_failing_audit_still_hands_the_spool_to_bee_report_and_returns_0(box, services, tmp_path):

@@ -183,6 +183,52 @@ def test_udhcpc_script_keeps_the_stock_scripts_status(box, cfg, tmp_path):
     (tmp_path / "issue").write_text("")
     result = run_udhcpc_script(box, script, tmp_path, "bound", interface="eth0", ip="10.0.0.2", mask="8")
     assert result.returncode == 3
+    # no "ssh bee@..." to an address the stock script could not configure: a warning instead
+    assert (tmp_path / "console").read_text() == (
+        f"bee: WARNING: eth0 was offered 10.0.0.2/8 by DHCP, but {box.bin}/default.script failed (status 3) "
+        "to configure it\n")
+    assert (tmp_path / "issue").read_text() == ""
+
+
+def test_udhcpc_scripts_at_the_same_time_lose_no_address(box, cfg, tmp_path):
+    """One udhcpc per interface: leases that come together each keep their line in /etc/issue."""
+    script = tmp_path / "bee.script"
+    script.write_text(live_system.render_source(cfg, UDHCPC_SCRIPT))
+    box.stand_in("default.script")
+    (tmp_path / "issue").write_text("Welcome\n")
+    (tmp_path / "cmdline").write_text("console=tty0\n")
+    (tmp_path / "dev").mkdir()
+    count = 12
+    base = {"PATH": str(box.bin), "CALLS_LOG": str(box.calls_log), "BEE_RUNDIR": str(tmp_path / "run"),
+            "BEE_CONSOLE": str(tmp_path / "console"), "BEE_ISSUE": str(tmp_path / "issue"),
+            "BEE_UDHCPC_DEFAULT": str(box.bin / "default.script"), "BEE_CMDLINE": str(tmp_path / "cmdline"),
+            "BEE_DEV": str(tmp_path / "dev")}
+    runs = [subprocess.Popen([box.busybox, "sh", str(script), "bound"], stderr=subprocess.PIPE, text=True,
+                             env={**base, "interface": f"eth{n}", "ip": f"10.0.0.{n + 1}", "mask": "24"})
+            for n in range(count)]
+    for run in runs:
+        assert run.wait(timeout=60) == 0
+        assert run.stderr.read() == ""
+    issue = (tmp_path / "issue").read_text().splitlines()
+    assert issue[0] == "Welcome"
+    assert sorted(issue[1:]) == sorted(f"bee: eth{n} 10.0.0.{n + 1}/24: ssh {cfg.bee.live.user}@10.0.0.{n + 1}"
+                                       for n in range(count))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("issue")) == ["issue"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(
+        ["issue.orig", *(f"address.eth{n}" for n in range(count))])  # the lock is gone too
+
+
+def test_udhcpc_script_takes_over_a_lock_whose_holder_is_gone(box, cfg, tmp_path):
+    script = tmp_path / "bee.script"
+    script.write_text(live_system.render_source(cfg, UDHCPC_SCRIPT))
+    box.stand_in("default.script")
+    (tmp_path / "issue").write_text("")
+    (tmp_path / "run" / "issue.lock").mkdir(parents=True)
+    (tmp_path / "run" / "issue.lock" / "pid").write_text("999999\n")  # no such process
+    result = run_udhcpc_script(box, script, tmp_path, "bound", interface="eth0", ip="10.0.0.2", mask="8")
+    assert result.returncode == 0, result.stderr
+    assert "10.0.0.2/8" in (tmp_path / "issue").read_text()
+    assert not (tmp_path / "run" / "issue.lock").exists()
 
 
 # --- bee-audit-debug ---------------------------------------------------------------------------------------

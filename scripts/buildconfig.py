@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,11 @@ def templates() -> list[Path]:
     return sorted(p.relative_to(REPO_ROOT) for p in found)
 
 
+def shell_quote(value: Any) -> str:
+    """Return `value` as one shell word (the `shquote` filter of templates): `'...'` when it needs quoting."""
+    return shlex.quote(str(value))
+
+
 def render_template(cfg: Any, template: Path | str, extra: dict[str, Any] | None = None) -> str:
     """Render one template (a path relative to the project) with the configuration; unknown names fail."""
     import jinja2
@@ -185,6 +191,7 @@ def render_template(cfg: Any, template: Path | str, extra: dict[str, Any] | None
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["shquote"] = shell_quote
     context = template_context(cfg)
     context.update(extra or {})
     return env.get_template(Path(template).as_posix()).render(**context)

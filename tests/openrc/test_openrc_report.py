@@ -3,6 +3,7 @@ sh; stand-ins where the command line is checked, the real audit and a real nginx
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -172,7 +173,7 @@ def test_the_kernel_command_line_names_the_collector_and_the_timeout(box, cfg, t
     spool_a_document(tmp_path)
     url = "https://s3.example.com/fleet/rack12.json?X-Amz-Signature=0badc0ffee&X-Amz-Expires=600"
     env = report_env(tmp_path, f"{CMDLINE} bee.report={url} bee.report_timeout=42 nomodeset")
-    assert run_report(box, script, env, "--url").stdout == url + "\n"
+    assert run_report(box, script, env, "--url").stdout == "https://s3.example.com/fleet/rack12.json\n"
     done = run_report(box, script, env, "--boot")
     assert done.returncode == 0, done.stderr
     assert box.calls("audit") == [f"audit --send-spool {tmp_path}/spool --report {url} --report-timeout 42"]
@@ -196,6 +197,32 @@ def test_the_build_default_and_a_url_given_by_hand(box, config_copy, tmp_path):
     run_report(box, script, env, "http://other.example/x/")  # by hand, another collector
     assert box.calls("audit") == [f"audit --send-spool {tmp_path}/spool --report http://other.example/x/ "
                                   f"--report-timeout 600 --report-token-file {tmp_path}/report.token"]
+
+
+def test_a_built_in_url_is_one_shell_word_and_never_shown_whole(box, config_copy, tmp_path):
+    """bee.live.report_url is quoted at render time: quotes, $(...) and ; in it are the URL's, never run."""
+    url = "https://u:pw@c.example/in/?sig=a'b\"c$(touch pwned);x=`id`&y=${HOME}"
+    yaml = config_copy.read_text()
+    config_copy.write_text(yaml.replace('report_url: ""', f"report_url: {json.dumps(url)}"))
+    cfg = buildconfig.load_config(config_copy.parent)
+    assert cfg.bee.live.report_url == url
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    box.stand_in("audit")
+    spool_a_document(tmp_path)
+    env = report_env(tmp_path, CMDLINE)
+    shown = run_report(box, script, env, "--url")
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, "https://c.example/in/\n", "")
+    run_report(box, script, env, "--boot")
+    assert box.calls("audit")[0].startswith(f"audit --send-spool {tmp_path}/spool --report {url} ")
+    assert not list(Path.cwd().glob("pwned")) and not (tmp_path / "pwned").exists()
+
+
+def test_help_shows_the_whole_usage(box, cfg, tmp_path):
+    script = render_bee_report(cfg, tmp_path / "bee-report")
+    usage = run_report(box, script, report_env(tmp_path, CMDLINE), "--help").stdout
+    assert usage.startswith("bee-report: send the audit documents")
+    assert usage.rstrip().endswith(f"{cfg.bee.live.report_timeout}) and end with one line on stdout (the "
+                                   "console at boot).")
 
 
 def test_no_collector_an_empty_spool_and_a_bad_timeout(box, cfg, tmp_path):

@@ -211,7 +211,8 @@ def test_udhcpc_scripts_at_the_same_time_lose_no_address(box, cfg, tmp_path):
         assert run.stderr.read() == ""
     issue = (tmp_path / "issue").read_text().splitlines()
     assert issue[0] == "Welcome"
-    assert sorted(issue[1:]) == sorted(f"bee: eth{n} 10.0.0.{n + 1}/24: ssh {cfg.bee.live.user}@10.0.0.{n + 1}"
+    user = cfg.bee.live.user
+    assert sorted(issue[1:]) == sorted(f"bee: eth{n} 10.0.0.{n + 1}/24: ssh {user}@10.0.0.{n + 1}"
                                        for n in range(count))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("issue")) == ["issue"]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(

@@ -71,3 +71,16 @@ def test_live_path_places_a_live_system_path_inside_the_overlay(tmp_path):
     cfg = buildconfig.load_config()
     assert buildconfig.live_path(tmp_path, "/usr/lib/bee") == tmp_path / "usr" / "lib" / "bee"
     assert buildconfig.live_path(tmp_path, cfg.bee.live.audit_path).is_relative_to(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["", "http://c/f/", "https://h/?a=1&b='2'", 'x"$(id)`id`;${HOME}\\'])
+def test_shquote_makes_one_shell_word_of_any_value(tmp_path, value):
+    """The `shquote` filter: busybox sh reads the rendered word back as the value, running nothing."""
+    import subprocess
+
+    word = buildconfig.shell_quote(value)
+    busybox = shutil.which("busybox")
+    assert busybox, "busybox is required (apt install busybox)"
+    done = subprocess.run([busybox, "sh", "-c", f"v={word}; printf '%s' \"$v\""], capture_output=True,
+                          text=True, cwd=tmp_path, env={"PATH": ""})
+    assert (done.stdout, done.stderr) == (value, "")

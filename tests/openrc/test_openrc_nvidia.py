@@ -13,6 +13,9 @@ it was loaded from), and `modprobe -r` removes them.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from scripts import buildconfig
@@ -149,6 +152,7 @@ def machine(box, tmp_path, cfg, gpus, *, flavors=("proprietary", "open"), gpu_li
         "BEE_NVIDIA_MODULES": str(tmp_path / "nvidia"), "BEE_NVIDIA_BIN": str(tmp_path / "nvbin"),
         "BEE_FIRMWARE_DIR": "/fw", "SYS": str(sysfs), "MODS": str(tmp_path / f"lib/modules/{KVER}"),
         "KLOG": str(tmp_path / "kernel.log"), "FAIL": fail, "OPEN_ONLY": f"{B200} 0x2342", "LEGACY": VOLTA,
+        "BEE_NVIDIA_LOG": str(tmp_path / "log/bee-nvidia.log"),
     }
 
 
@@ -233,6 +237,40 @@ def test_a_gpu_refused_at_first_open_swaps_the_proprietary_set_for_the_open_one(
     assert box.calls("nvidia-smi") == ["nvidia-smi -L"]   # the GPUs were opened once, under proprietary
     assert linked_flavor(tmp_path, cfg) == "open"
     assert bound(tmp_path) == ["0000:41:00.0", "0000:c1:00.0"]
+
+
+def test_a_hung_nvidia_smi_is_killed_and_the_boot_goes_on(box, service, tmp_path, cfg):
+    """A GPU off the bus hangs `nvidia-smi -L` (TERM ignored, D state): after the bound it gets KILL and the
+    service goes on without waiting; what it printed is in the log, not on the console."""
+    env = machine(box, tmp_path, cfg, {"0000:41:00.0": HOPPER})
+    smi = tmp_path / "nvbin/nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ntrap '' TERM\necho \"$$\" >{tmp_path}/smi.pid\necho 'GPU 0: probing'\n"
+                   "exec sleep 20\n")
+    env["BEE_OPEN_TIMEOUT"] = "1"
+    started = time.monotonic()
+    result = box.run_function(service, "start", env)
+    assert time.monotonic() - started < 8
+    assert result.returncode == 0 and result.stdout == result.stderr == ""
+    assert box.openrc()[1] == ("einfo the proprietary NVIDIA modules loaded: 1 of 1 NVIDIA GPU(s) have a "
+                               "driver")
+    log = (tmp_path / "log/bee-nvidia.log").read_text()
+    assert log.startswith("GPU 0: probing\n")
+    assert f"bee-nvidia: {smi} -L still running after 1 s: killed, not waited for\n" in log
+    pid = int((tmp_path / "smi.pid").read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower() \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "zombie" in status.read_text().lower()  # KILL ended it
+
+
+def test_opening_the_gpus_prints_to_the_log_only(box, service, tmp_path, cfg):
+    env = machine(box, tmp_path, cfg, {"0000:41:00.0": HOPPER})
+    result = box.run_function(service, "start", env)
+    assert result.returncode == 0 and result.stdout == ""
+    assert "NVIDIA" not in result.stderr
+    assert "GPU" in (tmp_path / "log/bee-nvidia.log").read_text()
 
 
 def test_an_unsupported_gpu_is_no_reason_to_switch(box, service, tmp_path, cfg):

@@ -97,3 +97,36 @@ def test_a_crashing_audit_shows_no_verdict_and_still_ends_0(box, services, tmp_p
     assert FAIL_ROW not in result.stdout and PASS_ROW not in result.stdout
     assert any("status 1" in line for line in box.openrc() if line.startswith("ewarn"))
     assert box.openrc()[-1] == "eend 0"
+
+
+def test_fail_with_many_checks_and_the_largest_qr_fits_an_80x25_screen(box, services, tmp_path):
+    """A real qrencode's largest summary (QR_MAX_BYTES): caption, QR rows, and beside them the banner, the
+    first 3 acceptance lines (wrapped) and how many more: at most 25 rows of at most 79 columns."""
+    import re
+
+    drawing = audit.qr_code("s" * audit.QR_MAX_BYTES)  # byte mode: the largest code
+    assert drawing is not None, "qrencode is required (apt install qrencode)"
+    qr_rows = drawing.rstrip("\n").split("\n")
+    assert len(qr_rows) == audit.QR_MAX_LINES - 1  # the constant is the largest code's rows plus the caption
+    summary = tmp_path / "qr.txt"
+    summary.write_text("bee audit summary, system serial S1:\n" + drawing)
+    checks = [f"critical: storage: disk {n} of the profile's 8 x 3.84 TB NVMe is missing from slot {n}"
+              for n in range(5)]
+    log_lines = "".join(f"audit: acceptance: {line}\n" for line in
+                        ["FAIL: 5 of 5 checks failed (profile rack 12)", *checks])
+    fake = box.stand_in("audit", f'cat "{summary}"\nprintf "%s" "{log_lines}" >&2\nexit 3\n')
+    result = box.run_function(services["bee-audit-debug"], "start", env(tmp_path, fake, tmp_path / "p"))
+    assert result.returncode == 0
+    lines = result.stdout.rstrip("\n").split("\n")
+    assert len(lines) <= 25, len(lines)
+    visible = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+    assert max(len(line) for line in visible) <= 79
+    assert lines[0] == "bee audit summary, system serial S1:"
+    for row, line in zip(qr_rows, lines[1:], strict=False):
+        assert line.startswith(row)  # the QR code itself is untouched
+    column = " ".join(line[len(re.sub(r"\x1b\[[0-9;]*m", "", qr_rows[0])):].strip() for line in visible[1:])
+    assert FAIL_ROW.strip() in column and "#####   ######" in column
+    assert "FAIL: 5 of 5 checks failed (profile rack 12)" in column
+    assert checks[0] in column and checks[1] in column and checks[2] not in column
+    assert f"3more in{tmp_path}/log/bee-audit.log".replace(" ", "") in column.replace(" ", "")  # cut at 33
+    assert box.openrc()[-1] == "eend 0"

@@ -4731,6 +4731,45 @@ def derive_findings(
     return findings
 
 
+# -- HTTP: what fetching a profile and sending a report share ------------------------------------------------
+
+
+def reason_of(exc: BaseException) -> str:
+    """An exception in a few words: its strerror, its reason or its text."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc) or type(exc).__name__
+
+
+def shown_url(url: str) -> str:
+    """The URL for messages and logs: no user:password and no query (a presigned URL's signature)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: shown as it was written, still without user:password
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = host + (f":{port}" if port else "") if parts.hostname else parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def connection_error(exc: BaseException, ca_hint: str = "") -> tuple[str, bool]:
+    """A failed connection in words, and whether trying again can help (a wrong certificate cannot: it is
+    final at once, followed by `ca_hint` when the certificate did not verify)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLError):
+        hint = ca_hint if isinstance(reason, ssl.SSLCertVerificationError) else ""
+        return f"TLS: {reason_of(reason)}{hint}", False
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "no answer in time", True
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve the host name ({reason_of(reason)})", True
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused", True
+    return reason_of(reason) if isinstance(reason, BaseException) else str(reason), True
+
+
 # -- acceptance: the profile language, what a profile of what was ordered can say ----------------------------
 #
 # A profile is a JSON object; every part is optional and what it leaves out is not checked. Each section
@@ -5363,8 +5402,8 @@ class Profile:
 
 
 def parse_profile(data: bytes, source: str) -> Profile:
-    """A profile from its bytes. Raises ProfileError naming the problem (the JSON error with its line and
-    column, or the key path)."""
+    """A profile from its bytes; a URL source is kept and named as shown_url shows it (no secrets). Raises
+    ProfileError naming the problem (the JSON error with its line and column, or the key path)."""
     try:
         parsed = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
@@ -5372,27 +5411,29 @@ def parse_profile(data: bytes, source: str) -> Profile:
     except json.JSONDecodeError as exc:
         raise ProfileError(f"not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     rules = normalize_profile(parsed)
-    name = rules["name"] or os.path.basename(source.rstrip("/")) or source
-    return Profile(source, name, hashlib.sha256(data).hexdigest(), rules)
+    if re.match(r"(?i)https?://", source):
+        source = shown_url(source)  # no user:password, no query (a presigned URL's signature)
+        name = os.path.basename(urllib.parse.urlsplit(source).path.rstrip("/"))
+    else:
+        name = os.path.basename(source.rstrip("/"))
+    return Profile(source, rules["name"] or name or source, hashlib.sha256(data).hexdigest(), rules)
 
 
 def fetch_profile(url: str, attempts: int = PROFILE_EXPECT_ATTEMPTS) -> bytes:
     """The bytes at an http(s) URL, tried up to `attempts` times with doubling waits while the network may
     still be coming up (no route, refused, timeout, 5xx, a garbled answer), each failed try that is tried
-    again one line on stderr. Final at once: a 4xx, a URL that cannot be fetched, a profile that arrived but
-    is larger than PROFILE_MAX_BYTES. Raises ProfileError saying why."""
-    import http.client
-    import urllib.error
-    import urllib.request
-
+    again one line on stderr naming the URL as shown_url shows it. Final at once, as for --report: a 4xx
+    other than 408 and 429, a TLS failure (a wrong certificate), a URL that cannot be fetched, a profile
+    that arrived but is larger than PROFILE_MAX_BYTES. Raises ProfileError saying why."""
     for attempt in range(1, attempts + 1):
         try:
             with urllib.request.urlopen(url, timeout=PROFILE_FETCH_TIMEOUT) as response:
                 data = response.read(PROFILE_MAX_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            last, final = f"HTTP {exc.code} {exc.reason}", exc.code < 500
-        except (urllib.error.URLError, OSError) as exc:
-            last, final = " ".join(str(getattr(exc, "reason", exc)).split()) or type(exc).__name__, False
+            last, final = f"HTTP {exc.code} {exc.reason}", exc.code < 500 and exc.code not in (408, 429)
+        except OSError as exc:
+            last, again = connection_error(exc)
+            last, final = " ".join(last.split()), not again
         except http.client.HTTPException as exc:  # a garbled answer (a proxy, a captive portal)
             last, final = f"{type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": "), False
         except ValueError as exc:  # not a URL urllib can fetch: no try will do better
@@ -5404,7 +5445,8 @@ def fetch_profile(url: str, attempts: int = PROFILE_EXPECT_ATTEMPTS) -> bytes:
         if final or attempt == attempts:
             break
         wait = PROFILE_FETCH_BACKOFF * (2 ** (attempt - 1))
-        log(f"profile {url}: try {attempt} of {attempts} failed: {last}; trying again in {wait:g} s")
+        log(f"profile {shown_url(url)}: try {attempt} of {attempts} failed: {last}; "
+            f"trying again in {wait:g} s")
         time.sleep(wait)
     raise ProfileError(f"cannot fetch it: {last} (after {attempt} tries)")
 
@@ -5422,9 +5464,14 @@ def load_profile(source: str) -> Profile:
             data = path.read_bytes()
         return parse_profile(data, source)
     except ProfileError as exc:
-        raise ProfileError(f"{source}: {exc}") from None
+        raise ProfileError(f"{shown_source(source)}: {exc}") from None
     except OSError as exc:
-        raise ProfileError(f"{source}: {exc.strerror or exc}") from None
+        raise ProfileError(f"{shown_source(source)}: {exc.strerror or exc}") from None
+
+
+def shown_source(source: str) -> str:
+    """A profile's source for messages: a URL as shown_url shows it, a file as given."""
+    return shown_url(source) if re.match(r"(?i)https?://", source) else source
 
 
 def kernel_profile_url(procfs: Path) -> str | None:
@@ -5476,7 +5523,7 @@ def live_profile(procfs: Path, fallback: Path | None) -> Profile | None:
                 raise ProfileError("bee.profile= takes an http:// or https:// URL")
             return parse_profile(fetch_profile(url, PROFILE_FETCH_ATTEMPTS), url)
         except ProfileError as exc:
-            log(f"acceptance: profile {url}: {exc}; trying the next source")
+            log(f"acceptance: profile {shown_url(url)}: {exc}; trying the next source")
     found = profile_from_usb()
     if found is not None:
         try:
@@ -6240,22 +6287,6 @@ def report_setup(args: argparse.Namespace) -> ReportSetup | str | None:
         return f"--report-ca {args.report_ca}: not a PEM certificate file: {reason_of(exc)}"
 
 
-def reason_of(exc: BaseException) -> str:
-    """An exception in a few words: its strerror, its reason or its text."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
-    return str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc) or type(exc).__name__
-
-
-def shown_url(url: str) -> str:
-    """The URL for messages and logs: no user:password and no query (a presigned URL's signature)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = host + (f":{parts.port}" if parts.port else "") if parts.hostname else parts.netloc
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def upload_url(url: str, name: str) -> str:
     """Where a file goes: the URL plus the file name when the URL is a folder (its path ends in /), else
     the URL itself (a presigned PUT URL names one object)."""
@@ -6296,22 +6327,6 @@ def put_once(setup: ReportSetup, url: str, upload: Upload) -> tuple[int, str, fl
         return exc.code, "", retry_after
 
 
-def connection_error(exc: BaseException) -> tuple[str, bool]:
-    """A failed connection in words, and whether trying again can help (a wrong certificate cannot)."""
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, ssl.SSLError):
-        hint = "; give the collector's CA with --report-ca FILE" if isinstance(
-            reason, ssl.SSLCertVerificationError) else ""
-        return f"TLS: {reason_of(reason)}{hint}", False
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return "no answer in time", True
-    if isinstance(reason, socket.gaierror):
-        return f"cannot resolve the host name ({reason_of(reason)})", True
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused", True
-    return reason_of(reason) if isinstance(reason, BaseException) else str(reason), True
-
-
 def deliver(setup: ReportSetup, upload: Upload) -> str | None:
     """PUT one file, retrying connection failures, timeouts, 408, 429 and 5xx with backoff (each retry
     said on stderr) until the deadline; None when a 2xx came back, else why it was not delivered."""
@@ -6323,7 +6338,7 @@ def deliver(setup: ReportSetup, upload: Upload) -> str | None:
         try:
             status, line, retry_after = put_once(setup, url, upload)
         except (OSError, http.client.HTTPException) as exc:
-            reason, again = connection_error(exc)
+            reason, again = connection_error(exc, "; give the collector's CA with --report-ca FILE")
         except ValueError as exc:  # a URL urllib cannot use
             reason, again = str(exc), False
         else:

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -819,7 +821,7 @@ class ProfileServer(http.server.BaseHTTPRequestHandler):
         if type(self).requests <= type(self).failures:
             self.send_error(503)
             return
-        if self.path != "/p.json":
+        if self.path.partition("?")[0] != "/p.json":  # a presigned URL's query is ignored
             self.send_error(404)
             return
         self.send_response(200)
@@ -872,6 +874,56 @@ def test_expect_url_says_each_retry_and_gives_up_sooner_than_the_live_system(ser
         f"audit: profile {url}: try 1 of 3 failed: HTTP 503 Service Unavailable; trying again in 0.01 s",
         f"audit: profile {url}: try 2 of 3 failed: HTTP 503 Service Unavailable; trying again in 0.02 s",
         f"audit: --expect {url}: cannot fetch it: HTTP 503 Service Unavailable (after 3 tries)"]
+
+
+def test_a_profile_url_secret_is_never_shown(server, tmp_path, monkeypatch, capsys):
+    ProfileServer.failures = 1
+    secret = f"{server}/p.json?X-Amz-Signature=SECRET"
+    out = tmp_path / "doc.json"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tool: the document is empty but has acceptance
+    audit.main(["--no-qr", "--output", str(out), "--expect", secret])
+    written = out.read_text()
+    acceptance = json.loads(written)["acceptance"]
+    assert (acceptance["source"], acceptance["profile"]) == (f"{server}/p.json", "p.json")
+    err = capsys.readouterr().err
+    assert f"audit: profile {server}/p.json: try 1 of 3 failed: HTTP 503" in err
+    ProfileServer.failures, ProfileServer.requests = 99, 0
+    with pytest.raises(audit.ProfileError) as raised:
+        audit.load_profile(secret)
+    assert str(raised.value).startswith(f"{server}/p.json: cannot fetch it: HTTP 503")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cmdline").write_text(f"bee.profile={secret}\n")
+    monkeypatch.setattr(audit, "PROFILE_FETCH_ATTEMPTS", 1)
+    assert audit.live_profile(tmp_path / "proc", None) is None
+    err += capsys.readouterr().err
+    assert f"audit: acceptance: profile {server}/p.json: cannot fetch it: HTTP 503" in err
+    with pytest.raises(audit.ProfileError) as raised:  # urllib takes no user:password: the message hides it
+        audit.load_profile(secret.replace("http://", "http://user:PASSWORD@"))
+    assert str(raised.value).startswith(f"{server}/p.json: cannot fetch it: ")
+    err += capsys.readouterr().err
+    for text in (written, err, str(raised.value)):
+        assert "SECRET" not in text and "PASSWORD" not in text
+
+
+def test_a_profile_server_with_an_unknown_certificate_is_not_retried(tmp_path, capsys):
+    """As for --report: a wrong CA is final at once, not a minute of retries at boot."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ProfileServer)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(audit.ProfileError, match=r"^cannot fetch it: TLS: certificate verify failed: .*"
+                                                     r"\(after 1 tries\)"):
+            audit.fetch_profile(f"https://127.0.0.1:{httpd.server_address[1]}/p.json", 6)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("body", [b"{" * (1 << 20) + b"}", b'{"cpus": {}}'])

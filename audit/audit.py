@@ -717,6 +717,19 @@ def pci_address_in_path(path: str | None) -> str | None:
     return None
 
 
+def shown_url(url: str) -> str:
+    """The URL for messages and logs: no user:password and no query (a presigned URL's signature)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: shown as it was written, still without user:password
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = host + (f":{port}" if port else "") if parts.hostname else parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 # -- dmidecode: its text output, shared by board, cpu, memory and psu ----------------------------------------
 
 DMI_HANDLE = re.compile(r"^Handle (0x[0-9A-Fa-f]+), DMI type (\d+), (\d+) bytes")
@@ -966,6 +979,79 @@ def ipmitool_text(ctx: Context, argv: list[str], slow: bool = False) -> str | No
         ctx.check(result)
         return None
     return result.stdout
+
+
+# -- kernel log: dmesg, read once per audit, shared by nvidia and kernel_log ---------------------------------
+
+# The prefixes a kernel log line may carry, whoever wrote it down: <priority>, RFC 5424 syslog, classic
+# syslog and journal (with or without a host name), ISO journal, "kernel:", dmesg's [uptime], dmesg -T's
+# [date] and dmesg -H's [Mon12 10:00] / [  +0.000123]. Each: (pattern, which group is a time).
+KERNEL_PREFIXES = (
+    re.compile(r"^<\d{1,3}>1 (\S+) \S+ \S+ \S+ \S+ \S+ ?"),
+    re.compile(r"^<\d{1,3}>"),
+    re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)\s+(?:\S+\s+)?kernel:\s?"),
+    re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*)\s+(?:\S+\s+)?kernel:\s?"),
+    re.compile(r"^kernel:\s?"),
+    re.compile(r"^\[\s*(\d+\.\d+)\]\s?"),
+    re.compile(r"^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d \d{4})\]\s?"),
+    re.compile(r"^\[([A-Z][a-z]{2}[ \d]\d \d\d:\d\d)\]\s?"),
+    re.compile(r"^\[\s*\+\d+\.\d+\]\s?"),
+    re.compile(r"^\d+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}) "),  # a ras-mc-ctl --errors row
+)
+
+
+def strip_kernel_prefix(line: str) -> tuple[str, str | None, float | None]:
+    """(message, wall time as printed, seconds since boot) of one log line, whatever its prefixes."""
+    when, uptime = None, None
+    for _ in range(4):
+        for pattern in KERNEL_PREFIXES:
+            match = pattern.match(line)
+            if match:
+                if match.groups() and match[1]:
+                    if re.fullmatch(r"\d+\.\d+", match[1]):
+                        uptime = float(match[1])
+                    else:
+                        when = " ".join(match[1].split())
+                line = line[match.end():]
+                break
+        else:
+            break
+    return line, when, uptime
+
+
+KERNEL_URL_WORD = re.compile(rb'(bee\.(?:report|profile)=)("?)([^\s"]+)')
+
+
+def redact_kernel_urls(output: bytes) -> bytes:
+    """Kernel output (dmesg's "Kernel command line:" line) with the URLs of bee.report= and bee.profile= as
+    shown_url shows them: no user:password@ and no query (a presigned URL's signature), so a capture
+    (--capture, --report-capture) never carries the collector's secrets."""
+    def shown(match: re.Match[bytes]) -> bytes:
+        url = match[3].decode("utf-8", "replace")
+        try:
+            safe = shown_url(url)
+        except ValueError:  # not a URL urlsplit can read (a bad port): keep only the scheme and host
+            safe = url.split("?", 1)[0].rpartition("@")[2]
+        return match[1] + match[2] + safe.encode()
+    return KERNEL_URL_WORD.sub(shown, output)
+
+
+KERNEL_LOG_LOCK = threading.Lock()  # the first collector that asks runs dmesg; the other waits for it
+# Per runner (one audit), dmesg's run (None: not installed), whichever of nvidia and kernel_log asked first.
+KERNEL_LOGS: weakref.WeakKeyDictionary[Runner, ToolResult | None] = weakref.WeakKeyDictionary()
+
+
+def kernel_log_run(ctx: Context) -> ToolResult | None:
+    """The run of `dmesg` (plain: busybox's dmesg has few options) of this audit, its URLs redacted
+    (redact_kernel_urls): run once per Runner, captured and replayed as any tool, whichever collector asks
+    first; the caller judges the result. None when dmesg is not installed (missing, for each caller)."""
+    with KERNEL_LOG_LOCK:
+        if ctx.runner not in KERNEL_LOGS:
+            KERNEL_LOGS[ctx.runner] = ctx.run(["dmesg"], redact=redact_kernel_urls)
+        result = KERNEL_LOGS[ctx.runner]
+    if result is None and "dmesg" not in ctx.missing:
+        ctx.missing.append("dmesg")
+    return result
 
 
 # -- board: BIOS, system, baseboard and chassis (dmidecode -t 0,1,2,3) ---------------------------------------
@@ -2481,7 +2567,6 @@ FIRST_TURING_DEVICE_ID = 0x1E00  # TU102; Maxwell, Pascal and Volta are below, a
 #   proprietary: "NVRM version: NVIDIA UNIX x86_64 Kernel Module  515.76  <build date>"
 #   open:        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  565.57.01  Release Build  (...)"
 NVRM_VERSION = re.compile(r"NVRM version:.*?\b(Open\s+)?Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)\b")
-KERNEL_LOG_PREFIX = re.compile(r"^\s*(?:<\d+>)?(?:\[[^\]]*\]\s*)?(?:NVRM:\s*)?")
 # NVRM's word on a GPU it did not take, one message over several "NVRM:" lines, e.g. "The NVIDIA GPU
 # 0000:c1:00.0 (PCI ID: 10de:2901) installed in this system requires use of the NVIDIA open kernel modules."
 NVRM_GPU_VERDICT = re.compile(r"The NVIDIA GPU (?P<address>[0-9a-fA-F:.]+)\s*\(PCI ID: [^)]*\)\s*"
@@ -2518,7 +2603,12 @@ def nvidia_functions(ctx: Context) -> list[dict[str, Any]]:
 def kernel_log_text(kernel_log: str | None) -> str:
     """The kernel log as one line of text, without timestamps and "NVRM:" prefixes (NVRM's messages span
     several lines)."""
-    return " ".join(KERNEL_LOG_PREFIX.sub("", line).strip() for line in (kernel_log or "").splitlines())
+    return " ".join(nvrm_message(line) for line in (kernel_log or "").splitlines())
+
+
+def nvrm_message(line: str) -> str:
+    """A kernel log line's message without its prefixes (strip_kernel_prefix) and "NVRM:"."""
+    return re.sub(r"^NVRM:\s*", "", strip_kernel_prefix(line.strip())[0]).strip()
 
 
 def nvrm_verdict(address: str, kernel_log: str | None) -> str | None:
@@ -2539,7 +2629,7 @@ def nvrm_failure(address: str, kernel_log: str | None) -> str | None:
     short = address.split(":", 1)[1]
     failures = [line for line in (kernel_log or "").splitlines() if "NVRM" in line and short in line]
     if failures:
-        return f"the driver failed: {KERNEL_LOG_PREFIX.sub('', failures[-1]).strip()}"
+        return f"the driver failed: {nvrm_message(failures[-1])}"
     return None
 
 
@@ -2655,7 +2745,7 @@ def collect_nvidia(ctx: Context) -> dict[str, Any] | None:
                         "(see bee-nvidia's line on the console)")
     kernel_log = None
     if unbound or unusable:
-        result = ctx.run(["dmesg"], redact=redact_kernel_urls)
+        result = kernel_log_run(ctx)
         kernel_log = result.stdout if result is not None and result.returncode == 0 else None
     without_driver = [{"address": function["address"], "device_id": function["device_id"],
                        "reason": why_without_driver(function, module, kernel_log, ctx.runner.nvidia_gpu_list)}
@@ -3898,21 +3988,6 @@ def event_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -- kernel_log: hardware errors in the kernel log (dmesg) --------------------------------------------------
 
-# The prefixes a kernel log line may carry, whoever wrote it down: <priority>, RFC 5424 syslog, classic
-# syslog and journal (with or without a host name), ISO journal, "kernel:", dmesg's [uptime], dmesg -T's
-# [date] and dmesg -H's [Mon12 10:00] / [  +0.000123]. Each: (pattern, which group is a time).
-KERNEL_PREFIXES = (
-    re.compile(r"^<\d{1,3}>1 (\S+) \S+ \S+ \S+ \S+ \S+ ?"),
-    re.compile(r"^<\d{1,3}>"),
-    re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)\s+(?:\S+\s+)?kernel:\s?"),
-    re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*)\s+(?:\S+\s+)?kernel:\s?"),
-    re.compile(r"^kernel:\s?"),
-    re.compile(r"^\[\s*(\d+\.\d+)\]\s?"),
-    re.compile(r"^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d \d{4})\]\s?"),
-    re.compile(r"^\[([A-Z][a-z]{2}[ \d]\d \d\d:\d\d)\]\s?"),
-    re.compile(r"^\[\s*\+\d+\.\d+\]\s?"),
-    re.compile(r"^\d+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}) "),  # a ras-mc-ctl --errors row
-)
 PCI_ADDR = r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
 DEVICE_PREFIX = re.compile(rf"^\S+ ({PCI_ADDR}): ")
 MCE_BANK = re.compile(r"CPU (\d+): Machine Check(?: Exception| Event)?: (\w+) Bank (\d+): ([0-9a-fA-F]+)")
@@ -3982,25 +4057,6 @@ XID_MEANINGS = {
 }
 KERNEL_SAMPLE = 300  # characters of a sample line kept per event
 KERNEL_LINE_MAX = 1024  # the kernel's own line limit; longer (garbage) lines are cut before matching
-
-
-def strip_kernel_prefix(line: str) -> tuple[str, str | None, float | None]:
-    """(message, wall time as printed, seconds since boot) of one log line, whatever its prefixes."""
-    when, uptime = None, None
-    for _ in range(4):
-        for pattern in KERNEL_PREFIXES:
-            match = pattern.match(line)
-            if match:
-                if match.groups() and match[1]:
-                    if re.fullmatch(r"\d+\.\d+", match[1]):
-                        uptime = float(match[1])
-                    else:
-                        when = " ".join(match[1].split())
-                line = line[match.end():]
-                break
-        else:
-            break
-    return line, when, uptime
 
 
 def kernel_lines(text: str) -> list[tuple[str, str | None, str]]:
@@ -4262,29 +4318,12 @@ def ata_disk_names(ctx: Context) -> dict[str, str]:
     return names
 
 
-KERNEL_URL_WORD = re.compile(rb'(bee\.(?:report|profile)=)("?)([^\s"]+)')
-
-
-def redact_kernel_urls(output: bytes) -> bytes:
-    """Kernel output (dmesg's "Kernel command line:" line) with the URLs of bee.report= and bee.profile= as
-    shown_url shows them: no user:password@ and no query (a presigned URL's signature), so a capture
-    (--capture, --report-capture) never carries the collector's secrets."""
-    def shown(match: re.Match[bytes]) -> bytes:
-        url = match[3].decode("utf-8", "replace")
-        try:
-            safe = shown_url(url)
-        except ValueError:  # not a URL urlsplit can read (a bad port): keep only the scheme and host
-            safe = url.split("?", 1)[0].rpartition("@")[2]
-        return match[1] + match[2] + safe.encode()
-    return KERNEL_URL_WORD.sub(shown, output)
-
-
 @collector("kernel_log")
 def collect_kernel_log(ctx: Context) -> dict[str, Any] | None:
     """Hardware errors in the kernel's ring buffer (`dmesg`, plain: busybox's dmesg has few options). An
     empty ring buffer (cleared with `dmesg -C`) is a log without errors, not a failure. libata's errors are
     put on their disk through sysfs."""
-    result = ctx.run(["dmesg"], redact=redact_kernel_urls)
+    result = kernel_log_run(ctx)
     if result is None:
         return None
     if result.timed_out or result.returncode != 0:
@@ -4739,19 +4778,6 @@ def reason_of(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
     return str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc) or type(exc).__name__
-
-
-def shown_url(url: str) -> str:
-    """The URL for messages and logs: no user:password and no query (a presigned URL's signature)."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # not a number: shown as it was written, still without user:password
-        return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = host + (f":{port}" if port else "") if parts.hostname else parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def connection_error(exc: BaseException, ca_hint: str = "") -> tuple[str, bool]:

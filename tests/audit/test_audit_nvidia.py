@@ -479,6 +479,22 @@ MACHINE = {
 }
 
 
+def test_dmesg_runs_once_for_nvidia_and_kernel_log(fp, tools):
+    load_driver(tools, PROPRIETARY_VERSION.replace("515.76", "590.48.01"))
+    tools("dmesg")
+    nvidia_pci(tools, MACHINE)
+    fp.register(NVSMI, stdout=xml("datakit-tesla-v100-pcie-32gb.xml"))
+    register_pcie_only_nvlink(fp, 1)
+    fp.register(["dmesg"], stdout=DMESG)  # once: a second run would not be registered
+    document = audit.build_document(tools.runner(20.0), [("nvidia", audit.collect_nvidia),
+                                                         ("kernel_log", audit.collect_kernel_log)])
+    assert fp.call_count(["dmesg"]) == 1
+    assert document["errors"] == []
+    assert document["kernel_log"]["lines"] == len(DMESG.splitlines())
+    assert document["nvidia"]["without_driver"][-1]["reason"] == (
+        "it needs the NVIDIA open kernel modules (the kernel log says so)")
+
+
 def test_gpus_without_a_driver_are_named_with_the_reason(fp, tools):
     load_driver(tools, PROPRIETARY_VERSION.replace("515.76", "590.48.01"))
     tools("dmesg")

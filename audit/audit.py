@@ -69,7 +69,7 @@ def log(message: str) -> None:
         sys.stderr.flush()
 
 
-# -- running tools: timeouts, process groups, capture and replay ---------------------------------------------
+# -- running tools: timeouts, process groups, signals, capture and replay ------------------------------------
 
 
 @dataclass
@@ -395,6 +395,55 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         proc.kill()
+
+
+def run_plain(argv: list[str], timeout: float = 60.0, stdin: bytes | None = None) -> ToolResult | None:
+    """Run a command that is not part of the audit (lsblk, mount, qrencode: never captured or replayed) in
+    its own process group, `stdin` as its input; None when it is not installed."""
+    return Runner(timeout=timeout).run(argv, stdin=stdin)
+
+
+class Interrupted(Exception):
+    """The audit was told to stop (SIGINT, SIGTERM): raised in the main thread by the signal handler."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@dataclass
+class StopState:
+    """What Ctrl-C and SIGTERM have done in this run (one per process: only the main thread gets signals)."""
+
+    signum: int | None = None  # the first signal received
+    raised: bool = False  # Interrupted was raised for it
+    shielded: int = 0  # depth of shielded_from_signals blocks under way
+
+
+STOP = StopState()
+
+
+def stop_tools() -> None:
+    """Stop the tools under way of every Runner alive (the audit's, lsblk/mount/qrencode ones), each with
+    its process group, and let those runners start no other."""
+    for runner in list(RUNNERS):
+        runner.stop_all()
+
+
+@contextlib.contextmanager
+def shielded_from_signals():
+    """Run the block (unmounting a stick the audit mounted) to its end under Ctrl-C and SIGTERM: a signal
+    that comes meanwhile is only noted (by stopped_by_signals' handler); once the outermost such block is
+    over, the tools under way are stopped and Interrupted is raised for it, once."""
+    STOP.shielded += 1
+    try:
+        yield
+    finally:
+        STOP.shielded -= 1
+    if not STOP.shielded and STOP.signum is not None and not STOP.raised:
+        STOP.raised = True
+        stop_tools()
+        raise Interrupted(STOP.signum)
 
 
 # -- registry: collectors, the context each one gets, linkers and finding rules ------------------------------
@@ -4770,6 +4819,95 @@ def derive_findings(
     return findings
 
 
+def machine_serial(document: dict[str, Any]) -> str | None:
+    """The serial that names the machine: the system's (SMBIOS type 1), else the chassis' (type 3), else
+    the baseboard's (type 2); None when all are unknown or placeholders."""
+    board = document.get("board") or {}
+    for part in ("system", "chassis", "baseboard"):
+        serial = (board.get(part) or {}).get("serial")
+        if serial:
+            return serial
+    return None
+
+
+# -- USB helpers: removable USB filesystems, mounted for a while ---------------------------------------------
+
+USB_LSBLK = ["lsblk", "-J", "-b", "-o", "NAME,PATH,RM,HOTPLUG,TRAN,TYPE,FSTYPE,MOUNTPOINT,SERIAL"]
+UNWRITABLE_FILESYSTEMS = {"iso9660", "udf", "squashfs", "swap", "crypto_LUKS", "LVM2_member",
+                          "linux_raid_member", "zfs_member", "erofs"}
+
+
+def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
+    """Filesystems on removable USB disks, mounted ones first. A disk that holds an ISO 9660 filesystem is
+    the boot medium and is left alone."""
+    def tree(device: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [device]
+        for child in as_list(device.get("children")):
+            if not isinstance(child, dict):
+                continue
+            found.extend(tree(child))
+        return found
+
+    targets = []
+    devices = lsblk.get("blockdevices") if isinstance(lsblk, dict) else None
+    for disk in as_list(devices):
+        if not isinstance(disk, dict) or disk.get("type") != "disk" or disk.get("tran") != "usb":
+            continue
+        if not removable(disk):
+            continue
+        members = tree(disk)
+        if any(member.get("fstype") == "iso9660" for member in members):
+            continue
+        for member in members:
+            fstype = member.get("fstype")
+            if isinstance(fstype, str) and fstype and fstype not in UNWRITABLE_FILESYSTEMS:
+                targets.append({
+                    "path": member.get("path") or f"/dev/{member.get('name')}",
+                    "fstype": fstype,
+                    "mountpoint": member.get("mountpoint") or None,
+                    "disk_serial": clean(disk.get("serial")),
+                })
+    return sorted(targets, key=lambda target: target["mountpoint"] is None)
+
+
+def unmount_here(folder: str, who: str, mounted: bool) -> None:
+    """Unmount what the audit mounted on the temporary `folder` (when `mount` said so, or when the folder is
+    a mount point: an interrupted mount may or may not have happened) and remove the folder, to the end
+    even under Ctrl-C or SIGTERM; a failed unmount is one line telling to unmount it before unplugging."""
+    with shielded_from_signals():
+        if mounted or os.path.ismount(folder):
+            result = run_plain(["umount", folder])
+            if result is None or not result.ok:
+                log(f"{who}: could not unmount {folder}; unmount it before unplugging the disk")
+                return
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def mounted_usb(target: dict[str, Any], who: str | None, read_only: bool = False):
+    """The folder of a usb_targets filesystem for the block: its mount point, else a temporary folder it is
+    mounted on (read-only when asked), unmounted and removed after the block (unmount_here, also under
+    Ctrl-C). None when it could not be mounted: one line on stderr prefixed `who` (silent without)."""
+    if target["mountpoint"] is not None:
+        yield target["mountpoint"]
+        return
+    folder, mounted = tempfile.mkdtemp(prefix="bee-usb-"), False
+    try:
+        result = run_plain(["mount", *(["-o", "ro"] if read_only else []), target["path"], folder])
+        if result is None or not result.ok:
+            if who is not None:
+                detail = "mount is not installed" if result is None else (
+                    first_line(result.stderr) or f"exit status {result.returncode}")
+                log(f"{who}: cannot mount {target['path']}: {detail}")
+            yield None
+            return
+        mounted = True
+        yield folder
+    finally:
+        unmount_here(folder, who or "acceptance", mounted)
+
+
 # -- HTTP: what fetching a profile and sending a report share ------------------------------------------------
 
 
@@ -5519,22 +5657,13 @@ def profile_from_usb() -> tuple[bytes, str] | None:
     if listing is None or not listing.ok:
         return None
     for target in usb_targets(load_json(listing.stdout)):
-        directory, mounted_here, mounted = target["mountpoint"], None, False
         try:
-            if directory is None:
-                mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
-                result = run_plain(["mount", "-o", "ro", target["path"], mounted_here])
-                if result is None or not result.ok:
-                    continue
-                directory, mounted = mounted_here, True
-            path = Path(directory) / PROFILE_NAME
-            if path.is_file():
-                return path.read_bytes()[:PROFILE_MAX_BYTES + 1], f"{target['path']}:/{PROFILE_NAME}"
+            with mounted_usb(target, None, read_only=True) as directory:
+                path = Path(directory) / PROFILE_NAME if directory is not None else None
+                if path is not None and path.is_file():
+                    return path.read_bytes()[:PROFILE_MAX_BYTES + 1], f"{target['path']}:/{PROFILE_NAME}"
         except OSError as exc:
             log(f"acceptance: cannot read {PROFILE_NAME} on {target['path']}: {exc.strerror or exc}")
-        finally:
-            if mounted_here is not None:
-                unmount_here(mounted_here, "acceptance", mounted)
     return None
 
 
@@ -6030,17 +6159,6 @@ def short_cpu_model(model: str | None) -> str:
     return " ".join(text.split()) or "?"
 
 
-def machine_serial(document: dict[str, Any]) -> str | None:
-    """The serial that names the machine: the system's (SMBIOS type 1), else the chassis' (type 3), else
-    the baseboard's (type 2); None when all are unknown or placeholders."""
-    board = document.get("board") or {}
-    for part in ("system", "chassis", "baseboard"):
-        serial = (board.get(part) or {}).get("serial")
-        if serial:
-            return serial
-    return None
-
-
 def qr_summary_text(document: dict[str, Any]) -> str:
     """The compact summary the QR code carries: PASS or FAIL and the number of failed checks when the
     document has an acceptance section, machine serial (system, else chassis, else baseboard),
@@ -6096,7 +6214,7 @@ def qr_summary_text(document: dict[str, Any]) -> str:
 def qr_code(text: str, timeout: float = 10.0) -> str | None:
     """`text` as a QR code for a terminal (qrencode -t ANSIUTF8); None when qrencode is not installed,
     failed, or drew a code larger than an 80x25 console."""
-    done = Runner(timeout=timeout).run(QRENCODE, stdin=text.encode())  # its own process group: Ctrl-C ends it
+    done = run_plain(QRENCODE, timeout, stdin=text.encode())  # its own process group: Ctrl-C ends it
     if done is None or not done.ok or not done.stdout.strip():
         return None
     drawing = done.stdout
@@ -6118,44 +6236,6 @@ def print_qr(document: dict[str, Any], stream) -> None:
 
 
 # -- outputs: the copy on a USB disk (--usb) -----------------------------------------------------------------
-
-USB_LSBLK = ["lsblk", "-J", "-b", "-o", "NAME,PATH,RM,HOTPLUG,TRAN,TYPE,FSTYPE,MOUNTPOINT,SERIAL"]
-UNWRITABLE_FILESYSTEMS = {"iso9660", "udf", "squashfs", "swap", "crypto_LUKS", "LVM2_member",
-                          "linux_raid_member", "zfs_member", "erofs"}
-
-
-def usb_targets(lsblk: Any) -> list[dict[str, Any]]:
-    """Filesystems on removable USB disks, mounted ones first. A disk that holds an ISO 9660 filesystem is
-    the boot medium and is left alone."""
-    def tree(device: dict[str, Any]) -> list[dict[str, Any]]:
-        found = [device]
-        for child in as_list(device.get("children")):
-            if not isinstance(child, dict):
-                continue
-            found.extend(tree(child))
-        return found
-
-    targets = []
-    devices = lsblk.get("blockdevices") if isinstance(lsblk, dict) else None
-    for disk in as_list(devices):
-        if not isinstance(disk, dict) or disk.get("type") != "disk" or disk.get("tran") != "usb":
-            continue
-        if not removable(disk):
-            continue
-        members = tree(disk)
-        if any(member.get("fstype") == "iso9660" for member in members):
-            continue
-        for member in members:
-            fstype = member.get("fstype")
-            if isinstance(fstype, str) and fstype and fstype not in UNWRITABLE_FILESYSTEMS:
-                targets.append({
-                    "path": member.get("path") or f"/dev/{member.get('name')}",
-                    "fstype": fstype,
-                    "mountpoint": member.get("mountpoint") or None,
-                    "disk_serial": clean(disk.get("serial")),
-                })
-    return sorted(targets, key=lambda target: target["mountpoint"] is None)
-
 
 def machine_name(document: dict[str, Any]) -> str:
     """What names the machine in file names: its serial (machine_serial), else the system UUID, else the
@@ -6183,11 +6263,6 @@ def usb_file_name(document: dict[str, Any], now: dt.datetime | None = None, suff
     return f"bee-audit-{machine_name(document)}-{stamp}-{suffix}.json"
 
 
-def run_plain(argv: list[str], timeout: float = 60.0) -> ToolResult | None:
-    """Run a command that is not part of the audit (never captured or replayed)."""
-    return Runner(timeout=timeout).run(argv)
-
-
 def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
     """Copy the document onto the first writable filesystem of a removable USB disk (mounting it on a
     temporary folder when needed, unmounting what it mounted). True: written; None: no USB disk (said
@@ -6204,42 +6279,17 @@ def write_to_usb(document: dict[str, Any], text: str) -> bool | None:
         return None
     name = usb_file_name(document)
     for target in targets:
-        mounted_here, mounted = None, False
-        directory = target["mountpoint"]
         try:
-            if directory is None:
-                mounted_here = tempfile.mkdtemp(prefix="bee-usb-")
-                result = run_plain(["mount", target["path"], mounted_here])
-                if result is None or not result.ok:
-                    detail = "mount is not installed" if result is None else (
-                        first_line(result.stderr) or f"exit status {result.returncode}")
-                    log(f"--usb: cannot mount {target['path']}: {detail}")
+            with mounted_usb(target, "--usb") as directory:
+                if directory is None:
                     continue
-                directory, mounted = mounted_here, True
-            write_atomically(Path(directory) / name, text)
-            os.sync()
-            log(f"--usb: wrote {name} to {target['path']}")
-            return True
+                write_atomically(Path(directory) / name, text)
+                os.sync()
+                log(f"--usb: wrote {name} to {target['path']}")
+                return True
         except OSError as exc:
             log(f"--usb: cannot write to {target['path']}: {exc.strerror or exc}")
-        finally:
-            if mounted_here is not None:
-                unmount_here(mounted_here, "--usb", mounted)
     return False
-
-
-def unmount_here(folder: str, who: str, mounted: bool) -> None:
-    """Unmount what the audit mounted on the temporary `folder` (when `mount` said so, or when the folder is
-    a mount point: an interrupted mount may or may not have happened) and remove the folder, to the end
-    even under Ctrl-C or SIGTERM; a failed unmount is one line telling to unmount it before unplugging."""
-    with shielded_from_signals():
-        if mounted or os.path.ismount(folder):
-            result = run_plain(["umount", folder])
-            if result is None or not result.ok:
-                log(f"{who}: could not unmount {folder}; unmount it before unplugging the disk")
-                return
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)
 
 
 # -- outputs: the report to a collector (--report, --spool, --send-spool) ------------------------------------
@@ -6661,48 +6711,6 @@ def prepare_capture(capture: Path, replay: Path | None) -> str | None:
         return (f"--capture {capture}: cannot write there ({detail}); the document is written without a "
                 "capture")
     return None
-
-
-class Interrupted(Exception):
-    """The audit was told to stop (SIGINT, SIGTERM): raised in the main thread by the signal handler."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@dataclass
-class StopState:
-    """What Ctrl-C and SIGTERM have done in this run (one per process: only the main thread gets signals)."""
-
-    signum: int | None = None  # the first signal received
-    raised: bool = False  # Interrupted was raised for it
-    shielded: int = 0  # depth of shielded_from_signals blocks under way
-
-
-STOP = StopState()
-
-
-def stop_tools() -> None:
-    """Stop the tools under way of every Runner alive (the audit's, lsblk/mount/qrencode ones), each with
-    its process group, and let those runners start no other."""
-    for runner in list(RUNNERS):
-        runner.stop_all()
-
-
-@contextlib.contextmanager
-def shielded_from_signals():
-    """The block (unmounting a stick the audit mounted) runs to its end under Ctrl-C and SIGTERM; a signal
-    that came meanwhile stops the tools and raises Interrupted once the block is over."""
-    STOP.shielded += 1
-    try:
-        yield
-    finally:
-        STOP.shielded -= 1
-    if not STOP.shielded and STOP.signum is not None and not STOP.raised:
-        STOP.raised = True
-        stop_tools()
-        raise Interrupted(STOP.signum)
 
 
 @contextlib.contextmanager

@@ -1004,6 +1004,24 @@ def test_live_profile_falls_back_to_the_stick_then_the_build(server, tmp_path, m
     assert "audit: acceptance: no profile" in capsys.readouterr().err
 
 
+def test_live_profile_mounts_an_unmounted_stick_read_only_and_unmounts_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    procfs = live_machine(tmp_path, "quiet", {"name": "stick"})
+    listing = json.loads((tmp_path / "usb.json").read_text())
+    listing["blockdevices"][0]["children"][0]["mountpoint"] = None
+    write(tmp_path / "usb.json", listing)
+    log_file = tmp_path / "mount.log"
+    # mount "mounts" by copying the stick's file into the folder it is given
+    write_tool(tmp_path / "bin", "mount", f'echo "mount $*" >> {log_file}; /bin/cp {tmp_path}/stick/* "$4"')
+    write_tool(tmp_path / "bin", "umount", f'echo "umount $*" >> {log_file}; /bin/rm -f "$1"/*')
+    found = audit.live_profile(procfs, None)
+    assert (found.name, found.source) == ("stick", "/dev/sdb1:/bee-profile.json")
+    mount, umount = log_file.read_text().splitlines()
+    folder = mount.rsplit(" ", 1)[1]
+    assert mount == f"mount -o ro /dev/sdb1 {folder}" and umount == f"umount {folder}"
+    assert not Path(folder).exists()
+
+
 def test_expect_live_on_the_command_line(tmp_path, monkeypatch, lab):
     procfs = live_machine(tmp_path / "live", "quiet", None)
     monkeypatch.setenv("PATH", f"{tmp_path / 'live' / 'bin'}:{lab / 'bin'}")

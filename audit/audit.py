@@ -4271,11 +4271,13 @@ def kernel_log_events(text: str | None, ata_disks: dict[str, str] | None = None)
     return events
 
 
-def same_dimm(first: str | None, second: str | None) -> bool:
-    """Whether two names of a DIMM (EDAC's label, a GHES "DIMM location") are one: equal, or one ending
-    the other once spaces and punctuation are dropped ("CPU0_DIMM_A1" and "DIMM_A1")."""
-    first, second = (re.sub(r"[^a-z0-9]", "", (name or "").lower()) for name in (first, second))
-    return bool(first and second) and (first == second or first.endswith(second) or second.endswith(first))
+def dimm_named(name: str | None, text: str | None) -> bool:
+    """Whether `text` (another name of a DIMM: EDAC's label, a GHES "DIMM location", a SEL event's detail)
+    names the DIMM `name`, letters and digits compared: its name found in the text and not followed by a
+    digit ("DIMM_A1" in "CPU0_DIMM_A1" and in "@DIMMA1(CPU1)", never in "DIMM_A10"); names shorter than 3
+    letters and digits name nothing."""
+    key, within = (re.sub(r"[^a-z0-9]", "", (value or "").lower()) for value in (name, text))
+    return len(key) >= 3 and re.search(re.escape(key) + r"(?!\d)", within) is not None
 
 
 def fold_machine_checks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -4294,7 +4296,9 @@ def fold_machine_checks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if earlier["severity"] != event["severity"]:
                 continue
             ghes_memory = earlier["kind"] == "hardware_error" and "memory" in earlier["message"]
-            if ghes_memory and earlier["device"] and not same_dimm(earlier["device"], event["device"]):
+            named = (dimm_named(earlier["device"], event["device"])
+                     or dimm_named(event["device"], earlier["device"]))
+            if ghes_memory and earlier["device"] and not named:
                 continue
             if (earlier["kind"] == "machine_check" and distance <= 8) or (ghes_memory and distance <= 16):
                 drop.add(id(earlier))
@@ -4516,13 +4520,6 @@ def sel_dimm_story(stories: dict[tuple, dict[str, Any]], group: dict[str, Any],
     same = [item for (_, c), item in stories.items()
             if c == error_class and dimm_named(item["name"], detail)]
     return same[0] if len(same) == 1 else None
-
-
-def dimm_named(name: str | None, detail: str) -> bool:
-    """Whether a SEL event's detail names the DIMM `name` (letters and digits compared: "DIMM_A1" in
-    "@DIMMA1(CPU1)")."""
-    name_key = re.sub(r"[^a-z0-9]", "", (name or "").lower())
-    return len(name_key) >= 3 and name_key in re.sub(r"[^a-z0-9]", "", detail.lower())
 
 
 @finding_rule

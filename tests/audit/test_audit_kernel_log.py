@@ -775,3 +775,16 @@ def test_a_sel_ecc_event_naming_its_dimm_joins_that_dimms_story():
         ("DIMM DIMM_B2", ["kernel_log", "event_log"]),
     ]
     assert "2026-12-01T17:29:22" in found[1]["message"]
+
+
+@pytest.mark.parametrize(("name", "text", "named"), [
+    ("DIMM_A1", "CPU0_DIMM_A1", True),        # GHES location and EDAC label of one DIMM
+    ("CPU0_DIMM_A1", "DIMM_A1", False),       # the longer name is not in the shorter (asked both ways)
+    ("DIMM_A1", "@DIMMA1(CPU1)", True),       # a SEL event's detail
+    ("DIMM_A1", "@DIMMA10(CPU1)", False),     # another slot, though its name starts the same
+    ("DIMM_A1", "CPU0_DIMM_A10", False),
+    ("A1", "DIMM_A1", False),                 # too short to name a DIMM
+    (None, "DIMM_A1", False),
+])
+def test_one_dimm_name_comparison(name, text, named):
+    assert audit.dimm_named(name, text) is named

@@ -465,14 +465,20 @@ class Context:
         carries it. Returns None, for `return ctx.skip(...)`."""
         self.reason = reason
 
-    def error(self, command: list[str] | str | None, message: str) -> None:
+    def error(self, command: list[str] | str | None, message: str,
+              shared: tuple[str, str] | None = None) -> None:
         """Record an error of this collector (and say it on stderr); the audit goes on. Once the audit is
-        being stopped (Ctrl-C, SIGTERM), the tools it killed are no errors to say."""
+        being stopped (Ctrl-C, SIGTERM), the tools it killed are no errors to say. `shared` (key, line):
+        an error several collectors meet alike (no SMBIOS table); each records it, stderr gets `line` once
+        per audit, whichever collector meets it first."""
         if self.runner.interrupted:
             return
         cmd = " ".join(command) if isinstance(command, list) else command
         self.errors.append({"collector": self.name, "command": cmd, "message": message})
-        log(f"{self.name}: {cmd + ': ' if cmd else ''}{message}")
+        if shared is None:
+            log(f"{self.name}: {cmd + ': ' if cmd else ''}{message}")
+        elif self.runner.first_time(shared[0]):
+            log(shared[1])
 
     def run(
         self, argv: list[str], timeout: float | None = None, redact: Callable[[bytes], bytes] | None = None
@@ -906,6 +912,8 @@ def no_smbios_message(result: ToolResult) -> str | None:
 DMI_WRONG_COUNT = re.compile(r"Wrong DMI structures count: (\d+) announced, only (\d+) decoded")
 DMI_ANNOUNCED = re.compile(r"^(\d+) structures occupying \d+ bytes\.?\s*$", re.MULTILINE)
 TRUNCATED_TABLE = "dmi-truncated"  # the key under which the audit says a truncated table once
+NO_SMBIOS_TABLE = "dmi-none"  # the key under which stderr says a missing table once
+DMI_COLLECTORS = ("board", "cpu", "memory", "psu")  # the collectors that read dmidecode
 
 
 def dmi_truncation(stdout: str, stderr: str) -> tuple[int, int] | None:
@@ -934,7 +942,8 @@ def dmidecode_text(ctx: Context, types: str) -> str | None:
         return None
     message = no_smbios_message(result)
     if message is not None:
-        ctx.error(argv, message)
+        said_once = f"{', '.join(DMI_COLLECTORS)}: dmidecode: {message}"  # one stderr line, not four
+        ctx.error(argv, message, shared=(NO_SMBIOS_TABLE, said_once))
         return None
     denied = first_line(result.stderr) if "permission denied" in result.stderr.lower() else ""
     if result.returncode != 0 and not result.timed_out and denied:

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """bee audit: one JSON hardware inventory of the machine it runs on.
 
-Standard library only (the live system has python3 and nothing from PyPI). Each collector is a plain
-function registered with `@collector(name)` in the order the document lists them (the sections below
-follow that order); it gets a `Context` to run tools and read sysfs, and returns plain data (or None when
-its tools are absent). Nothing a collector meets is fatal: a missing tool contributes nothing, a failing,
-hung or garbage-printing tool is an entry in `errors`, and the document is always complete.
+Standard library only (the live system has python3 and nothing from PyPI). Each collector is a plain function
+registered with `@collector(name)` in the order the document lists them (the sections below follow that
+order); it gets a `Context` to run tools and read sysfs, and returns plain data (or None when its tools are
+absent). After the last collector's section, "memory errors from every source" tells each DIMM's errors once,
+whichever of memory (EDAC), kernel_log and event_log saw them. Nothing a collector meets is fatal: a missing
+tool contributes nothing, a failing, hung or garbage-printing tool is an entry in `errors`, and the document
+is always complete.
 
 Units in the document, named in the key where a key carries one (`size_bytes`, `speed_mbps`,
 `temperature_c`, `duration_s`): sizes in bytes, CPU speeds in MHz, memory speeds in MT/s, network speeds in
@@ -982,6 +984,9 @@ def dmidecode_records(ctx: Context, types: str) -> list[DmiRecord] | None:
 
 IPMITOOL_LOCK = threading.Lock()  # never two ipmitool commands at once (concurrent KCS access broke BMCs)
 IPMI_DEVICES = ("ipmi0", "ipmi/0", "ipmidev/0")
+# Why a BMC collector is skipped when none of those device nodes exists (said alike by bmc, sensors,
+# event_log and psu).
+NO_IPMI_DEVICE = "no /dev/ipmi0 (nor /dev/ipmi/0, /dev/ipmidev/0): no BMC, or its driver is not loaded"
 # The limit of the commands that walk a whole repository (`sdr elist`, `sel list`): a real BMC takes 5-30 s,
 # a slow one minutes, far over a quick command's --timeout. Such a command gets max(--timeout, this).
 IPMI_SLOW_TIMEOUT = 120.0
@@ -2370,7 +2375,7 @@ def collect_psu(ctx: Context) -> dict[str, Any] | None:
         supplies = parse_psu_dmi(parse_dmidecode(dmidecode_text(ctx, "39")))
         source = "dmidecode -t 39" if supplies else None
     if not fru_ran and not supplies:
-        return ctx.skip("no BMC (no /dev/ipmi0) and no power supply in dmidecode -t 39")
+        return ctx.skip(f"no power supply in dmidecode -t 39, and {NO_IPMI_DEVICE}")
     return {"source": source, "power_supplies": supplies, **fru_identity(fru_records)}
 
 
@@ -3403,7 +3408,7 @@ def collect_bmc(ctx: Context) -> dict[str, Any] | None:
     ipmitool at a time, shared with every collector that asks the BMC. A BMC that does not answer `mc info`
     in time is asked nothing more."""
     if not ipmi_present(ctx):
-        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
+        return ctx.skip(NO_IPMI_DEVICE)
     argv = ["ipmitool", "mc", "info"]
     result = run_ipmitool_quiet(ctx, argv)
     if result is None:
@@ -3432,7 +3437,7 @@ def bmc_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-# -- sensors: the BMC's sensors (ipmitool sdr elist) --------------------------------------------------------
+# -- sensors: the BMC's sensors (ipmitool sdr elist) ---------------------------------------------------------
 
 # A sensor's status as ipmitool prints it (sdr: ok/ns/nc/cr/nr; sensor: which threshold is crossed).
 SENSOR_STATUS = {"ok": "ok", "ns": "ns", "na": "ns", "nc": "nc", "lnc": "nc", "unc": "nc", "cr": "cr",
@@ -3562,7 +3567,7 @@ def collect_sensors(ctx: Context) -> list[dict[str, Any]] | None:
     """The BMC's sensors from one `ipmitool sdr elist` (the one walk of the SDR repository; only when
     /dev/ipmi0 exists)."""
     if not ipmi_present(ctx):
-        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
+        return ctx.skip(NO_IPMI_DEVICE)
     argv = ["ipmitool", "sdr", "elist"]
     text = ipmitool_text(ctx, argv, slow=True)
     if text is None:
@@ -3718,7 +3723,7 @@ def sensor_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-# -- event_log: the BMC's System Event Log (ipmitool sel info, sel list) ------------------------------------
+# -- event_log: the BMC's System Event Log (ipmitool sel info, sel list) -------------------------------------
 
 SEL_KEEP = 1000  # records kept in the document (the newest); the summary counts them all
 SEL_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})$")
@@ -3922,7 +3927,7 @@ def collect_event_log(ctx: Context) -> dict[str, Any] | None:
     document keeps the newest SEL_KEEP records, the total, and a summary of all of them. bee never clears
     the log."""
     if not ipmi_present(ctx):
-        return ctx.skip("no /dev/ipmi0: no BMC, or its driver is not loaded")
+        return ctx.skip(NO_IPMI_DEVICE)
     info_text = ipmitool_text(ctx, ["ipmitool", "sel", "info"])
     list_text = ipmitool_text(ctx, ["ipmitool", "sel", "list"], slow=True)
     if info_text is None and list_text is None:
@@ -4044,7 +4049,7 @@ def event_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-# -- kernel_log: hardware errors in the kernel log (dmesg) --------------------------------------------------
+# -- kernel_log: hardware errors in the kernel log (dmesg) ---------------------------------------------------
 
 PCI_ADDR = r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
 DEVICE_PREFIX = re.compile(rf"^\S+ ({PCI_ADDR}): ")
@@ -4511,7 +4516,7 @@ def kernel_log_findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-# -- memory errors from every source: one story per DIMM ----------------------------------------------------
+# -- memory errors from every source: one story per DIMM -----------------------------------------------------
 
 
 def edac_key(controller: int | None, label: str | None) -> tuple[int | None, str]:

@@ -390,7 +390,7 @@ def test_collector_failure_is_an_error_and_without_bmc_skipped(bmc, tmp_path, mo
     report = audit.run_collector("event_log", audit.collect_event_log, runner)[1]
     assert (report["status"], report["reason"]) == (
         "skipped",
-        "no /dev/ipmi0: no BMC, or its driver is not loaded",
+        "no /dev/ipmi0 (nor /dev/ipmi/0, /dev/ipmidev/0): no BMC, or its driver is not loaded",
     )
 
 

@@ -294,7 +294,7 @@ def test_collector_without_bmc_is_skipped(tmp_path, monkeypatch):
     report = audit.run_collector("sensors", audit.collect_sensors, runner)[1]
     assert (report["status"], report["reason"]) == (
         "skipped",
-        "no /dev/ipmi0: no BMC, or its driver is not loaded",
+        "no /dev/ipmi0 (nor /dev/ipmi/0, /dev/ipmidev/0): no BMC, or its driver is not loaded",
     )
 
 

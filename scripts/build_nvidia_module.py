@@ -248,18 +248,14 @@ def _fetch_once(session: Any, url: str, transfer: _Transfer, timeout: float, pro
                 transfer.bar = _open_progress(True, Path(url).name, transfer.offset, total)
             _save_body(response, transfer, url)
     except requests.ConnectionError as exc:
-        if NAME_RESOLUTION.search(str(exc)):
-            host = urlsplit(url).hostname or url
-            raise DownloadError(
-                f"cannot download {url}: {host} does not resolve ({_short_reason(exc)}): no network or no "
-                "DNS on this builder; check the network (and bee.nvidia.url), then run again"
-            ) from None
-        if NO_ROUTE.search(str(exc)):
-            host = urlsplit(url).hostname or url
-            raise DownloadError(
-                f"cannot download {url}: no route to {host} ({_short_reason(exc)}): no network on this "
-                "builder; check the network (and bee.nvidia.url), then run again"
-            ) from None
+        host = urlsplit(url).hostname or url
+        for pattern, what, why in ((NAME_RESOLUTION, f"{host} does not resolve", "no network or no DNS"),
+                                   (NO_ROUTE, f"no route to {host}", "no network")):
+            if pattern.search(str(exc)):
+                raise DownloadError(
+                    f"cannot download {url}: {what} ({_short_reason(exc)}): {why} on this builder; check the "
+                    "network (and bee.nvidia.url), then run again"
+                ) from None
         raise _TransientError(_short_reason(exc)) from exc
     except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise _TransientError(_short_reason(exc)) from exc
